@@ -1,0 +1,192 @@
+"""Configuration in one place: the policy file, the pipeline params and deployment settings.
+
+Both YAML files load into frozen pydantic models with ``extra="forbid"``, so a typo is an
+error that names the key. Nothing here reads a file at import time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from paycadence.defaults import PARAMS_FILE, POLICY_FILE
+from paycadence.errors import ConfigError
+
+ACTIONS = ("wait", "email", "sms", "letter", "phone", "payment_plan", "collection")
+CONTACT_CHANNELS = ("email", "sms", "letter", "phone", "payment_plan")
+CHANNELS = ("email", "sms", "letter", "phone", "payment_plan", "collection")
+OPTABLE_CHANNELS = ("email", "sms", "letter", "phone")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Costs(_Frozen):
+    """Cost of one action, in the invoice currency."""
+
+    email: float = Field(0.05, ge=0)
+    sms: float = Field(0.15, ge=0)
+    letter: float = Field(1.50, ge=0)
+    phone: float = Field(6.00, ge=0)
+    payment_plan: float = Field(2.00, ge=0)
+    collection: float = Field(25.00, ge=0)
+
+    def of(self, action: str) -> float:
+        """Cost of ``action`` (``wait`` costs nothing)."""
+        return 0.0 if action == "wait" else float(getattr(self, action))
+
+
+class Rules(_Frozen):
+    """Hard constraints (CONTRACT.md §2); the guard enforces every one of them."""
+
+    min_days_between_contacts: int = Field(3, ge=0)
+    max_contacts_per_30_days: int = Field(4, ge=1)
+    min_reminders_before_collection: int = Field(2, ge=0)
+    min_days_overdue_for_collection: int = Field(30, ge=0)
+    contact_disputed_invoices: bool = False
+
+
+class PaymentPlan(_Frozen):
+    """Who may be offered a payment plan (a rule as hard as the others), and on what terms."""
+
+    min_reminders_before_offer: int = Field(1, ge=0)
+    min_open_amount: float = Field(100.0, ge=0)
+    installments: int = Field(3, ge=2)
+
+
+class Exploration(_Frozen):
+    """Share of decisions that explore uniformly among allowed actions."""
+
+    share: float = Field(0.05, ge=0, le=1)
+    seed: int = 0
+
+
+class Schedule(_Frozen):
+    """The fixed reference schedule, in days past the due date."""
+
+    first_reminder: int = 2
+    second_reminder: int = 18
+    final_notice: int = 34
+    collection: int = 50
+
+
+class Policy(_Frozen):
+    """The policy file: costs, rules and the optional sections, each with its default."""
+
+    costs: Costs = Costs()
+    collection_fee_rate: float = Field(0.15, ge=0, le=1)
+    annual_cost_of_capital: float = Field(0.08, ge=0, le=1)
+    rules: Rules = Rules()
+    payment_plan: PaymentPlan = PaymentPlan()
+    exploration: Exploration = Exploration()
+    schedule: Schedule = Schedule()
+
+
+class SimulateParams(_Frozen):
+    debtors: int = Field(500, ge=1)
+    days: int = Field(730, ge=60)
+    seed: int = 1
+    start: dt.date = dt.date(2024, 1, 1)
+
+
+class FeatureParams(_Frozen):
+    snapshot_every_days: int = Field(7, ge=1)
+    min_history_days: int = Field(60, ge=0)
+
+
+class TrainParams(_Frozen):
+    seed: int = 42
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    n_estimators: int = Field(300, ge=1)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(40, ge=1)
+    holdout_share: float = Field(0.25, gt=0, lt=1)
+    embargo_days: int = Field(30, ge=0)
+    horizon_days: int = Field(120, ge=91)
+
+
+class Params(_Frozen):
+    """``params.yaml``: the pipeline's knobs by stage."""
+
+    simulate: SimulateParams = SimulateParams()
+    features: FeatureParams = FeatureParams()
+    train: TrainParams = TrainParams()
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return raw
+
+
+def _explain(exc: ValidationError, path: Path) -> ConfigError:
+    first = exc.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return ConfigError(f"{path}: unknown key '{key}'")
+    return ConfigError(f"{path}: key '{key}': {first['msg'].lower()}")
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load a policy file; keys it lacks get the shipped defaults.
+
+    Raises
+    ------
+    ConfigError
+        When the file is unreadable, has an unknown key or a value of the wrong type.
+    """
+    if path is None:
+        return Policy.model_validate(yaml.safe_load(POLICY_FILE.read_text(encoding="utf-8")))
+    path = Path(path)
+    try:
+        return Policy.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise _explain(exc, path) from None
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Load ``params.yaml`` (the shipped defaults when ``path`` is None)."""
+    if path is None:
+        return Params.model_validate(yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8")))
+    path = Path(path)
+    try:
+        return Params.model_validate(_read_yaml(path))
+    except ValidationError as exc:
+        raise _explain(exc, path) from None
+
+
+class Settings(BaseSettings):
+    """Deployment settings, from ``PAYCADENCE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="PAYCADENCE_", extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///paycadence-feedback.db"
+    api_token: str | None = None
+    data_dir: str | None = None
+    policy_file: str | None = None
+    model_name: str = "paycadence-risk"
+    model_alias: str = "champion"
+    max_body_bytes: int = 200_000_000
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()
