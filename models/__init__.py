@@ -1,1 +1,19 @@
-"""Stage: models."""
+"""Stage 3, models: LightGBM forecasts per open invoice and the policy that acts on them."""
+
+from paycadence.models.estimators import DaysLateModel, LateRiskModel
+from paycadence.models.policy import Choice, InvoiceRisk, decide
+from paycadence.models.recommend import FALLBACK_VERSION, naive_forecast, recommend
+from paycadence.models.risk import TARGETS, RiskModels
+
+__all__ = [
+    "FALLBACK_VERSION",
+    "TARGETS",
+    "Choice",
+    "DaysLateModel",
+    "InvoiceRisk",
+    "LateRiskModel",
+    "RiskModels",
+    "decide",
+    "naive_forecast",
+    "recommend",
+]

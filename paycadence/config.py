@@ -110,6 +110,7 @@ class TrainParams(_Frozen):
     holdout_share: float = Field(0.25, gt=0, lt=1)
     embargo_days: int = Field(30, ge=0)
     horizon_days: int = Field(120, ge=91)
+    gate_auc_tolerance: float = Field(0.0, ge=0, le=1)
 
 
 class Params(_Frozen):

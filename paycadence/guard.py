@@ -160,7 +160,8 @@ def violations(
                     f"{invoice_id}: {overdue} days overdue at collection, "
                     f"needs {rules.min_days_overdue_for_collection}"
                 )
-        if action == "payment_plan" and inv.contacts < policy.payment_plan.min_reminders_before_offer:
+        plan_min = policy.payment_plan.min_reminders_before_offer
+        if action == "payment_plan" and inv.contacts < plan_min:
             found.append(f"{invoice_id}: payment plan offered before enough reminders")
     if action in CONTACT_CHANNELS:
         if action in OPTABLE_CHANNELS and action in state.opted_out:

@@ -1,1 +1,1 @@
-"""Stage: serving/routes."""
+"""One router per resource."""

@@ -1,0 +1,102 @@
+"""scikit-learn estimators around LightGBM: ``__init__`` stores, ``fit`` learns, returns self."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+
+def _booster_params(est) -> dict:
+    return {
+        "learning_rate": est.learning_rate,
+        "num_leaves": est.num_leaves,
+        "min_child_samples": est.min_child_samples,
+        "deterministic": True,
+        "force_col_wise": True,
+        "num_threads": 1,
+        "verbose": -1,
+        "seed": 0 if est.random_state is None else int(est.random_state),
+    }
+
+
+def _names(est) -> list[str] | str:
+    names = getattr(est, "feature_names_in_", None)
+    return [str(n) for n in names] if names is not None else "auto"
+
+
+class LateRiskModel(ClassifierMixin, BaseEstimator):
+    """Binary LightGBM classifier for an invoice event (paid late, unpaid after 90 days).
+
+    Missing feature values (NaN) are allowed: LightGBM routes them on its own.
+    """
+
+    def __init__(self, n_estimators=300, learning_rate=0.05, num_leaves=31,
+                 min_child_samples=40, random_state=None):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit on features ``X`` (n, d) and binary labels ``y``; returns self."""
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) > 2:
+            raise ValueError("LateRiskModel is binary: y has more than two classes")
+        params = {**_booster_params(self), "objective": "binary"}
+        if len(self.classes_) == 1:
+            self.constant_ = float(encoded[0])
+            self.booster_ = None
+            return self
+        self.constant_ = None
+        data = lgb.Dataset(X, label=encoded, weight=sample_weight, feature_name=_names(self))
+        self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
+        return self
+
+    def predict_proba(self, X):
+        """Probabilities of the two classes, shape (n, 2)."""
+        check_is_fitted(self, "classes_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        if self.booster_ is None:
+            p = np.full(X.shape[0], self.constant_)
+        else:
+            p = self.booster_.predict(X)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X):
+        """Most likely class."""
+        proba = self.predict_proba(X)
+        return self.classes_[(proba[:, 1] >= 0.5).astype(int) if len(self.classes_) > 1
+                             else np.zeros(len(proba), dtype=int)]
+
+
+class DaysLateModel(RegressorMixin, BaseEstimator):
+    """LightGBM regressor of days late (settlement day − due day, capped at the horizon)."""
+
+    def __init__(self, n_estimators=300, learning_rate=0.05, num_leaves=31,
+                 min_child_samples=40, random_state=None):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.random_state = random_state
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit on features ``X`` and days late ``y`` (days); returns self."""
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64,
+                             y_numeric=True)
+        params = {**_booster_params(self), "objective": "regression"}
+        data = lgb.Dataset(X, label=y, weight=sample_weight, feature_name=_names(self))
+        self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
+        return self
+
+    def predict(self, X):
+        """Expected days late (days)."""
+        check_is_fitted(self, "booster_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        return self.booster_.predict(X)

@@ -1,0 +1,241 @@
+"""The first policy: the reference schedule, sharpened by the risk forecasts, behind the guard.
+
+For each debtor it finds the invoices whose next reminder step is due, picks the channel the
+step calls for (stronger when the forecast says the money will not come by itself, later when it
+says it will), checks the choice with :mod:`paycadence.guard`, explores a little with an exact
+propensity, and says when to look again. Every choice carries a plain-language reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from dataclasses import dataclass
+
+from paycadence.config import OPTABLE_CHANNELS, Policy
+from paycadence.guard import (
+    WINDOW_DAYS,
+    DebtorState,
+    allowed_actions,
+    contact_allowed_today,
+    violations,
+)
+
+#: p_late at or above which a reminder escalates to a more personal channel.
+HIGH_RISK = 0.6
+#: p_late below which the first reminder waits a few more days (the money is likely coming).
+LOW_RISK = 0.25
+LOW_RISK_DELAY_DAYS = 5
+#: p_unpaid_90d from which a debtor who has paid before merits a payment-plan offer.
+PLAN_MERIT = 0.2
+#: Open amount from which a high-risk second reminder is a phone call rather than an sms.
+PHONE_FROM_AMOUNT = 500.0
+STRENGTH = {"wait": 0, "email": 1, "sms": 2, "payment_plan": 3, "letter": 3, "phone": 4,
+            "collection": 5}
+
+
+@dataclass(frozen=True)
+class InvoiceRisk:
+    """Forecast for one open invoice (see :class:`paycadence.models.RiskModels`)."""
+
+    invoice_id: str
+    p_late: float
+    p_unpaid_90d: float
+    expected_days_late: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A decision for one debtor on one day."""
+
+    action: str
+    invoice_ids: tuple[str, ...]
+    step: int | None
+    next_review_on: dt.date
+    propensity: float
+    explored: bool
+    reason: str
+
+
+def _uniform(seed: int, debtor_id: str, on: dt.date) -> tuple[float, float]:
+    """Two reproducible uniforms in [0, 1) for (seed, debtor, day)."""
+    digest = hashlib.blake2b(f"{seed}|{debtor_id}|{on.isoformat()}".encode(), digest_size=16)
+    raw = digest.digest()
+    a = int.from_bytes(raw[:8], "big") / 2**64
+    b = int.from_bytes(raw[8:], "big") / 2**64
+    return a, b
+
+
+def _step_day(policy: Policy, step: int, p_late: float) -> int | None:
+    """Days past due at which reminder ``step`` (1, 2, 3) is due; None past the last one."""
+    sched = policy.schedule
+    days = {1: sched.first_reminder, 2: sched.second_reminder, 3: sched.final_notice}.get(step)
+    if days is None:
+        return None
+    if step == 1 and p_late < LOW_RISK:
+        days += LOW_RISK_DELAY_DAYS
+    return days
+
+
+def _channel(step: int, p_late: float, open_amount: float, merits_plan: bool,
+             opted_out: frozenset) -> str:
+    """The channel a reminder step calls for, given the risk and what the debtor allows."""
+    if step >= 3:
+        wanted = ["letter", "phone", "email"]
+    elif step == 2:
+        wanted = ["payment_plan"] if merits_plan else []
+        if p_late >= HIGH_RISK:
+            wanted += ["phone", "sms"] if open_amount >= PHONE_FROM_AMOUNT else ["sms", "phone"]
+        wanted += ["email", "letter"]
+    else:
+        wanted = (["sms"] if p_late >= HIGH_RISK else []) + ["email", "sms", "letter"]
+    for channel in wanted:
+        if channel not in OPTABLE_CHANNELS or channel not in opted_out:
+            return channel
+    return "letter"
+
+
+def next_contact_day(state: DebtorState, on: dt.date, policy: Policy, contacted: bool) -> dt.date:
+    """Earliest day after ``on`` on which the guard allows a contact again."""
+    days = list(state.contact_days) + ([on] if contacted else [])
+    probe = DebtorState(state.debtor_id, state.invoices, tuple(days), state.opted_out)
+    day = on + dt.timedelta(days=1)
+    for _ in range(WINDOW_DAYS + policy.rules.min_days_between_contacts + 1):
+        if contact_allowed_today(probe, day, policy):
+            return day
+        day += dt.timedelta(days=1)
+    return day
+
+
+def decide(
+    state: DebtorState,
+    risks: dict[str, InvoiceRisk],
+    on: dt.date,
+    policy: Policy,
+    *,
+    merits_plan: bool = False,
+) -> Choice:
+    """Choose the debtor's action for ``on``.
+
+    Parameters
+    ----------
+    state
+        The debtor as the guard sees it on the morning of ``on``.
+    risks
+        Forecasts per open invoice id.
+    merits_plan
+        Whether the debtor merits a payment-plan offer (has paid before, likely to struggle).
+
+    Returns
+    -------
+    Choice
+        Never an action the guard refuses; ``propensity`` is the exact probability of it.
+    """
+    allowed = allowed_actions(state, on, policy)
+    greedy, ids, step, reason = _greedy(state, risks, on, policy, allowed, merits_plan)
+    explore = policy.exploration.share
+    u_explore, u_pick = _uniform(policy.exploration.seed, state.debtor_id, on)
+    options = sorted(allowed, key=lambda a: STRENGTH[a] * 10 + len(a))
+    chosen, chosen_ids, explored = greedy, ids, False
+    if explore > 0 and u_explore < explore and len(options) > 1:
+        pick = options[min(int(u_pick * len(options)), len(options) - 1)]
+        if pick != greedy:
+            chosen, chosen_ids, explored = pick, allowed[pick], True
+            step = None
+            reason = f"exploring: {pick} chosen at random among {len(options)} allowed actions"
+    propensity = (1 - explore) * (chosen == greedy) + explore / len(options) if explore > 0 \
+        else 1.0
+    if len(options) == 1:
+        propensity = 1.0
+    broken = violations(chosen, chosen_ids, state, on, policy)
+    if broken:  # the guard has the last word, whatever chose the action
+        chosen, chosen_ids, step, propensity = "wait", (), None, 1.0
+        reason = f"held back by the rules: {broken[0]}"
+    if chosen in ("email", "sms", "letter", "phone", "payment_plan") and step is None:
+        step = 1 + max((inv.contacts for inv in state.invoices if inv.invoice_id in chosen_ids),
+                       default=0)
+    review = _next_review(state, risks, on, policy, chosen, chosen_ids)
+    return Choice(chosen, tuple(chosen_ids), step, review, float(propensity), explored, reason)
+
+
+def _greedy(state, risks, on, policy, allowed, merits_plan):
+    """The schedule's action, sharpened by risk, restricted to what the guard allows."""
+    if "collection" in allowed and _collection_due(state, on, policy, allowed["collection"]):
+        ids = tuple(i.invoice_id for i in state.invoices if i.invoice_id in allowed["collection"]
+                    and (on - i.due_date).days >= policy.schedule.collection)
+        return "collection", ids, None, (
+            f"{len(ids)} invoice(s) at least {policy.schedule.collection} days past due after "
+            f"{policy.rules.min_reminders_before_collection} or more reminders: hand over to "
+            "collection"
+        )
+    due_steps = []
+    for inv in state.invoices:
+        if inv.invoice_id not in allowed.get("email", ()) and inv.invoice_id not in allowed.get(
+                "letter", ()) and inv.invoice_id not in allowed.get("sms", ()):
+            continue
+        risk = risks.get(inv.invoice_id)
+        p_late = risk.p_late if risk else 0.5
+        step = inv.contacts + 1
+        day = _step_day(policy, step, p_late)
+        if day is not None and (on - inv.due_date).days >= day:
+            due_steps.append((step, inv, p_late))
+    if not due_steps:
+        return "wait", (), None, _wait_reason(state, risks, on)
+    step, inv, p_late = max(due_steps, key=lambda t: (t[0], t[2]))
+    open_amount = sum(i.open_amount for i in state.invoices)
+    channel = _channel(step, p_late, open_amount, merits_plan and step == 2, state.opted_out)
+    if channel not in allowed:
+        fallback = [c for c in ("email", "letter", "sms") if c in allowed]
+        if not fallback:
+            return "wait", (), None, "a reminder is due but no channel is allowed today"
+        channel = fallback[0]
+    overdue = {i.invoice_id for i in state.invoices if (on - i.due_date).days > 0}
+    ids = tuple(i for i in allowed[channel] if i in overdue) or (inv.invoice_id,)
+    days = (on - inv.due_date).days
+    why = f"reminder {step} due: {days} days past due"
+    if p_late >= HIGH_RISK:
+        why += f"; high risk (p_late {p_late:.2f}) calls for a more personal channel"
+    if channel == "payment_plan":
+        why += "; debtor has paid before and may struggle: payment plan offered"
+    return channel, ids, step, why
+
+
+def _collection_due(state, on, policy, ids) -> bool:
+    invs = [i for i in state.invoices if i.invoice_id in ids]
+    return any((on - i.due_date).days >= policy.schedule.collection for i in invs)
+
+
+def _wait_reason(state, risks, on) -> str:
+    if not state.invoices:
+        return "nothing open"
+    overdue = [i for i in state.invoices if (on - i.due_date).days > 0]
+    if not overdue:
+        return "nothing overdue yet"
+    if all(i.disputed or i.in_collection for i in overdue):
+        return "overdue invoices are disputed or with the collection agency"
+    return "next reminder not due yet"
+
+
+def _next_review(state, risks, on, policy, action, ids) -> dt.date:
+    """When waiting stops being the answer: the next step's day, once a contact is allowed."""
+    contacted = action not in ("wait", "collection")
+    earliest_contact = next_contact_day(state, on, policy, contacted)
+    candidates = []
+    for inv in state.invoices:
+        if inv.in_collection or inv.disputed or (action == "collection" and inv.invoice_id in ids):
+            continue
+        risk = risks.get(inv.invoice_id)
+        step = inv.contacts + 1 + (1 if contacted and inv.invoice_id in ids else 0)
+        day = _step_day(policy, step, risk.p_late if risk else 0.5)
+        if day is None:
+            day = max(policy.schedule.collection, policy.rules.min_days_overdue_for_collection)
+        candidates.append(inv.due_date + dt.timedelta(days=day))
+    if not candidates:
+        return on + dt.timedelta(days=7)
+    return max(min(candidates), earliest_contact)
+
+
+def present_value(amount: float, p_unpaid: float, settle_in_days: float, annual_rate: float):
+    """Expected present value (currency) of an open amount under the forecasts."""
+    return amount * (1 - p_unpaid) * math.exp(-annual_rate * max(settle_in_days, 0) / 365)

@@ -1,0 +1,179 @@
+"""From tables to recommendations: features → forecasts → policy → explained decisions.
+
+One function, :func:`recommend`, serves the batch command, the HTTP API and the demo. It reads
+history only through :func:`paycadence.features.invoice_features`, so a stateless request and a
+stored debtor get the very same treatment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+import polars as pl
+
+from paycadence.config import Policy
+from paycadence.data import Tables
+from paycadence.features import UNPAID_DAYS, debtor_states, describe, invoice_features
+from paycadence.models.policy import PLAN_MERIT, InvoiceRisk, decide, present_value
+from paycadence.models.risk import RiskModels
+
+logger = logging.getLogger(__name__)
+
+FALLBACK_VERSION = "fallback"
+TOP_REASONS = 3
+
+
+def naive_forecast(features: pl.DataFrame) -> pl.DataFrame:
+    """Rule-based forecasts from the debtor's own past, used when no model can be loaded.
+
+    ``p_late`` is the debtor's share of late invoices, smoothed towards one half
+    ((late + 1) / (paid + 2)); days late follow its mean; ``p_unpaid_90d`` is 1 once an
+    invoice is 90 days overdue, otherwise a tenth of ``p_late``.
+    """
+    n = pl.col("n_settled").fill_null(0.0)
+    late = (pl.col("share_late").fill_null(0.0) * n + 1) / (n + 2)
+    days = pl.max_horizontal(pl.col("mean_days_late").fill_null(0.0), pl.col("days_past_due"))
+    return features.select(
+        "invoice_id", "debtor_id",
+        p_late=late,
+        expected_days_late=days.round(2),
+        expected_settled_on=pl.col("due_date") + pl.duration(days=days.round(0).cast(pl.Int64)),
+        p_unpaid_90d=pl.when(pl.col("days_past_due") > UNPAID_DAYS).then(1.0)
+        .otherwise(late / 10),
+    )
+
+
+def recommend(
+    tables: Tables,
+    *,
+    as_of: dt.date,
+    policy: Policy,
+    models: RiskModels | None,
+    model_version: str = FALLBACK_VERSION,
+    debtor_ids: Iterable[str] | None = None,
+    opted_out: dict[str, frozenset] | None = None,
+    open_invoice_ids: Iterable[str] | None = None,
+) -> list[dict]:
+    """Recommendations for every debtor with an open invoice on ``as_of`` (or those named).
+
+    Parameters
+    ----------
+    tables
+        History; rows dated after ``as_of`` are ignored.
+    models
+        The champion forecasts; None falls back to :func:`naive_forecast`.
+    debtor_ids
+        Debtors to answer for, even those with nothing open (they get ``wait``).
+    open_invoice_ids
+        Only these invoices count as open (a caller's list of its open invoices).
+
+    Returns
+    -------
+    list of dict
+        One contract recommendation (CONTRACT.md §4) per debtor, plus ``reason`` and
+        ``explored``.
+    """
+    features = invoice_features(tables, as_of=as_of, invoice_ids=open_invoice_ids)
+    if debtor_ids is not None:
+        wanted = list(dict.fromkeys(debtor_ids))
+        features = features.filter(pl.col("debtor_id").is_in(pl.Series(wanted, dtype=pl.String)
+                                                              .implode()))
+    else:
+        wanted = features["debtor_id"].unique(maintain_order=True).to_list()
+    if models is None:
+        forecasts, contrib, base = naive_forecast(features), None, None
+    else:
+        forecasts = models.predict(features)
+        contrib, base = models.contributions(features) if features.height else (None, None)
+    states = debtor_states(tables, features, as_of=as_of, opted_out=opted_out)
+    rows = features.with_columns(
+        forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d")
+    ).with_row_index("_i")
+    by_debtor = rows.partition_by("debtor_id", as_dict=True, maintain_order=True)
+    out = []
+    for debtor_id in wanted:
+        part = by_debtor.get((debtor_id,))
+        out.append(_one(debtor_id, part, states.get(debtor_id), as_of, policy, models,
+                        model_version, contrib, base))
+    return out
+
+
+def _one(debtor_id, part, state, as_of, policy, models, model_version, contrib, base) -> dict:
+    if part is None or state is None:
+        return {
+            "debtor_id": debtor_id, "action": "wait", "invoice_ids": [], "step": None,
+            "next_review_on": (as_of + dt.timedelta(days=7)).isoformat(),
+            "risk": {"p_late": 0.0, "expected_days_late": 0.0, "p_unpaid_90d": 0.0},
+            "invoices": [], "expected_value": 0.0, "propensity": 1.0,
+            "explanation": [{"feature": "n_open", "value": 0.0, "contribution": 0.0,
+                             "text": "no open invoice"}],
+            "model_version": model_version, "reason": "nothing open", "explored": False,
+        }
+    recs = part.to_dicts()
+    risks = {r["invoice_id"]: InvoiceRisk(r["invoice_id"], r["p_late"], r["p_unpaid_90d"],
+                                          r["expected_days_late"]) for r in recs}
+    first = recs[0]
+    merits = (first["n_settled"] or 0) >= 1 and not any(r["in_collection"] for r in recs) and \
+        max(r["p_unpaid_90d"] for r in recs) >= PLAN_MERIT
+    choice = decide(state, risks, as_of, policy, merits_plan=merits)
+    weights = np.array([max(r["open_amount"], 1e-9) for r in recs])
+    risk = {
+        k: float(np.average([r[k] for r in recs], weights=weights))
+        for k in ("p_late", "expected_days_late", "p_unpaid_90d")
+    }
+    rate = policy.annual_cost_of_capital
+    value = sum(present_value(r["open_amount"], r["p_unpaid_90d"],
+                              (r["expected_settled_on"] - as_of).days, rate) for r in recs)
+    value -= policy.costs.of(choice.action)
+    if choice.action == "collection":
+        value -= policy.collection_fee_rate * sum(
+            present_value(r["open_amount"], r["p_unpaid_90d"],
+                          (r["expected_settled_on"] - as_of).days, rate)
+            for r in recs if r["invoice_id"] in choice.invoice_ids)
+    focus_pool = [r for r in recs if r["invoice_id"] in choice.invoice_ids] or recs
+    focus = max(focus_pool, key=lambda r: (r["open_amount"] * r["p_late"], r["invoice_id"]))
+    explanation = _explain(focus, models, contrib, base)
+    return {
+        "debtor_id": debtor_id,
+        "action": choice.action,
+        "invoice_ids": list(choice.invoice_ids),
+        "step": choice.step,
+        "next_review_on": choice.next_review_on.isoformat(),
+        "risk": {k: round(v, 4) for k, v in risk.items()},
+        "invoices": [
+            {"invoice_id": r["invoice_id"], "p_late": round(r["p_late"], 4),
+             "expected_days_late": round(r["expected_days_late"], 2),
+             "expected_settled_on": r["expected_settled_on"].isoformat(),
+             "p_unpaid_90d": round(r["p_unpaid_90d"], 4),
+             "open_amount": round(r["open_amount"], 2)}
+            for r in recs
+        ],
+        "expected_value": round(float(value), 2),
+        "propensity": round(choice.propensity, 6),
+        "explanation": explanation,
+        "model_version": model_version,
+        "reason": choice.reason,
+        "explored": choice.explored,
+    }
+
+
+def _explain(row: dict, models: RiskModels | None, contrib, base) -> list[dict]:
+    """Top factors behind the focus invoice's ``p_late``: exact SHAP values (log-odds)."""
+    if models is None or contrib is None:
+        return [{"feature": "share_late", "value": row.get("share_late"), "contribution": 0.0,
+                 "text": describe("share_late", row) + " (rule-based fallback, no model)"}]
+    values = contrib[row["_i"]]
+    order = np.argsort(-np.abs(values))[:TOP_REASONS]
+    return [
+        {
+            "feature": models.features[j],
+            "value": None if row.get(models.features[j]) is None else
+            round(float(row[models.features[j]]), 4),
+            "contribution": round(float(values[j]), 4),
+            "text": describe(models.features[j], row),
+        }
+        for j in order
+    ]

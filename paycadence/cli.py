@@ -1,0 +1,261 @@
+"""The ``paycadence`` command: one Typer app, thin commands, one-line errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from paycadence.errors import PaycadenceError
+
+app = typer.Typer(help="paycadence: learn how each debtor pays and choose the next reminder.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the essentials.")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy YAML (default: shipped)."
+                                                )]
+ParamsOpt = Annotated[Path | None, typer.Option("--params", help="params.yaml (default: shipped)."
+                                                )]
+
+
+def _date(value: str | None, name: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise PaycadenceError(f"{name}: '{value}' is not a date (use YYYY-MM-DD)") from None
+
+
+def _run(fn, *args, **kwargs):
+    """Call a stage; a PaycadenceError becomes one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return fn(*args, **kwargs)
+    except PaycadenceError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _table(title: str, columns: list[str], rows: list[tuple]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    return table
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the tables to.")],
+    debtors: Annotated[int, typer.Option(min=1, help="Number of debtors.")] = 500,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    days: Annotated[int, typer.Option(min=60, help="Days of history.")] = 730,
+    quiet: Quiet = False,
+):
+    """Write a simulated company's receivables (the five contract tables)."""
+    from paycadence.data.simulate import simulate as run
+    from paycadence.data.simulate import write_simulation
+
+    def go():
+        t = time.perf_counter()
+        with console.status("simulating", spinner="dots") if not quiet else _null():
+            result = run(debtors, days=days, seed=seed)
+            paths = write_simulation(result, out)
+        rows = [(name, frame.height) for name, frame in result.tables.items()]
+        if not quiet:
+            console.print(_table(f"simulated {debtors} debtors, seed {seed}", ["table", "rows"],
+                                 rows))
+            console.print(f"wrote {len(paths)} files to {out} in {time.perf_counter() - t:.1f} s")
+    _run(go)
+
+
+@app.command()
+def ingest(
+    data: Annotated[Path, typer.Option("--data", help="Directory with the input tables.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for clean tables + quarantine.")],
+    quiet: Quiet = False,
+):
+    """Validate a data directory into clean tables, a quarantine file and a summary."""
+    from paycadence.data.ingest import ingest as run
+    from paycadence.data.ingest import summary_rows
+
+    def go():
+        result = run(data, out)
+        if not quiet:
+            console.print(_table("ingest", ["table", "read", "kept", "quarantined",
+                                            "reasons"], summary_rows(result)))
+            console.print(f"clean tables, quarantine.csv and summary.json in {out}")
+    _run(go)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Directory with the input tables.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Train as if on this date.")] = None,
+    policy: PolicyOpt = None,
+    params: ParamsOpt = None,
+    quiet: Quiet = False,
+):
+    """Ingest, build features, train and evaluate the forecasts; register them in MLflow."""
+    from paycadence.config import load_params, load_policy
+    from paycadence.data.ingest import ingest as run_ingest
+    from paycadence.training import train as run_train
+    from paycadence.training.tracking import tracking_uri
+
+    def go():
+        load_policy(policy)
+        cfg = load_params(params)
+        day = _date(as_of, "--as-of")
+        with console.status("ingesting", spinner="dots") if not quiet else _null() as status:
+            checked = run_ingest(data)
+            if status:
+                status.update("training (features, three LightGBM models, MLflow)")
+            result = run_train(checked.tables, params=cfg, as_of=day, data_dir=str(data))
+        m = result.metrics
+        rows = [
+            ("p_late", "AUC", f"{m['late_auc']:.3f}", f"{m['naive_late_auc']:.3f}"),
+            ("p_late", "Brier", f"{m['late_brier']:.4f}", f"{m['naive_late_brier']:.4f}"),
+            ("p_late", "log-loss", f"{m['late_log_loss']:.4f}", f"{m['naive_late_log_loss']:.4f}"),
+            ("p_late", "ECE", f"{m['late_ece']:.4f}", f"{m['naive_late_ece']:.4f}"),
+            ("days late", "MAE (days)", f"{m['days_mae']:.2f}", f"{m['naive_days_mae']:.2f}"),
+            ("p_unpaid_90d", "AUC", f"{m['unpaid_auc']:.3f}", f"{m['naive_unpaid_auc']:.3f}"),
+            ("p_unpaid_90d", "Brier", f"{m['unpaid_brier']:.4f}",
+             f"{m['naive_unpaid_brier']:.4f}"),
+        ]
+        console.print(_table(
+            f"holdout from {result.split_date} ({result.holdout_rows} snapshots; "
+            f"trained on {result.train_rows})", ["forecast", "metric", "model", "naive reference"],
+            rows))
+        console.print(f"registered paycadence-risk version {result.version} as "
+                      f"[bold]{result.alias}[/bold]: {result.reason}", highlight=False)
+        console.print(f"MLflow run {result.run_id} in {tracking_uri()}", highlight=False)
+    _run(go)
+
+
+@app.command()
+def recommend(
+    data: Annotated[Path, typer.Option("--data", help="Directory with the input tables.")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Decision day (YYYY-MM-DD).")],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .csv, .parquet or .jsonl.")],
+    policy: PolicyOpt = None,
+    quiet: Quiet = False,
+):
+    """Write the next action for every debtor with an open invoice (no server needed)."""
+    from paycadence.config import get_settings, load_policy
+    from paycadence.serving.batch import check_output, recommend_batch
+
+    def go():
+        pol = load_policy(policy)
+        day = _date(as_of, "--as-of")
+        check_output(out)
+        s = get_settings()
+        result = recommend_batch(data, as_of=day, out=out, policy=pol,
+                                 model_name=s.model_name, alias=s.model_alias)
+        if not quiet:
+            _print_recommendations(result.recommendations, f"recommendations as of {day}")
+        console.print(f"{len(result.recommendations)} recommendations ({result.model_version}) "
+                      f"written to {result.out}", highlight=False)
+    _run(go)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port.")] = 8000,
+    data: Annotated[Path | None, typer.Option("--data", help="Clean tables for stored debtors "
+                                              "(the output of ingest).")] = None,
+):
+    """Start the HTTP API on the registered champion models."""
+    import uvicorn
+
+    from paycadence.config import get_settings
+    from paycadence.serving.app import create_app
+
+    def go():
+        settings = get_settings()
+        if not _is_loopback(host) and not settings.api_token:
+            raise PaycadenceError(f"--host {host} is not a loopback address: set "
+                                  "PAYCADENCE_API_TOKEN to require a bearer token first")
+        logging.getLogger().setLevel(logging.INFO)
+        uvicorn.run(create_app(settings, data_dir=data), host=host, port=port,
+                    log_level="info", access_log=False)
+    _run(go)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Directory for the demo's outputs.")] = Path(
+        "demo-output"),
+    debtors: Annotated[int, typer.Option(min=20, help="Simulated debtors.")] = 400,
+    days: Annotated[int, typer.Option(min=240, help="Days of simulated history.")] = 730,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    quiet: Quiet = False,
+):
+    """Simulate a company → ingest → train → recommend, and summarise what it recommends."""
+    from paycadence.config import load_params, load_policy
+    from paycadence.serving.demo import run_demo
+
+    def go():
+        t = time.perf_counter()
+        with console.status("demo", spinner="dots") if not quiet else _null() as status:
+            result = run_demo(out, params=load_params(), policy=load_policy(), debtors=debtors,
+                              seed=seed, days=days,
+                              progress=(status.update if status else None))
+        m = result.train.metrics
+        console.print(_table("what paycadence recommends", ["action", "debtors"],
+                             sorted(result.actions.items(), key=lambda kv: -kv[1])))
+        if not quiet:
+            _print_recommendations(result.recommendations, f"top debtors as of {result.as_of}")
+        console.print(
+            f"p_late on the holdout: AUC {m['late_auc']:.3f} (naive {m['naive_late_auc']:.3f}), "
+            f"Brier {m['late_brier']:.4f} (naive {m['naive_late_brier']:.4f}); "
+            f"model version {result.train.version} is {result.train.alias}", highlight=False)
+        console.print(_table("where everything went", ["output", "path"],
+                             [(k, v) for k, v in result.paths.items()]))
+        console.print(f"demo finished in {time.perf_counter() - t:.1f} s", highlight=False)
+    _run(go)
+
+
+def _print_recommendations(recs: list[dict], title: str, limit: int = 12) -> None:
+    acting = sorted((r for r in recs if r["action"] != "wait"),
+                    key=lambda r: -r["risk"]["p_late"] * sum(i["open_amount"]
+                                                             for i in r["invoices"]))
+    rows = [(r["debtor_id"], r["action"], len(r["invoice_ids"]),
+             f"{sum(i['open_amount'] for i in r['invoices']):,.2f}",
+             f"{r['risk']['p_late']:.2f}", r["next_review_on"], r["reason"],
+             "; ".join(e["text"] for e in r["explanation"][:2])) for r in acting[:limit]]
+    console.print(_table(title, ["debtor", "action", "invoices", "open", "p_late",
+                                 "next review", "why", "top factors"], rows))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def main() -> None:  # pragma: no cover - entry point for python -m
+    app(sys.argv[1:])

@@ -1,0 +1,103 @@
+"""Batch recommendations (no server): ingest a data directory, score, decide, write a file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from paycadence.config import Policy
+from paycadence.data.ingest import IngestResult, ingest
+from paycadence.errors import InputError
+from paycadence.models import recommend
+from paycadence.serving.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+FORMATS = (".csv", ".parquet", ".jsonl")
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch run wrote and what it was built on."""
+
+    recommendations: list[dict]
+    out: Path
+    model_version: str
+    model_detail: str
+    ingest: IngestResult
+
+
+def check_output(out: str | Path) -> Path:
+    """The output path, refused early when its extension names no supported format."""
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        raise InputError(f"{out}: unsupported output format '{out.suffix}'; use "
+                         + ", ".join(FORMATS))
+    return out
+
+
+def recommend_batch(
+    data_dir: str | Path,
+    *,
+    as_of: dt.date,
+    out: str | Path,
+    policy: Policy,
+    model_name: str,
+    alias: str = "champion",
+) -> BatchResult:
+    """Recommend for every debtor with an open invoice on ``as_of`` and write ``out``.
+
+    The data directory is validated like ``ingest`` (its quarantine and summary go beside
+    ``out``); the champion model is used, or the rule-based fallback when none loads.
+    """
+    out = check_output(out)
+    checked = ingest(data_dir, out.parent / f"{out.stem}-ingest")
+    engine = Engine.load(policy, model_name=model_name, alias=alias)
+    recs = recommend(checked.tables, as_of=as_of, policy=policy, models=engine.models,
+                     model_version=engine.version)
+    write_recommendations(recs, out)
+    return BatchResult(recs, out, engine.version, engine.detail, checked)
+
+
+def flat(rec: dict) -> dict:
+    """One flat row of a recommendation for CSV/Parquet (lists as JSON text)."""
+    return {
+        "debtor_id": rec["debtor_id"], "action": rec["action"],
+        "invoice_ids": ";".join(rec["invoice_ids"]), "step": rec["step"],
+        "next_review_on": rec["next_review_on"],
+        "p_late": rec["risk"]["p_late"], "expected_days_late": rec["risk"]["expected_days_late"],
+        "p_unpaid_90d": rec["risk"]["p_unpaid_90d"], "expected_value": rec["expected_value"],
+        "propensity": rec["propensity"], "explored": rec["explored"],
+        "model_version": rec["model_version"], "reason": rec["reason"],
+        "explanation": json.dumps(rec["explanation"]), "invoices": json.dumps(rec["invoices"]),
+    }
+
+
+def write_recommendations(recs: list[dict], out: str | Path) -> Path:
+    """Write recommendations; the format follows the extension (.csv, .parquet, .jsonl)."""
+    out = check_output(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".jsonl":
+        with out.open("w", encoding="utf-8") as fh:
+            for rec in recs:
+                fh.write(json.dumps(rec) + "\n")
+        return out
+    frame = pl.DataFrame([flat(r) for r in recs], schema={
+        "debtor_id": pl.String, "action": pl.String, "invoice_ids": pl.String,
+        "step": pl.Int64, "next_review_on": pl.String, "p_late": pl.Float64,
+        "expected_days_late": pl.Float64, "p_unpaid_90d": pl.Float64,
+        "expected_value": pl.Float64, "propensity": pl.Float64, "explored": pl.Boolean,
+        "model_version": pl.String, "reason": pl.String, "explanation": pl.String,
+        "invoices": pl.String,
+    }, orient="row")
+    if suffix == ".csv":
+        frame.write_csv(out)
+    else:
+        frame.write_parquet(out)
+    return out

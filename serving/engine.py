@@ -1,0 +1,183 @@
+"""The service's working state: champion models, stored history, and request → tables.
+
+:class:`Engine` is built once per process (by the app's lifespan or the batch command). It loads
+the champion by alias and falls back to the rule-based forecasts when that fails, so a missing
+or broken model never stops recommendations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from paycadence.config import Policy
+from paycadence.data import Tables, read_clean
+from paycadence.models import FALLBACK_VERSION, RiskModels, recommend
+from paycadence.serving.schemas import DebtorIn
+from paycadence.training import tracking
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Engine:
+    """Models, policy and stored tables, shared by all requests of one process."""
+
+    policy: Policy
+    models: RiskModels | None = None
+    version: str = FALLBACK_VERSION
+    detail: str = "no model loaded"
+    stored: Tables = field(default_factory=lambda: Tables.from_frames())
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(cls, policy: Policy, *, model_name: str, alias: str,
+             data_dir: str | Path | None = None) -> Engine:
+        """Load ``model_name@alias`` (or fall back) and the stored tables from ``data_dir``."""
+        engine = cls(policy=policy)
+        engine.reload_models(model_name, alias)
+        if data_dir is not None and Path(data_dir).exists():
+            engine.stored = read_clean(data_dir)
+            logger.info("stored history: %d invoices from %s", engine.stored.invoices.height,
+                        data_dir)
+        return engine
+
+    def reload_models(self, model_name: str, alias: str) -> None:
+        """(Re)load the champion; on any failure keep serving with the rule-based fallback."""
+        try:
+            path, version = tracking.download_model(model_name, alias)
+            models = RiskModels.load(path)
+        except Exception as exc:  # noqa: BLE001 - any failure means: serve the fallback
+            with self._lock:
+                self.models, self.version = None, FALLBACK_VERSION
+                self.detail = f"fallback to the rule-based schedule: {exc}"
+            logger.warning("model %s@%s not loaded (%s): serving the rule-based fallback",
+                           model_name, alias, type(exc).__name__)
+            return
+        with self._lock:
+            self.models, self.version = models, f"risk:{version}"
+            self.detail = f"{model_name}@{alias} = version {version}"
+        logger.info("loaded %s@%s version %s", model_name, alias, version)
+
+    def add_feedback(self, tables: Tables) -> None:
+        """Make rows just stored durably visible to stored-debtor recommendations."""
+        with self._lock:
+            self.stored = self.stored.concat(tables)
+
+    def recommend(self, as_of: dt.date, debtors: list[DebtorIn]) -> list[dict]:
+        """Recommendations in request order; stateless debtors use only their own history."""
+        stateless = [d for d in debtors if d.history is not None]
+        stored = [d for d in debtors if d.history is None]
+        out: dict[str, dict] = {}
+        for group, base in ((stateless, None), (stored, self.stored)):
+            if not group:
+                continue
+            tables, open_ids, opted = request_tables(group, base)
+            for rec in self._run(tables, as_of, group, open_ids, opted):
+                out[rec["debtor_id"]] = rec
+        return [out[d.debtor_id] for d in debtors]
+
+    def _run(self, tables, as_of, group, open_ids, opted) -> list[dict]:
+        models, version = self.models, self.version
+        kwargs = {"as_of": as_of, "policy": self.policy,
+                  "debtor_ids": [d.debtor_id for d in group],
+                  "opted_out": opted, "open_invoice_ids": open_ids}
+        if models is not None:
+            try:
+                return recommend(tables, models=models, model_version=version, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - a model failing at predict time
+                logger.error("model %s failed at predict time (%s): rule-based fallback",
+                             version, type(exc).__name__)
+                with self._lock:
+                    self.detail = f"model failed at predict time: {type(exc).__name__}"
+        return recommend(tables, models=None, model_version=FALLBACK_VERSION, **kwargs)
+
+
+def request_tables(debtors: list[DebtorIn], base: Tables | None):
+    """Tables for a group of request debtors, the open invoices to score, opted-out overrides.
+
+    Stateless debtors (``base`` None) bring their whole history. Stored debtors read ``base``.
+    In both cases a debtor's ``open_invoices``, when given, are the open set, and each one's
+    ``amount_paid`` is authoritative: payments for it are replaced by one payment of that
+    amount dated on its issue date (docs/api.md). A debtor without ``open_invoices`` has open
+    whatever its history leaves open on ``as_of``.
+    """
+    ids = [d.debtor_id for d in debtors]
+    tables = base.for_debtors(ids) if base is not None else Tables.from_frames()
+    inv_rows, pay_rows, act_rows, dis_rows, debtor_rows = [], [], [], [], []
+    listed: dict[str, float] = {}
+    open_ids: list[str] = []
+    for d in debtors:
+        debtor_rows.append({"debtor_id": d.debtor_id, "segment": d.segment,
+                            "country": d.country})
+        if d.history is not None:
+            h = d.history
+            inv_rows += [r.model_dump() | {"debtor_id": d.debtor_id} for r in h.invoices]
+            pay_rows += [r.model_dump() for r in h.payments]
+            act_rows += [r.model_dump() for r in h.actions]
+            dis_rows += [r.model_dump() for r in h.disputes]
+            if not d.open_invoices:
+                open_ids += [r.invoice_id for r in h.invoices]
+        for inv in d.open_invoices:
+            listed[inv.invoice_id] = inv.amount_paid
+            inv_rows.append({"invoice_id": inv.invoice_id, "debtor_id": d.debtor_id,
+                             "issue_date": inv.issue_date, "due_date": inv.due_date,
+                             "amount": inv.amount, "currency": inv.currency})
+            open_ids.append(inv.invoice_id)
+        if not d.open_invoices and base is not None:
+            open_ids += tables.invoices.filter(pl.col("debtor_id") == d.debtor_id)[
+                "invoice_id"].to_list()
+    new = Tables.from_frames(
+        debtors=pl.DataFrame(debtor_rows, schema={"debtor_id": pl.String, "segment": pl.String,
+                                                  "country": pl.String}),
+        invoices=_frame(inv_rows, "invoices"), payments=_frame(pay_rows, "payments"),
+        actions=_frame(act_rows, "actions"), disputes=_frame(dis_rows, "disputes"),
+    )
+    if base is not None:
+        known_debtors = set(tables.debtors["debtor_id"].to_list())
+        new = Tables(
+            debtors=new.debtors.filter(~pl.col("debtor_id").is_in(list(known_debtors))),
+            invoices=new.invoices.filter(~pl.col("invoice_id").is_in(
+                tables.invoices["invoice_id"].to_list())),
+            payments=new.payments, actions=new.actions, disputes=new.disputes)
+        tables = tables.concat(new)
+    else:
+        tables = new
+    tables = tables_with_invoice_dedup(tables)
+    if listed:
+        tables = _authoritative_payments(tables, listed)
+    opted = {d.debtor_id: frozenset(d.opted_out) for d in debtors if d.opted_out is not None}
+    return tables, open_ids, opted
+
+
+def tables_with_invoice_dedup(tables: Tables) -> Tables:
+    """One row per invoice id (the first), as ingest would keep it."""
+    return Tables(tables.debtors.unique("debtor_id", keep="first", maintain_order=True),
+                  tables.invoices.unique("invoice_id", keep="first", maintain_order=True),
+                  tables.payments, tables.actions, tables.disputes)
+
+
+def _authoritative_payments(tables: Tables, listed: dict[str, float]) -> Tables:
+    """Replace payments of listed open invoices by one payment of ``amount_paid``."""
+    ids = list(listed)
+    keep = tables.payments.filter(~pl.col("invoice_id").is_in(ids))
+    issue = dict(zip(tables.invoices["invoice_id"], tables.invoices["issue_date"], strict=True))
+    extra = pl.DataFrame(
+        [{"invoice_id": i, "paid_on": issue[i], "amount": a} for i, a in listed.items() if a > 0],
+        schema={"invoice_id": pl.String, "paid_on": pl.Date, "amount": pl.Float64},
+    )
+    payments = pl.concat([keep.select("invoice_id", "paid_on", "amount"), extra])
+    return Tables(tables.debtors, tables.invoices, payments, tables.actions, tables.disputes)
+
+
+def _frame(rows: list[dict], name: str) -> pl.DataFrame:
+    from paycadence.data import COLUMNS
+
+    schema = COLUMNS[name]
+    return pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema,
+                        orient="row")

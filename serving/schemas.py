@@ -1,0 +1,195 @@
+"""Request and response models of the HTTP API (CONTRACT.md §4), separate for each direction."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Channel = Literal["email", "sms", "letter", "phone", "payment_plan", "collection"]
+Action = Literal["wait", "email", "sms", "letter", "phone", "payment_plan", "collection"]
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+Amount = Annotated[float, Field(gt=0, lt=1e12, allow_inf_nan=False)]
+Day = Annotated[dt.date, Field(ge=dt.date(1970, 1, 1), le=dt.date(2200, 12, 31))]
+MAX_DEBTORS = 1000
+
+
+class _In(BaseModel):
+    """Incoming rows: unknown extra fields are accepted and ignored, as in the tables."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+
+class InvoiceRow(_In):
+    invoice_id: Id
+    debtor_id: Id | None = None
+    issue_date: Day
+    due_date: Day
+    amount: Amount
+    currency: str | None = None
+
+    @model_validator(mode="after")
+    def _due_after_issue(self):
+        if self.due_date < self.issue_date:
+            raise ValueError("due_date is before issue_date")
+        return self
+
+
+class PaymentRow(_In):
+    invoice_id: Id
+    paid_on: Day
+    amount: Amount
+
+
+class ActionRow(_In):
+    invoice_id: Id
+    sent_on: Day
+    channel: Channel
+    step: Annotated[int, Field(ge=1, le=1000)] | None = None
+    propensity: Annotated[float, Field(gt=0, le=1)] | None = None
+
+    @field_validator("channel", mode="before")
+    @classmethod
+    def _lower(cls, v):
+        return v.strip().lower() if isinstance(v, str) else v
+
+
+class DisputeRow(_In):
+    invoice_id: Id
+    opened_on: Day
+    resolved_on: Day | None = None
+
+    @model_validator(mode="after")
+    def _resolved_after_opened(self):
+        if self.resolved_on is not None and self.resolved_on < self.opened_on:
+            raise ValueError("resolved_on is before opened_on")
+        return self
+
+
+class DebtorRow(_In):
+    debtor_id: Id
+    country: str | None = None
+    segment: str | None = None
+    created_on: Day | None = None
+    opted_out: str | None = None
+
+
+class History(_In):
+    invoices: list[InvoiceRow] = []
+    payments: list[PaymentRow] = []
+    actions: list[ActionRow] = []
+    disputes: list[DisputeRow] = []
+
+
+class OpenInvoice(_In):
+    invoice_id: Id
+    issue_date: Day
+    due_date: Day
+    amount: Amount
+    amount_paid: Annotated[float, Field(ge=0, lt=1e12, allow_inf_nan=False)] = 0.0
+    currency: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.due_date < self.issue_date:
+            raise ValueError("due_date is before issue_date")
+        if self.amount_paid >= self.amount - 0.01:
+            raise ValueError("amount_paid settles the invoice: it is not open")
+        return self
+
+
+class DebtorIn(_In):
+    debtor_id: Id
+    open_invoices: list[OpenInvoice] = []
+    history: History | None = None
+    opted_out: list[Literal["email", "sms", "letter", "phone"]] | None = None
+    segment: str | None = None
+    country: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_invoices(self):
+        ids = [inv.invoice_id for inv in self.open_invoices]
+        if len(ids) != len(set(ids)):
+            raise ValueError("open_invoices lists an invoice_id twice")
+        if self.history is not None:
+            known = {inv.invoice_id for inv in self.history.invoices} | set(ids)
+            for table in ("payments", "actions", "disputes"):
+                for i, row in enumerate(getattr(self.history, table)):
+                    if row.invoice_id not in known:
+                        raise ValueError(
+                            f"history.{table}[{i}].invoice_id '{row.invoice_id}' is neither in "
+                            "history.invoices nor in open_invoices"
+                        )
+        return self
+
+
+class RecommendRequest(_In):
+    as_of: Day
+    debtors: Annotated[list[DebtorIn], Field(max_length=MAX_DEBTORS)]
+
+    @model_validator(mode="after")
+    def _unique_debtors(self):
+        ids = [d.debtor_id for d in self.debtors]
+        if len(ids) != len(set(ids)):
+            raise ValueError("debtors lists a debtor_id twice")
+        return self
+
+
+class Risk(BaseModel):
+    p_late: float
+    expected_days_late: float
+    p_unpaid_90d: float
+
+
+class InvoiceForecast(Risk):
+    invoice_id: str
+    expected_settled_on: dt.date
+    open_amount: float
+
+
+class Reason(BaseModel):
+    feature: str
+    value: float | None = None
+    contribution: float
+    text: str
+
+
+class Recommendation(BaseModel):
+    debtor_id: str
+    action: Action
+    invoice_ids: list[str]
+    step: int | None = None
+    next_review_on: dt.date
+    risk: Risk
+    invoices: list[InvoiceForecast]
+    expected_value: float
+    propensity: float
+    explanation: list[Reason]
+    model_version: str
+    reason: str
+    explored: bool
+
+
+class RecommendResponse(BaseModel):
+    recommendations: list[Recommendation]
+
+
+class FeedbackRequest(_In):
+    debtors: list[DebtorRow] = []
+    invoices: list[InvoiceRow] = []
+    payments: list[PaymentRow] = []
+    actions: list[ActionRow] = []
+    disputes: list[DisputeRow] = []
+
+
+class FeedbackResponse(BaseModel):
+    stored: dict[str, int]
+    duplicates: dict[str, int]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    models_loaded: bool
+    model_version: str
+    detail: str

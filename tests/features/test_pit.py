@@ -1,0 +1,186 @@
+"""Point-in-time features: nothing after ``as_of`` matters, and the values match a slow oracle."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from paycadence.data import Tables
+from paycadence.features import FEATURES, invoice_features
+
+AS_OF = dt.date(2025, 6, 1)
+CHANNELS = ["email", "sms", "letter", "phone", "payment_plan", "collection"]
+
+
+def random_history(seed: int, n_debtors: int = 12, n_invoices: int = 120) -> Tables:
+    rng = random.Random(seed)
+    start = dt.date(2024, 6, 1)
+    debtors = [{"debtor_id": f"D{i}", "segment": rng.choice(["b2b", "b2c"]),
+                "created_on": start, "opted_out": None} for i in range(n_debtors)]
+    invoices, payments, actions, disputes = [], [], [], []
+    for k in range(n_invoices):
+        issue = start + dt.timedelta(days=rng.randint(0, 420))
+        due = issue + dt.timedelta(days=rng.choice([14, 30]))
+        amount = round(rng.uniform(10, 900), 2)
+        inv = f"I{k}"
+        invoices.append({"invoice_id": inv, "debtor_id": f"D{rng.randrange(n_debtors)}",
+                         "issue_date": issue, "due_date": due, "amount": amount})
+        if rng.random() < 0.85:
+            pay_day = due + dt.timedelta(days=rng.randint(-10, 60))
+            if rng.random() < 0.3:
+                payments.append({"invoice_id": inv, "paid_on": pay_day, "amount": amount / 2})
+                pay_day += dt.timedelta(days=rng.randint(1, 20))
+                payments.append({"invoice_id": inv, "paid_on": pay_day, "amount": amount / 2})
+            else:
+                payments.append({"invoice_id": inv, "paid_on": pay_day, "amount": amount})
+        for step in range(rng.randint(0, 3)):
+            actions.append({"invoice_id": inv, "sent_on": due + dt.timedelta(days=2 + 16 * step),
+                            "channel": rng.choice(CHANNELS), "step": step + 1})
+        if rng.random() < 0.1:
+            opened = issue + dt.timedelta(days=rng.randint(0, 40))
+            resolved = opened + dt.timedelta(days=rng.randint(1, 60)) if rng.random() < 0.7 \
+                else None
+            disputes.append({"invoice_id": inv, "opened_on": opened, "resolved_on": resolved})
+    return Tables.from_frames(
+        debtors=pl.DataFrame(debtors), invoices=pl.DataFrame(invoices),
+        payments=pl.DataFrame(payments), actions=pl.DataFrame(actions),
+        disputes=pl.DataFrame(disputes, schema={"invoice_id": pl.String, "opened_on": pl.Date,
+                                                "resolved_on": pl.Date}),
+    )
+
+
+HISTORY = random_history(7)
+INVOICE_IDS = HISTORY.invoices["invoice_id"].to_list()
+after = st.integers(0, 200).map(lambda d: AS_OF + dt.timedelta(days=d))
+strictly_after = st.integers(1, 200).map(lambda d: AS_OF + dt.timedelta(days=d))
+
+
+@st.composite
+def future_rows(draw):
+    """Rows dated after what is known on the morning of AS_OF, about old and new invoices."""
+    n_new = draw(st.integers(0, 3))
+    new_invoices = []
+    for k in range(n_new):
+        issue = draw(strictly_after)
+        new_invoices.append({"invoice_id": f"N{k}", "debtor_id": draw(st.sampled_from(
+            ["D0", "D1", "D99"])), "issue_date": issue,
+            "due_date": issue + dt.timedelta(days=30), "amount": 100.0})
+    ids = st.sampled_from(INVOICE_IDS + [r["invoice_id"] for r in new_invoices])
+    payments = [{"invoice_id": draw(ids), "paid_on": draw(after),
+                 "amount": draw(st.floats(0.01, 1000))} for _ in range(draw(st.integers(0, 5)))]
+    actions = [{"invoice_id": draw(ids), "sent_on": draw(after),
+                "channel": draw(st.sampled_from(CHANNELS))}
+               for _ in range(draw(st.integers(0, 5)))]
+    disputes = [{"invoice_id": draw(ids), "opened_on": draw(strictly_after), "resolved_on": None}
+                for _ in range(draw(st.integers(0, 2)))]
+    return Tables.from_frames(
+        invoices=pl.DataFrame(new_invoices, schema={"invoice_id": pl.String,
+                                                    "debtor_id": pl.String,
+                                                    "issue_date": pl.Date, "due_date": pl.Date,
+                                                    "amount": pl.Float64}),
+        payments=pl.DataFrame(payments, schema={"invoice_id": pl.String, "paid_on": pl.Date,
+                                                "amount": pl.Float64}),
+        actions=pl.DataFrame(actions, schema={"invoice_id": pl.String, "sent_on": pl.Date,
+                                              "channel": pl.String}),
+        disputes=pl.DataFrame(disputes, schema={"invoice_id": pl.String, "opened_on": pl.Date,
+                                                "resolved_on": pl.Date}),
+    )
+
+
+BEFORE = invoice_features(HISTORY, as_of=AS_OF)
+
+
+@given(extra=future_rows())
+@settings(max_examples=60, deadline=None)
+def test_rows_after_as_of_never_change_features(extra):
+    after_ = invoice_features(HISTORY.concat(extra), as_of=AS_OF)
+    assert_frame_equal(BEFORE, after_, check_row_order=False)
+
+
+@given(shift=st.integers(1, 300))
+@settings(max_examples=20, deadline=None)
+def test_moving_future_payments_later_never_changes_features(shift):
+    """Altering rows dated after AS_OF (payments moved later still) changes nothing."""
+    moved = HISTORY.payments.with_columns(
+        pl.when(pl.col("paid_on") >= AS_OF).then(pl.col("paid_on") + pl.duration(days=shift))
+        .otherwise(pl.col("paid_on")).alias("paid_on"))
+    altered = Tables(HISTORY.debtors, HISTORY.invoices, moved, HISTORY.actions, HISTORY.disputes)
+    assert_frame_equal(BEFORE, invoice_features(altered, as_of=AS_OF), check_row_order=False)
+
+
+def test_resolution_after_as_of_is_not_known():
+    inv = HISTORY.invoices.row(0, named=True)
+    disputes = pl.DataFrame([{"invoice_id": inv["invoice_id"], "opened_on": AS_OF,
+                              "resolved_on": AS_OF + dt.timedelta(days=3)}])
+    t = Tables.from_frames(debtors=HISTORY.debtors, invoices=HISTORY.invoices.head(1),
+                           disputes=disputes)
+    assert invoice_features(t, as_of=AS_OF)["disputed_open"].to_list() == [1.0]
+    assert invoice_features(t, as_of=AS_OF + dt.timedelta(days=3))["disputed_open"].to_list() == [
+        0.0]
+
+
+def oracle(tables: Tables, as_of: dt.date) -> dict[str, dict]:
+    """A slow, obvious loop over dict rows computing some features."""
+    invoices = tables.invoices.to_dicts()
+    pays = [p for p in tables.payments.to_dicts() if p["paid_on"] < as_of]
+    acts = [a for a in tables.actions.to_dicts() if a["sent_on"] < as_of]
+    owner = {i["invoice_id"]: i["debtor_id"] for i in invoices}
+    settled = {}
+    for inv in invoices:
+        total = 0.0
+        for p in sorted((p for p in pays if p["invoice_id"] == inv["invoice_id"]),
+                        key=lambda p: p["paid_on"]):
+            total += p["amount"]
+            if total >= inv["amount"] - 0.01:
+                settled[inv["invoice_id"]] = p["paid_on"]
+                break
+    out = {}
+    for inv in invoices:
+        if inv["issue_date"] > as_of or inv["invoice_id"] in settled:
+            continue
+        d = inv["debtor_id"]
+        past = sorted(((settled[i["invoice_id"]], i["invoice_id"], i) for i in invoices
+                       if i["debtor_id"] == d and i["issue_date"] <= as_of
+                       and i["invoice_id"] in settled), key=lambda t: (t[0], t[1]))
+        late = [(s - i["due_date"]).days > 0 for s, _, i in past]
+        contact = {"email", "sms", "letter", "phone", "payment_plan"}
+        out[inv["invoice_id"]] = {
+            "days_past_due": float((as_of - inv["due_date"]).days),
+            "n_settled": float(len(past)),
+            "share_late": (sum(late) / len(late)) if late else None,
+            "n_late_last_5": float(sum(late[-5:])) if late else None,
+            "reminders_invoice": float(len({a["sent_on"] for a in acts
+                                            if a["invoice_id"] == inv["invoice_id"]
+                                            and a["channel"] in contact})),
+            "contacts_30d": float(len({a["sent_on"] for a in acts
+                                       if owner[a["invoice_id"]] == d and a["channel"] in contact
+                                       and a["sent_on"] >= as_of - dt.timedelta(days=30)})),
+            "paid": sum(p["amount"] for p in pays if p["invoice_id"] == inv["invoice_id"]),
+        }
+    return out
+
+
+def test_features_match_a_slow_oracle():
+    for as_of in (dt.date(2024, 9, 1), AS_OF, dt.date(2025, 8, 15)):
+        fast = {r["invoice_id"]: r for r in invoice_features(HISTORY, as_of=as_of).to_dicts()}
+        slow = oracle(HISTORY, as_of)
+        assert fast.keys() == slow.keys()
+        for inv, want in slow.items():
+            got = fast[inv]
+            for key in ("days_past_due", "n_settled", "share_late", "n_late_last_5",
+                        "reminders_invoice", "contacts_30d"):
+                if want[key] is None:
+                    assert got[key] is None, (inv, key)
+                else:
+                    assert abs(got[key] - want[key]) < 1e-9, (inv, key, got[key], want[key])
+            assert abs(got["amount"] - got["open_amount"] - want["paid"]) < 1e-6
+
+
+def test_feature_frame_has_every_feature_in_order():
+    assert list(BEFORE.columns[5:]) == list(FEATURES)
+    assert BEFORE.height > 0

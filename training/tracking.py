@@ -1,0 +1,65 @@
+"""MLflow tracking and registry: where runs go, how models are registered and found by alias."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT = "paycadence"
+LOCAL_DB = "mlflow.db"
+LOCAL_ARTIFACTS = "mlartifacts"
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else a SQLite store under the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / LOCAL_DB}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifacts beside a SQLite store's file; a server's own default otherwise."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        return (db.parent / LOCAL_ARTIFACTS).resolve().as_uri()
+    return None
+
+
+def setup(experiment: str = EXPERIMENT):
+    """Point MLflow at the store and make sure the experiment exists; returns the client."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, uri)
+    if client.get_experiment_by_name(experiment) is None:
+        client.create_experiment(experiment, artifact_location=_artifact_root(uri))
+    mlflow.set_experiment(experiment)
+    return client
+
+
+def alias_version(client, name: str, alias: str):
+    """The model version behind ``name@alias``, or None when there is none."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def download_model(name: str, alias: str) -> tuple[Path, str]:
+    """Fetch ``models:/name@alias`` to a local folder; returns (risk folder, version)."""
+    import mlflow
+
+    client = setup()
+    version = alias_version(client, name, alias)
+    if version is None:
+        from paycadence.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"no model {name}@{alias} in {tracking_uri()}")
+    local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}")
+    return Path(local) / "artifacts" / "risk", str(version.version)
