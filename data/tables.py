@@ -156,7 +156,9 @@ def known_as_of(events: pl.LazyFrame | pl.DataFrame, as_of: dt.date, *, table: s
     known = events.filter(col <= as_of if same_day else col < as_of)
     if table == "disputes":
         known = known.with_columns(
-            pl.when(pl.col("resolved_on") <= as_of).then(pl.col("resolved_on")).alias("resolved_on")
+            pl.when(pl.col("resolved_on") <= as_of)
+            .then(pl.col("resolved_on"))
+            .alias("resolved_on")
         )
     return known
 

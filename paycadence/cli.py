@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import logging
 import sys
 import time
@@ -62,6 +63,8 @@ def simulate(
     debtors: Annotated[int, typer.Option(min=1, help="Number of debtors.")] = 500,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
     days: Annotated[int, typer.Option(min=60, help="Days of history.")] = 730,
+    start: Annotated[str, typer.Option(help="First day of the history (YYYY-MM-DD).")] = (
+        "2024-01-01"),
     quiet: Quiet = False,
 ):
     """Write a simulated company's receivables (the five contract tables)."""
@@ -71,7 +74,7 @@ def simulate(
     def go():
         t = time.perf_counter()
         with console.status("simulating", spinner="dots") if not quiet else _null():
-            result = run(debtors, days=days, seed=seed)
+            result = run(debtors, days=days, seed=seed, start=_date(start, "--start"))
             paths = write_simulation(result, out)
         rows = [(name, frame.height) for name, frame in result.tables.items()]
         if not quiet:
@@ -106,6 +109,8 @@ def train(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Train as if on this date.")] = None,
     policy: PolicyOpt = None,
     params: ParamsOpt = None,
+    metrics_out: Annotated[Path | None, typer.Option(
+        "--metrics-out", help="Also write the holdout metrics as JSON (for DVC).")] = None,
     quiet: Quiet = False,
 ):
     """Ingest, build features, train and evaluate the forecasts; register them in MLflow."""
@@ -124,6 +129,11 @@ def train(
                 status.update("training (features, three LightGBM models, MLflow)")
             result = run_train(checked.tables, params=cfg, as_of=day, data_dir=str(data))
         m = result.metrics
+        if metrics_out is not None:
+            metrics_out.parent.mkdir(parents=True, exist_ok=True)
+            metrics_out.write_text(json.dumps(
+                {"version": result.version, "alias": result.alias,
+                 **{k: v for k, v in m.items() if v == v}}, indent=2), encoding="utf-8")
         rows = [
             ("p_late", "AUC", f"{m['late_auc']:.3f}", f"{m['naive_late_auc']:.3f}"),
             ("p_late", "Brier", f"{m['late_brier']:.4f}", f"{m['naive_late_brier']:.4f}"),
@@ -134,10 +144,11 @@ def train(
             ("p_unpaid_90d", "Brier", f"{m['unpaid_brier']:.4f}",
              f"{m['naive_unpaid_brier']:.4f}"),
         ]
-        console.print(_table(
-            f"holdout from {result.split_date} ({result.holdout_rows} snapshots; "
-            f"trained on {result.train_rows})", ["forecast", "metric", "model", "naive reference"],
-            rows))
+        if not quiet:
+            console.print(_table(
+                f"holdout from {result.split_date} ({result.holdout_rows} snapshots; "
+                f"trained on {result.train_rows})",
+                ["forecast", "metric", "model", "naive reference"], rows))
         console.print(f"registered paycadence-risk version {result.version} as "
                       f"[bold]{result.alias}[/bold]: {result.reason}", highlight=False)
         console.print(f"MLflow run {result.run_id} in {tracking_uri()}", highlight=False)

@@ -113,12 +113,17 @@ class TrainParams(_Frozen):
     gate_auc_tolerance: float = Field(0.0, ge=0, le=1)
 
 
+class RecommendParams(_Frozen):
+    as_of: dt.date | None = None
+
+
 class Params(_Frozen):
     """``params.yaml``: the pipeline's knobs by stage."""
 
     simulate: SimulateParams = SimulateParams()
     features: FeatureParams = FeatureParams()
     train: TrainParams = TrainParams()
+    recommend: RecommendParams = RecommendParams()
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import logging
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME = "paycadence-risk"
 LABELS = {"late": "y_late", "days": "y_days_late", "unpaid": "y_unpaid_90d"}
-PYFUNC_FILE = Path(__file__).resolve().parent.parent / "models" / "pyfunc.py"
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,8 @@ def train(
         out = models.predict(holdout.head(5)).select(
             "p_late", "expected_days_late", "p_unpaid_90d").to_pandas()
         info = mlflow.pyfunc.log_model(
-            name="risk", python_model=str(PYFUNC_FILE), artifacts={"risk": str(risk_dir)},
+            name="risk", python_model=find_spec("paycadence.models.pyfunc").origin,
+            artifacts={"risk": str(risk_dir)},
             signature=infer_signature(example, out), input_example=example,
             registered_model_name=model_name,
         )

@@ -1,0 +1,170 @@
+"""Shared fixtures: a small simulated company, a trained champion in a temporary MLflow store,
+and a real server process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from paycadence.config import Params, TrainParams, load_params
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+PAYCADENCE = str(Path(sys.executable).parent / "paycadence")
+SMALL = {"n_debtors": 150, "days": 540, "seed": 11}
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` (contract schemas and public data); tests that need it skip without it."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared is absent: contract schemas and public data unavailable")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def response_schema(shared_dir) -> dict:
+    import json
+
+    path = shared_dir / "schema" / "recommend-response.schema.json"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory):
+    """A seeded small company: 150 debtors over 540 days."""
+    from paycadence.data.simulate import simulate
+
+    return simulate(SMALL["n_debtors"], days=SMALL["days"], seed=SMALL["seed"])
+
+
+@pytest.fixture(scope="session")
+def sim_dir(sim, tmp_path_factory) -> Path:
+    from paycadence.data.simulate import write_simulation
+
+    out = tmp_path_factory.mktemp("sim")
+    write_simulation(sim, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def clean_dir(sim_dir, tmp_path_factory) -> Path:
+    from paycadence.data.ingest import ingest
+
+    out = tmp_path_factory.mktemp("clean")
+    ingest(sim_dir, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tables(sim_dir):
+    from paycadence.data.ingest import ingest
+
+    return ingest(sim_dir).tables
+
+
+@pytest.fixture(scope="session")
+def small_params() -> Params:
+    base = load_params()
+    return base.model_copy(update={"train": TrainParams(**(base.train.model_dump() | {
+        "n_estimators": 80}))})
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory):
+    """Every MLflow write of the session goes to a temporary SQLite store."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield uri
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.fixture(scope="session")
+def trained(tables, small_params, mlflow_uri, sim_dir):
+    """The champion, trained once per session into the temporary store."""
+    from paycadence.training import train
+
+    return train(tables, params=small_params, data_dir=str(sim_dir))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A real ``paycadence serve`` process on loopback."""
+
+    def __init__(self, env: dict, data_dir: Path | None, log: Path):
+        self.env, self.data_dir, self.log = env, data_dir, log
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> Server:
+        cmd = [PAYCADENCE, "serve", "--port", str(self.port)]
+        if self.data_dir is not None:
+            cmd += ["--data", str(self.data_dir)]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log.open("ab"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self, sig=None) -> None:
+        if self.proc and self.proc.poll() is None:
+            if sig is None:
+                self.proc.terminate()
+            else:
+                self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server_env(trained, mlflow_uri, tmp_path_factory) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYCADENCE_")}
+    env["MLFLOW_TRACKING_URI"] = mlflow_uri
+    env["PAYCADENCE_DATABASE_URL"] = (
+        f"sqlite:///{tmp_path_factory.mktemp('feedback') / 'feedback.db'}")
+    return env
+
+
+@pytest.fixture(scope="session")
+def server(server_env, clean_dir, tmp_path_factory):
+    srv = Server(server_env, clean_dir, tmp_path_factory.mktemp("logs") / "server.log").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A clean working directory for commands that write under the working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def has(cmd: str) -> bool:
+    return shutil.which(cmd) is not None

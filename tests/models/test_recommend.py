@@ -1,0 +1,90 @@
+"""Recommendations on the simulated company: contract-valid, explained, and rule-abiding."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import jsonschema
+import polars as pl
+import pytest
+
+from paycadence.config import Policy, Rules
+from paycadence.guard import audit_actions
+from paycadence.models import recommend
+
+
+def audit_with_history(tables, recs, as_of, policy):
+    """Audit the history known on ``as_of`` plus the recommended actions carried out that day."""
+    history = tables.actions.filter(pl.col("sent_on") < as_of).to_dicts()
+    new = [{"invoice_id": i, "sent_on": as_of, "channel": r["action"]}
+           for r in recs if r["action"] != "wait" for i in r["invoice_ids"]]
+    disputes = tables.disputes.filter(pl.col("opened_on") <= as_of).with_columns(
+        pl.when(pl.col("resolved_on") <= as_of).then(pl.col("resolved_on")).alias("resolved_on")
+    ).to_dicts()
+    return audit_actions(history + new, tables.invoices.to_dicts(), disputes,
+                         tables.debtors.to_dicts(), policy)
+
+
+@pytest.mark.parametrize("use_model", [True, False], ids=["champion", "fallback"])
+def test_recommendations_are_valid_and_break_no_rule(trained, tables, response_schema,
+                                                     use_model):
+    policy = Policy()
+    last = tables.last_date
+    for back in (120, 60, 20, 0):
+        as_of = last - dt.timedelta(days=back)
+        recs = recommend(tables, as_of=as_of, policy=policy,
+                         models=trained.models if use_model else None,
+                         model_version=f"risk:{trained.version}" if use_model else "fallback")
+        assert recs, "the simulated company has debtors with open invoices"
+        jsonschema.validate({"recommendations": recs}, response_schema)
+        assert audit_with_history(tables, recs, as_of, policy) == []
+        for r in recs:
+            assert r["explanation"] and all(e["text"] for e in r["explanation"])
+            assert dt.date.fromisoformat(r["next_review_on"]) > as_of
+            if r["action"] != "wait":
+                assert r["invoice_ids"]
+            for inv in r["invoices"]:
+                assert dt.date.fromisoformat(inv["expected_settled_on"]) >= as_of
+
+
+def test_stricter_rules_are_respected(trained, tables):
+    policy = Policy(rules=Rules(min_days_between_contacts=10, max_contacts_per_30_days=2,
+                                min_reminders_before_collection=3,
+                                min_days_overdue_for_collection=60))
+    as_of = tables.last_date
+    recs = recommend(tables, as_of=as_of, policy=policy, models=trained.models)
+    assert audit_with_history(tables, recs, as_of, policy) == []
+
+
+def test_exploration_logs_exact_propensities(trained, tables):
+    policy = Policy(exploration={"share": 0.5, "seed": 3})
+    recs = recommend(tables, as_of=tables.last_date, policy=policy, models=trained.models)
+    explored = [r for r in recs if r["explored"]]
+    assert explored, "half the decisions explore"
+    for r in recs:
+        assert 0 < r["propensity"] <= 1
+        if r["explored"]:
+            assert r["propensity"] < 0.5
+    again = recommend(tables, as_of=tables.last_date, policy=policy, models=trained.models)
+    assert [r["action"] for r in again] == [r["action"] for r in recs], "draws are reproducible"
+
+
+def test_explanations_name_real_features_with_their_shap_values(trained, tables):
+    from paycadence.features import FEATURES
+
+    recs = recommend(tables, as_of=tables.last_date, policy=Policy(), models=trained.models)
+    for r in recs:
+        for e in r["explanation"]:
+            assert e["feature"] in FEATURES
+        sizes = [abs(e["contribution"]) for e in r["explanation"]]
+        assert sizes == sorted(sizes, reverse=True)
+
+
+def test_disputed_invoices_are_never_named(trained, tables):
+    as_of = tables.last_date
+    recs = recommend(tables, as_of=as_of, policy=Policy(), models=trained.models)
+    open_disputes = set(tables.disputes.filter(
+        (pl.col("opened_on") <= as_of)
+        & (pl.col("resolved_on").is_null() | (pl.col("resolved_on") > as_of)))["invoice_id"])
+    for r in recs:
+        assert not open_disputes & set(r["invoice_ids"])

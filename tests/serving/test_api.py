@@ -1,0 +1,151 @@
+"""The HTTP API, called over real HTTP on a real server process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import httpx
+import jsonschema
+import polars as pl
+import pytest
+
+
+def test_health_says_models_are_loaded(server, trained):
+    body = httpx.get(f"{server.url}/health").json()
+    assert body["status"] == "ok" and body["models_loaded"] is True
+    assert body["model_version"] == f"risk:{trained.version}"
+
+
+def test_stateless_and_stored_answers_agree(server, tables, response_schema, build_request):
+    """The same debtor, by history or by id, gets the same recommendation."""
+    as_of = tables.last_date + dt.timedelta(days=1)
+    stateless = httpx.post(f"{server.url}/recommend",
+                           json=build_request(tables, as_of, stateless=True), timeout=60)
+    stored = httpx.post(f"{server.url}/recommend",
+                        json=build_request(tables, as_of, stateless=False), timeout=60)
+    assert stateless.status_code == 200, stateless.text
+    assert stored.status_code == 200, stored.text
+    jsonschema.validate(stateless.json(), response_schema)
+    jsonschema.validate(stored.json(), response_schema)
+    a, b = stateless.json()["recommendations"], stored.json()["recommendations"]
+    assert [r["debtor_id"] for r in a] == [r["debtor_id"] for r in b]
+    for x, y in zip(a, b, strict=True):
+        assert x["action"] == y["action"], (x, y)
+        assert x["invoice_ids"] == y["invoice_ids"]
+        assert x["risk"]["p_late"] == pytest.approx(y["risk"]["p_late"], abs=1e-6)
+
+
+def test_two_hundred_debtors_with_history_in_one_call(server, tables, response_schema,
+                                                     build_request):
+    as_of = tables.last_date - dt.timedelta(days=30)
+    body = build_request(tables, as_of, stateless=True, limit=200)
+    r = httpx.post(f"{server.url}/recommend", json=body, timeout=60)
+    assert r.status_code == 200
+    recs = r.json()["recommendations"]
+    assert len(recs) == len(body["debtors"])
+    jsonschema.validate(r.json(), response_schema)
+
+
+def test_unknown_debtor_gets_a_cold_start_recommendation(server, response_schema):
+    body = {"as_of": "2026-01-15", "debtors": [
+        {"debtor_id": "NEW-1", "open_invoices": [
+            {"invoice_id": "N-1", "issue_date": "2025-11-01", "due_date": "2025-12-01",
+             "amount": 420.0}]},
+        {"debtor_id": "NEW-2"},
+    ]}
+    r = httpx.post(f"{server.url}/recommend", json=body)
+    assert r.status_code == 200, r.text
+    jsonschema.validate(r.json(), response_schema)
+    first, second = r.json()["recommendations"]
+    assert first["invoices"][0]["invoice_id"] == "N-1"
+    assert first["action"] in ("email", "sms", "letter")  # 45 days overdue, never reminded
+    assert second["action"] == "wait" and second["invoice_ids"] == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda b: b.pop("as_of"), "as_of"),
+        (lambda b: b["debtors"][0]["open_invoices"][0].update(amount=-5), "amount"),
+        (lambda b: b["debtors"][0]["open_invoices"][0].update(due_date="2025-13-01"),
+         "due_date"),
+        (lambda b: b["debtors"][0]["open_invoices"][0].update(due_date="2020-01-01"),
+         "due_date is before issue_date"),
+        (lambda b: b["debtors"].append(dict(b["debtors"][0])), "debtor_id twice"),
+        (lambda b: b["debtors"][0]["open_invoices"].append(
+            dict(b["debtors"][0]["open_invoices"][0])), "invoice_id twice"),
+        (lambda b: b["debtors"][0].update(history={"actions": [
+            {"invoice_id": "X-1", "sent_on": "2025-11-02", "channel": "fax"}]}), "channel"),
+        (lambda b: b["debtors"][0].update(history={"payments": [
+            {"invoice_id": "ZZZ", "paid_on": "2025-11-02", "amount": 3}]}), "ZZZ"),
+        (lambda b: b["debtors"][0].update(opted_out=["pigeon"]), "opted_out"),
+        (lambda b: b.update(as_of="9999-01-01"), "as_of"),
+    ],
+    ids=["missing-as_of", "negative-amount", "bad-date", "due-before-issue", "duplicate-debtor",
+         "duplicate-invoice", "unknown-channel", "history-unknown-invoice", "unknown-opt-out",
+         "date-out-of-range"],
+)
+def test_bad_requests_get_a_4xx_naming_the_problem(server, mutate, field):
+    body = {"as_of": "2026-01-15", "debtors": [{"debtor_id": "D-x", "open_invoices": [
+        {"invoice_id": "X-1", "issue_date": "2025-11-01", "due_date": "2025-12-01",
+         "amount": 100.0}]}]}
+    mutate(body)
+    r = httpx.post(f"{server.url}/recommend", json=body)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["detail"] or field in json.dumps(r.json()["errors"])
+
+
+def test_malformed_json_is_a_4xx(server):
+    r = httpx.post(f"{server.url}/recommend", content=b'{"as_of": ', headers={
+        "content-type": "application/json"})
+    assert 400 <= r.status_code < 500
+
+
+def test_feedback_is_stored_idempotently_and_used(server, tables):
+    debtor = tables.debtors["debtor_id"][0]
+    body = {
+        "invoices": [{"invoice_id": "FB-1", "debtor_id": debtor, "issue_date": "2030-01-01",
+                      "due_date": "2030-01-31", "amount": 99.5}],
+        "payments": [{"invoice_id": "FB-1", "paid_on": "2030-02-03", "amount": 40}],
+        "actions": [{"invoice_id": "FB-1", "sent_on": "2030-02-02", "channel": "email",
+                     "step": 1, "propensity": 0.95}],
+    }
+    first = httpx.post(f"{server.url}/feedback", json=body)
+    assert first.status_code == 200, first.text
+    assert first.json()["stored"] == {"invoices": 1, "payments": 1, "actions": 1}
+    again = httpx.post(f"{server.url}/feedback", json=body)
+    assert again.json()["stored"] == {"invoices": 0, "payments": 0, "actions": 0}
+    assert again.json()["duplicates"] == {"invoices": 1, "payments": 1, "actions": 1}
+    rec = httpx.post(f"{server.url}/recommend", json={"as_of": "2030-02-20", "debtors": [
+        {"debtor_id": debtor}]}).json()["recommendations"][0]
+    fb = [i for i in rec["invoices"] if i["invoice_id"] == "FB-1"]
+    assert fb and fb[0]["open_amount"] == pytest.approx(59.5)
+
+
+def test_feedback_for_an_unknown_invoice_is_refused_whole(server):
+    body = {"payments": [{"invoice_id": "NOPE", "paid_on": "2030-02-03", "amount": 4}]}
+    r = httpx.post(f"{server.url}/feedback", json=body)
+    assert r.status_code == 422 and "NOPE" in r.json()["detail"]
+
+
+def test_day_after_day_on_unseen_history(server, sim, response_schema, build_request):
+    """A dunning engine's month: every morning recommend for all open debtors, then report
+    that day's outcomes through /feedback."""
+    from paycadence.guard import audit_actions
+
+    tables = sim.tables
+    last = tables.last_date
+    start = last - dt.timedelta(days=10)
+    for k in range(5):
+        day = start + dt.timedelta(days=k)
+        body = build_request(tables, day, stateless=True, limit=80)
+        r = httpx.post(f"{server.url}/recommend", json=body, timeout=60)
+        assert r.status_code == 200
+        jsonschema.validate(r.json(), response_schema)
+        recs = r.json()["recommendations"]
+        history = tables.actions.filter(pl.col("sent_on") < day).to_dicts()
+        new = [{"invoice_id": i, "sent_on": day, "channel": x["action"]}
+               for x in recs if x["action"] != "wait" for i in x["invoice_ids"]]
+        assert audit_actions(history + new, tables.invoices.to_dicts(),
+                             tables.disputes.to_dicts(), tables.debtors.to_dicts()) == []

@@ -1,0 +1,79 @@
+"""The command line as a user meets it: summaries, formats and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+BIN = Path(sys.executable).parent / "paycadence"
+
+
+def run(*args, cwd=None, env=None):
+    return subprocess.run([str(BIN), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, **(env or {})}, timeout=600)
+
+
+@pytest.mark.parametrize("ext", ["csv", "parquet", "jsonl"])
+def test_recommend_writes_every_format(trained, sim_dir, tmp_path, mlflow_uri, tables, ext):
+    out = tmp_path / f"recs.{ext}"
+    as_of = tables.last_date.isoformat()
+    r = run("recommend", "--data", sim_dir, "--as-of", as_of, "--out", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert f"risk:{trained.version}" in r.stdout
+    if ext == "jsonl":
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert rows and {"debtor_id", "action", "explanation", "propensity"} <= rows[0].keys()
+    else:
+        frame = pl.read_csv(out) if ext == "csv" else pl.read_parquet(out)
+        assert frame.height > 0 and {"debtor_id", "action", "next_review_on"} <= set(
+            frame.columns)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["recommend", "--data", "{sim}", "--as-of", "yesterday", "--out", "{tmp}/r.csv"],
+         "--as-of: 'yesterday' is not a date"),
+        (["recommend", "--data", "{sim}", "--as-of", "2025-01-01", "--out", "{tmp}/r.xlsx"],
+         "unsupported output format"),
+        (["train", "--data", "{tmp}/nowhere"], "nowhere"),
+        (["train", "--data", "{sim}", "--policy", "{tmp}/bad-policy.yaml"], "unknown key"),
+    ],
+    ids=["bad-date", "bad-format", "missing-dir", "bad-policy"],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, sim_dir, tmp_path, mlflow_uri):
+    (tmp_path / "bad-policy.yaml").write_text("rules:\n  min_days_between_contact: 3\n")
+    r = run(*[a.format(sim=sim_dir, tmp=tmp_path) for a in args])
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_missing_required_column_names_file_and_column(tmp_path, sim_dir):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in sim_dir.glob("*.csv"):
+        (bad / f.name).write_text(f.read_text())
+    frame = pl.read_csv(bad / "invoices.csv").drop("due_date")
+    frame.write_csv(bad / "invoices.csv")
+    r = run("ingest", "--data", bad, "--out", tmp_path / "out")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: invoices.csv: required column 'due_date' is missing"
+
+
+def test_serve_refuses_a_public_address_without_a_token(tmp_path):
+    r = run("serve", "--host", "0.0.0.0", "--port", "0", env={"PAYCADENCE_API_TOKEN": ""})
+    assert r.returncode == 2
+    assert "PAYCADENCE_API_TOKEN" in r.stderr
+
+
+def test_every_command_has_help():
+    for cmd in ("simulate", "ingest", "train", "recommend", "serve", "demo"):
+        r = run(cmd, "--help")
+        assert r.returncode == 0 and "Usage" in r.stdout

@@ -1,0 +1,113 @@
+"""Training on the simulated company: better than the naive reference, tracked and registered."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from paycadence.features import invoice_features
+from paycadence.models import RiskModels
+from paycadence.training import tracking, train
+from paycadence.training.train import MODEL_NAME
+
+
+def test_model_beats_the_naive_reference(trained):
+    m = trained.metrics
+    assert m["late_auc"] > m["naive_late_auc"] + 0.02
+    assert m["late_brier"] < m["naive_late_brier"]
+    assert m["days_mae"] < m["naive_days_mae"]
+    assert 0 <= m["late_ece"] < 0.1
+
+
+def test_run_is_tracked_and_registered_as_champion(trained, mlflow_uri):
+    client = tracking.setup()
+    run = client.get_run(trained.run_id)
+    assert run.data.metrics["late_auc"] == pytest.approx(trained.metrics["late_auc"])
+    assert run.data.params["train.n_estimators"] == "80"
+    for tag in ("data_fingerprint", "code_version", "split_date"):
+        assert run.data.tags[tag]
+    version = tracking.alias_version(client, MODEL_NAME, "champion")
+    assert version is not None and version.version == trained.version
+    features = client.download_artifacts(trained.run_id, "features.json")
+    assert "share_late" in open(features).read()
+
+
+def test_pyfunc_from_registry_matches_the_bundle(trained, tables):
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    as_of = tables.last_date
+    frame = invoice_features(tables, as_of=as_of)
+    got = model.predict(frame.select(trained.models.features).to_pandas())
+    want = trained.models.predict(frame)
+    assert np.allclose(got["p_late"].to_numpy(), want["p_late"].to_numpy())
+    assert model.metadata.signature is not None
+
+
+def test_shap_values_add_up_to_the_raw_output(trained, tables):
+    frame = invoice_features(tables, as_of=tables.last_date)
+    values, base = trained.models.contributions(frame)
+    assert np.allclose(base + values.sum(axis=1), trained.models.raw(frame), atol=1e-9)
+
+
+def test_saved_models_load_identically(trained, tables, tmp_path):
+    frame = invoice_features(tables, as_of=tables.last_date)
+    loaded = RiskModels.load(trained.models.save(tmp_path / "risk"))
+    assert loaded.predict(frame).equals(trained.models.predict(frame))
+
+
+def test_same_data_params_seed_give_same_predictions(trained, tables, small_params):
+    from paycadence.training.train import fit
+
+    frame = invoice_features(tables, as_of=tables.last_date)
+    from paycadence.features import build_snapshots, snapshot_dates
+
+    dates = snapshot_dates(tables, every_days=14, min_history_days=60)[:20]
+    snaps = build_snapshots(tables, dates, horizon_days=120)
+    a = fit(snaps, small_params).predict(frame)
+    b = fit(snaps, small_params).predict(frame)
+    assert a.equals(b)
+
+
+def test_worse_model_stays_challenger(trained, tables, small_params):
+    weak = small_params.model_copy(update={"train": small_params.train.model_copy(
+        update={"n_estimators": 1, "num_leaves": 2})})
+    result = train(tables, params=weak)
+    assert result.alias == "challenger", result.reason
+    assert "stays challenger" in result.reason
+    client = tracking.setup()
+    assert tracking.alias_version(client, MODEL_NAME, "champion").version == trained.version
+
+
+def test_too_short_history_is_a_clear_error(tables, small_params):
+    from paycadence.errors import InputError
+    from paycadence.training.train import cut_tables
+
+    first = tables.invoices["issue_date"].min()
+    short = cut_tables(tables, first + __import__("datetime").timedelta(days=70))
+    with pytest.raises(InputError, match="history"):
+        train(short, params=small_params)
+
+
+def test_labels_are_censored_not_guessed():
+    import datetime as dt
+
+    from paycadence.data import Tables
+    from paycadence.features import label
+
+    d = dt.date
+    tables = Tables.from_frames(
+        invoices=pl.DataFrame({"invoice_id": ["a", "b", "c"], "debtor_id": ["x"] * 3,
+                               "issue_date": [d(2025, 1, 1)] * 3, "due_date": [d(2025, 1, 31)] * 3,
+                               "amount": [10.0] * 3}),
+        payments=pl.DataFrame({"invoice_id": ["a", "b"], "paid_on": [d(2025, 1, 20),
+                                                                     d(2025, 2, 20)],
+                               "amount": [10.0, 10.0]}),
+    )
+    frame = pl.DataFrame({"invoice_id": ["a", "b", "c"], "as_of": [d(2025, 1, 10)] * 3,
+                          "due_date": [d(2025, 1, 31)] * 3})
+    out = label(frame, tables, data_end=d(2025, 3, 1), horizon_days=120).sort("invoice_id")
+    assert out["y_late"].to_list() == [0.0, 1.0, 1.0]  # c: unpaid a month after due → late
+    assert out["y_unpaid_90d"].to_list() == [0.0, 0.0, None]  # c: 90 days not yet reached
+    assert out["y_days_late"].to_list() == [-11.0, 20.0, None]
