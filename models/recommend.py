@@ -83,25 +83,19 @@ def recommend(
                                                               .implode()))
     else:
         wanted = features["debtor_id"].unique(maintain_order=True).to_list()
-    if models is None:
-        forecasts, contrib, base = naive_forecast(features), None, None
-    else:
-        forecasts = models.predict(features)
-        contrib, base = models.contributions(features) if features.height else (None, None)
+    forecasts = naive_forecast(features) if models is None else models.predict(features)
     states = debtor_states(tables, features, as_of=as_of, opted_out=opted_out)
     rows = features.with_columns(
         forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d")
     ).with_row_index("_i")
     by_debtor = rows.partition_by("debtor_id", as_dict=True, maintain_order=True)
-    out = []
-    for debtor_id in wanted:
-        part = by_debtor.get((debtor_id,))
-        out.append(_one(debtor_id, part, states.get(debtor_id), as_of, policy, models,
-                        model_version, contrib, base))
+    out = [_one(debtor_id, by_debtor.get((debtor_id,)), states.get(debtor_id), as_of, policy,
+                model_version) for debtor_id in wanted]
+    _explain(out, rows, models)
     return out
 
 
-def _one(debtor_id, part, state, as_of, policy, models, model_version, contrib, base) -> dict:
+def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
     if part is None or state is None:
         return {
             "debtor_id": debtor_id, "action": "wait", "invoice_ids": [], "step": None,
@@ -135,7 +129,6 @@ def _one(debtor_id, part, state, as_of, policy, models, model_version, contrib, 
             for r in recs if r["invoice_id"] in choice.invoice_ids)
     focus_pool = [r for r in recs if r["invoice_id"] in choice.invoice_ids] or recs
     focus = max(focus_pool, key=lambda r: (r["open_amount"] * r["p_late"], r["invoice_id"]))
-    explanation = _explain(focus, models, contrib, base)
     return {
         "debtor_id": debtor_id,
         "action": choice.action,
@@ -153,27 +146,41 @@ def _one(debtor_id, part, state, as_of, policy, models, model_version, contrib, 
         ],
         "expected_value": round(float(value), 2),
         "propensity": round(choice.propensity, 6),
-        "explanation": explanation,
+        "explanation": focus["_i"],  # replaced by _explain with the focus invoice's factors
         "model_version": model_version,
         "reason": choice.reason,
         "explored": choice.explored,
     }
 
 
-def _explain(row: dict, models: RiskModels | None, contrib, base) -> list[dict]:
-    """Top factors behind the focus invoice's ``p_late``: exact SHAP values (log-odds)."""
-    if models is None or contrib is None:
-        return [{"feature": "share_late", "value": row.get("share_late"), "contribution": 0.0,
-                 "text": describe("share_late", row) + " (rule-based fallback, no model)"}]
-    values = contrib[row["_i"]]
-    order = np.argsort(-np.abs(values))[:TOP_REASONS]
-    return [
-        {
-            "feature": models.features[j],
-            "value": None if row.get(models.features[j]) is None else
-            round(float(row[models.features[j]]), 4),
-            "contribution": round(float(values[j]), 4),
-            "text": describe(models.features[j], row),
-        }
-        for j in order
-    ]
+def _explain(recs: list[dict], rows: pl.DataFrame, models: RiskModels | None) -> None:
+    """Fill each recommendation's explanation with the top factors behind its focus invoice's
+    ``p_late``: exact SHAP values (log-odds), computed only for the focus rows."""
+    focus = [r["explanation"] for r in recs if isinstance(r["explanation"], int)]
+    if not focus:
+        return
+    frame = rows.filter(pl.col("_i").is_in(focus))
+    position = {i: k for k, i in enumerate(frame["_i"].to_list())}
+    values = models.contributions(frame)[0] if models is not None else None
+    features = frame.to_dicts()
+    for rec in recs:
+        if not isinstance(rec["explanation"], int):
+            continue
+        k = position[rec["explanation"]]
+        row = features[k]
+        if values is None:
+            rec["explanation"] = [{
+                "feature": "share_late", "value": row.get("share_late"), "contribution": 0.0,
+                "text": describe("share_late", row) + " (rule-based fallback, no model)"}]
+            continue
+        order = np.argsort(-np.abs(values[k]), kind="stable")[:TOP_REASONS]
+        rec["explanation"] = [
+            {
+                "feature": models.features[j],
+                "value": None if row.get(models.features[j]) is None else
+                round(float(row[models.features[j]]), 4),
+                "contribution": round(float(values[k][j]), 4),
+                "text": describe(models.features[j], row),
+            }
+            for j in order
+        ]

@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,8 @@ def _date(value: str | None, name: str) -> dt.date | None:
 
 def _run(fn, *args, **kwargs):
     """Call a stage; a PaycadenceError becomes one line on stderr and exit code 2."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return fn(*args, **kwargs)
