@@ -1,5 +1,13 @@
 """Stage 1, data: the contract tables, ingest with quarantine, and the receivables simulator."""
 
+from paycadence.data.ingest import IngestResult, ingest, summary_rows, validate_rows
+from paycadence.data.sim_policy import (
+    DebtorContext,
+    Decision,
+    DecisionPolicy,
+    ScheduleLoggingPolicy,
+)
+from paycadence.data.simulate import SimulationResult, simulate, write_simulation
 from paycadence.data.tables import (
     COLUMNS,
     REQUIRED,
@@ -13,6 +21,17 @@ from paycadence.data.tables import (
 )
 
 __all__ = [
+    "Decision",
+    "DebtorContext",
+    "DecisionPolicy",
+    "ScheduleLoggingPolicy",
+    "SimulationResult",
+    "simulate",
+    "write_simulation",
+    "IngestResult",
+    "ingest",
+    "summary_rows",
+    "validate_rows",
     "COLUMNS",
     "REQUIRED",
     "TABLE_NAMES",

@@ -1,0 +1,350 @@
+"""Ingest: read a data directory's tables, quarantine bad rows with their reasons, keep the rest.
+
+Every row rule is a named polars expression over the raw (string) values; a row that breaks any
+rule goes to ``quarantine.csv`` with its row number and every reason, never silently dropped.
+A table that lacks a required column, or a file that cannot be read, stops the run with one
+line naming the file (:class:`paycadence.errors.InputError`). docs/ingest.md lists the rules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandera.polars as pa
+import polars as pl
+
+from paycadence.config import CHANNELS, OPTABLE_CHANNELS
+from paycadence.data.tables import COLUMNS, REQUIRED, TABLE_NAMES, Tables, conform, write_tables
+from paycadence.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_FILES = ("debtors", "invoices")
+KEYS = {"debtors": "debtor_id", "invoices": "invoice_id"}
+QUARANTINE_SCHEMA = {"table": pl.String, "file": pl.String, "row": pl.Int64,
+                     "reason": pl.String, "record": pl.String}
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """Clean tables, quarantined rows and the counts per table and reason."""
+
+    tables: Tables
+    quarantine: pl.DataFrame
+    counts: dict[str, dict]
+    debtors_created: int
+    paths: list[Path] = field(default_factory=list)
+
+
+class _Debtors(pa.DataFrameModel):
+    debtor_id: str = pa.Field(unique=True)
+
+    class Config:
+        strict = False
+
+
+class _Invoices(pa.DataFrameModel):
+    invoice_id: str = pa.Field(unique=True)
+    debtor_id: str
+    amount: float = pa.Field(gt=0)
+
+    class Config:
+        strict = False
+
+    @pa.dataframe_check
+    def due_not_before_issue(cls, data) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("due_date") >= pl.col("issue_date"))
+
+
+class _Payments(pa.DataFrameModel):
+    invoice_id: str
+    amount: float = pa.Field(gt=0)
+
+    class Config:
+        strict = False
+
+
+class _Actions(pa.DataFrameModel):
+    invoice_id: str
+    channel: str = pa.Field(isin=list(CHANNELS))
+
+    class Config:
+        strict = False
+
+
+class _Disputes(pa.DataFrameModel):
+    invoice_id: str
+
+    class Config:
+        strict = False
+
+
+#: Non-strict pandera models the clean tables must pass (extra columns allowed).
+SCHEMAS = {"debtors": _Debtors, "invoices": _Invoices, "payments": _Payments,
+           "actions": _Actions, "disputes": _Disputes}
+
+
+def _blank(col: str) -> pl.Expr:
+    return pl.col(col).is_null()
+
+
+def _parsed(col: str) -> str:
+    return f"__{col}"
+
+
+def _parse_exprs(name: str, frame: pl.DataFrame) -> list[pl.Expr]:
+    """Typed versions of every contract column present, named ``__<col>`` (null if unparsable)."""
+    out = []
+    for col, dtype in COLUMNS[name].items():
+        if col not in frame.columns:
+            continue
+        src = pl.col(col)
+        if frame.schema[col] == dtype:
+            out.append(src.alias(_parsed(col)))
+        elif isinstance(dtype, pl.Date):
+            if frame.schema[col] in (pl.Datetime, pl.Datetime("us"), pl.Datetime("ns")):
+                out.append(src.cast(pl.Date).alias(_parsed(col)))
+            else:
+                out.append(src.cast(pl.String).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+                           .alias(_parsed(col)))
+        elif isinstance(dtype, pl.Float64 | pl.Int64):
+            text = src.cast(pl.String)
+            value = text.cast(pl.Float64, strict=False)
+            if isinstance(dtype, pl.Int64):
+                value = pl.when(value == value.round(0)).then(value.cast(pl.Int64))
+            out.append(value.alias(_parsed(col)))
+        else:
+            out.append(src.cast(pl.String).alias(_parsed(col)))
+    return out
+
+
+def _rules(name: str, frame: pl.DataFrame) -> dict[str, pl.Expr]:
+    """Named row rules of table ``name``: each expression is True on a bad row."""
+    rules: dict[str, pl.Expr] = {}
+    for col in REQUIRED[name]:
+        rules[f"missing {col}"] = _blank(col)
+    for col, dtype in COLUMNS[name].items():
+        if col not in frame.columns or isinstance(dtype, pl.String):
+            continue
+        rules[f"unparsable {col}"] = ~_blank(col) & _blank(_parsed(col))
+    p = _parsed
+    if name == "invoices":
+        rules["due_date before issue_date"] = pl.col(p("due_date")) < pl.col(p("issue_date"))
+    if name in ("invoices", "payments"):
+        rules["non-positive amount"] = pl.col(p("amount")) <= 0
+        rules["amount not finite"] = ~pl.col(p("amount")).is_finite()
+    if name == "actions":
+        rules["unknown channel"] = ~_blank("channel") & ~pl.col(p("channel")).is_in(
+            list(CHANNELS))
+        if "step" in frame.columns:
+            rules["step below 1"] = pl.col(p("step")) < 1
+        if "propensity" in frame.columns:
+            rules["propensity outside (0, 1]"] = (pl.col(p("propensity")) <= 0) | (
+                pl.col(p("propensity")) > 1)
+    if name == "disputes" and "resolved_on" in frame.columns:
+        rules["resolved_on before opened_on"] = pl.col(p("resolved_on")) < pl.col(p("opened_on"))
+    if name == "debtors" and "opted_out" in frame.columns:
+        parts = pl.col(p("opted_out")).str.split(";").list.eval(
+            pl.element().str.strip_chars().filter(pl.element() != ""))
+        rules["unknown channel in opted_out"] = parts.list.eval(
+            ~pl.element().is_in(list(OPTABLE_CHANNELS))).list.any().fill_null(False)
+    return rules
+
+
+def _normalise(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """Trim strings, blank → null, lower-case channels, upper-case currency and country."""
+    strings = [c for c, t in frame.schema.items() if t == pl.String]
+    frame = frame.with_columns(
+        pl.col(c).str.strip_chars().replace("", None) for c in strings)
+    lower = {"actions": ["channel"], "debtors": ["opted_out", "segment"]}.get(name, [])
+    upper = {"invoices": ["currency"], "debtors": ["country"]}.get(name, [])
+    return frame.with_columns(
+        [pl.col(c).cast(pl.String).str.to_lowercase() for c in lower if c in frame.columns]
+        + [pl.col(c).cast(pl.String).str.to_uppercase() for c in upper if c in frame.columns])
+
+
+def validate_rows(
+    name: str,
+    frame: pl.DataFrame,
+    *,
+    known_invoice_ids: pl.Series | None = None,
+    offset: int = 2,
+    file: str = "",
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Apply table ``name``'s row rules to ``frame``; returns (clean, quarantined).
+
+    Parameters
+    ----------
+    frame
+        Raw rows (strings or typed values); extra columns are kept.
+    known_invoice_ids
+        For payments, actions and disputes: rows naming another invoice are quarantined
+        (``unknown invoice``). None skips that check.
+    offset
+        Row number of the first row (2 for a CSV: line 1 is the header).
+
+    Returns
+    -------
+    (clean, quarantined)
+        ``clean`` conformed to the contract types; ``quarantined`` with columns
+        ``table, file, row, reason, record`` (the original row as JSON).
+    """
+    missing = [c for c in REQUIRED[name] if c not in frame.columns]
+    if missing:
+        raise InputError(f"{file or name}: required column '{missing[0]}' is missing")
+    original = list(frame.columns)
+    frame = frame.with_columns(
+        __record=pl.struct([pl.col(c).cast(pl.String) for c in original]).struct.json_encode()
+    )
+    frame = _normalise(name, frame).with_row_index("__row", offset=offset)
+    frame = frame.with_columns(_parse_exprs(name, frame))
+    rules = _rules(name, frame)
+    if name in ("payments", "actions", "disputes") and known_invoice_ids is not None:
+        rules["unknown invoice"] = ~_blank("invoice_id") & ~pl.col("invoice_id").is_in(
+            known_invoice_ids.implode())
+    hits = [pl.when(rule.fill_null(False)).then(pl.lit(reason)) for reason, rule in rules.items()]
+    tagged = frame.with_columns(
+        __reason=pl.concat_list(hits).list.drop_nulls().list.join("; ")
+        if hits else pl.lit(""))
+    if name in KEYS:
+        key = KEYS[name]
+        # among rows that pass every other rule, the first of a key is kept
+        good = tagged.filter(pl.col("__reason") == "")
+        dup_rows = good.filter(pl.int_range(pl.len()).over(key) > 0)["__row"]
+        tagged = tagged.with_columns(
+            __reason=pl.when(pl.col("__row").is_in(dup_rows.implode()))
+            .then(pl.lit(f"duplicate {key}")).otherwise(pl.col("__reason")))
+    bad = tagged.filter(pl.col("__reason") != "")
+    good = tagged.filter(pl.col("__reason") == "")
+    quarantined = bad.select(
+        table=pl.lit(name), file=pl.lit(file or name), row=pl.col("__row").cast(pl.Int64),
+        reason=pl.col("__reason"), record=pl.col("__record"),
+    )
+    typed = good.with_columns(
+        [pl.col(_parsed(c)).alias(c) for c in COLUMNS[name] if c in frame.columns])
+    clean = typed.select([c for c in typed.columns if not c.startswith("__")])
+    if name == "invoices":
+        clean = clean.with_columns(pl.col("currency").fill_null("EUR") if "currency" in
+                                   clean.columns else pl.lit("EUR").alias("currency"))
+    if name == "debtors" and "opted_out" in clean.columns:
+        clean = clean.with_columns(pl.col("opted_out").str.split(";").list.eval(
+            pl.element().str.strip_chars().filter(pl.element() != "")).list.join(";")
+            .replace("", None))
+    clean = conform(name, clean)
+    SCHEMAS[name].validate(clean)
+    return clean, quarantined
+
+
+def _read(path: Path) -> pl.DataFrame:
+    """Read one table file: CSV as strings (nothing guessed), Parquet as stored."""
+    try:
+        if path.suffix == ".parquet":
+            return pl.read_parquet(path)
+        return pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path.name}: cannot be read ({first})") from None
+
+
+def _locate(data_dir: Path, name: str) -> Path | None:
+    for suffix in (".parquet", ".csv"):
+        path = data_dir / f"{name}{suffix}"
+        if path.exists():
+            return path
+    return None
+
+
+def ingest(data_dir: str | Path, out_dir: str | Path | None = None) -> IngestResult:
+    """Validate a data directory into clean tables, a quarantine and a summary.
+
+    Parameters
+    ----------
+    data_dir
+        Holds ``NAME.csv`` or ``NAME.parquet`` for the five tables (Parquet preferred when both
+        exist). ``debtors`` and ``invoices`` are required; the others may be absent (empty).
+    out_dir
+        When given: clean tables as Parquet, ``quarantine.csv`` and ``summary.json`` go there.
+
+    Raises
+    ------
+    InputError
+        A missing directory, required file or required column, or an unreadable file.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: no such data directory")
+    clean: dict[str, pl.DataFrame] = {}
+    quarantined: list[pl.DataFrame] = []
+    counts: dict[str, dict] = {}
+    for name in TABLE_NAMES:
+        path = _locate(data_dir, name)
+        if path is None:
+            if name in REQUIRED_FILES:
+                raise InputError(f"{data_dir / (name + '.csv')}: required table file is missing")
+            clean[name] = conform(name, pl.DataFrame(schema=COLUMNS[name]))
+            counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
+            continue
+        raw = _read(path)
+        known = clean["invoices"]["invoice_id"] if name in ("payments", "actions",
+                                                            "disputes") else None
+        good, bad = validate_rows(name, raw, known_invoice_ids=known,
+                                  offset=2 if path.suffix == ".csv" else 1, file=path.name)
+        if good.height + bad.height != raw.height:  # pragma: no cover - a bug, never data
+            raise AssertionError(f"{path.name}: rows lost in validation")
+        clean[name] = good
+        quarantined.append(bad)
+        counts[name] = {"read": raw.height, "kept": good.height, "quarantined": bad.height,
+                        "by_reason": _by_reason(bad)}
+    clean, created = _add_missing_debtors(clean)
+    counts["debtors"]["created_for_unknown_debtor_id"] = created
+    quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    tables = Tables(**clean)
+    logger.info("ingest %s: %s", data_dir, {n: (c["kept"], c["quarantined"])
+                                           for n, c in counts.items()})
+    paths: list[Path] = []
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        paths = write_tables(tables, out_dir)
+        quarantine.write_csv(out_dir / "quarantine.csv")
+        summary = {"data_dir": str(data_dir), "tables": counts, "debtors_created": created}
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        paths += [out_dir / "quarantine.csv", out_dir / "summary.json"]
+    return IngestResult(tables, quarantine, counts, created, paths)
+
+
+def _by_reason(bad: pl.DataFrame) -> dict[str, int]:
+    if bad.height == 0:
+        return {}
+    reasons = bad.select(pl.col("reason").str.split("; ")).explode("reason")
+    return dict(sorted(Counter(reasons["reason"].to_list()).items(), key=lambda kv: -kv[1]))
+
+
+def _add_missing_debtors(clean: dict[str, pl.DataFrame]) -> tuple[dict, int]:
+    """Invoices of a debtor missing from debtors: the debtor is created with defaults."""
+    known = clean["debtors"]["debtor_id"]
+    missing = clean["invoices"].filter(~pl.col("debtor_id").is_in(known.implode()))[
+        "debtor_id"].unique(maintain_order=True)
+    if missing.len() == 0:
+        return clean, 0
+    extra = conform("debtors", pl.DataFrame({"debtor_id": missing}))
+    extras = [c for c in clean["debtors"].columns if c not in extra.columns]
+    extra = extra.with_columns(pl.lit(None, dtype=clean["debtors"].schema[c]).alias(c)
+                               for c in extras)
+    clean["debtors"] = pl.concat([clean["debtors"], extra.select(clean["debtors"].columns)])
+    return clean, missing.len()
+
+
+def summary_rows(result: IngestResult) -> list[tuple]:
+    """(table, read, kept, quarantined, top reasons) per table, for printing."""
+    rows = []
+    for name, c in result.counts.items():
+        reasons = ", ".join(f"{r}: {n}" for r, n in list(c["by_reason"].items())[:3])
+        if name == "debtors" and result.debtors_created:
+            reasons = (reasons + ", " if reasons else "") + \
+                f"created for unknown debtor_id: {result.debtors_created}"
+        rows.append((name, c["read"], c["kept"], c["quarantined"], reasons or "-"))
+    return rows
