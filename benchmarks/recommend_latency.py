@@ -96,7 +96,8 @@ def main() -> None:
     for name, xs in (("HTTP /recommend", http), ("in-process baseline", base)):
         print(f"{name:22s} p50 {1000 * statistics.median(xs):7.1f} ms   "
               f"p95 {1000 * percentile(xs, 0.95):7.1f} ms")
-    print(f"ratio HTTP / in-process (p50): {statistics.median(http) / statistics.median(base):.2f}")
+    ratio = statistics.median(http) / statistics.median(base)
+    print(f"ratio HTTP / in-process (p50): {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import lightgbm as lgb
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 
 def _booster_params(est) -> dict:
@@ -45,9 +45,12 @@ class LateRiskModel(ClassifierMixin, BaseEstimator):
         """Fit on features ``X`` (n, d) and binary labels ``y``; returns self."""
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
         check_classification_targets(y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         self.classes_, encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) > 2:
-            raise ValueError("LateRiskModel is binary: y has more than two classes")
+            raise ValueError("Only binary classification is supported. The type of the target "
+                             f"is {type_of_target(y)}.")
         params = {**_booster_params(self), "objective": "binary"}
         if len(self.classes_) == 1:
             self.constant_ = float(encoded[0])
@@ -57,6 +60,12 @@ class LateRiskModel(ClassifierMixin, BaseEstimator):
         data = lgb.Dataset(X, label=encoded, weight=sample_weight, feature_name=_names(self))
         self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False
+        return tags
 
     def predict_proba(self, X):
         """Probabilities of the two classes, shape (n, 2)."""
@@ -90,10 +99,17 @@ class DaysLateModel(RegressorMixin, BaseEstimator):
         """Fit on features ``X`` and days late ``y`` (days); returns self."""
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64,
                              y_numeric=True)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         params = {**_booster_params(self), "objective": "regression"}
         data = lgb.Dataset(X, label=y, weight=sample_weight, feature_name=_names(self))
         self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
         return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
     def predict(self, X):
         """Expected days late (days)."""

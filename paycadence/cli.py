@@ -21,7 +21,6 @@ from paycadence.errors import PaycadenceError
 app = typer.Typer(help="paycadence: learn how each debtor pays and choose the next reminder.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=False)
-err = Console(stderr=True)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the essentials.")]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy YAML (default: shipped)."
@@ -47,7 +46,7 @@ def _run(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except PaycadenceError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
 

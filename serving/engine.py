@@ -114,7 +114,7 @@ def request_tables(debtors: list[DebtorIn], base: Tables | None):
     open_ids: list[str] = []
     for d in debtors:
         debtor_rows.append({"debtor_id": d.debtor_id, "segment": d.segment,
-                            "country": d.country})
+                            "country": d.country, "created_on": d.created_on})
         if d.history is not None:
             h = d.history
             inv_rows += [r.model_dump() | {"debtor_id": d.debtor_id} for r in h.invoices]
@@ -134,7 +134,7 @@ def request_tables(debtors: list[DebtorIn], base: Tables | None):
                 "invoice_id"].to_list()
     new = Tables.from_frames(
         debtors=pl.DataFrame(debtor_rows, schema={"debtor_id": pl.String, "segment": pl.String,
-                                                  "country": pl.String}),
+                                                  "country": pl.String, "created_on": pl.Date}),
         invoices=_frame(inv_rows, "invoices"), payments=_frame(pay_rows, "payments"),
         actions=_frame(act_rows, "actions"), disputes=_frame(dis_rows, "disputes"),
     )

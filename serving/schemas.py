@@ -106,6 +106,7 @@ class DebtorIn(_In):
     opted_out: list[Literal["email", "sms", "letter", "phone"]] | None = None
     segment: str | None = None
     country: str | None = None
+    created_on: Day | None = None
 
     @model_validator(mode="after")
     def _unique_invoices(self):

@@ -58,9 +58,15 @@ class FeedbackStore:
         self.meta.create_all(self.engine)
         self._lock = threading.Lock()
 
-    def add(self, rows: Mapping[str, Iterable[Mapping]]) -> tuple[dict, dict]:
-        """Store rows per table in one transaction; returns (stored, duplicates) counts."""
-        stored, dupes = {}, {}
+    def add(self, rows: Mapping[str, Iterable[Mapping]]) -> tuple[dict, dict, dict]:
+        """Store rows per table in one transaction.
+
+        Returns
+        -------
+        (stored, duplicates, new_rows)
+            Counts per table, and the rows that were new (the ones to make visible).
+        """
+        stored, dupes, new_rows = {}, {}, {}
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with self._lock, self.engine.begin() as conn:
             for name in TABLE_NAMES:
@@ -89,7 +95,8 @@ class FeedbackStore:
                             ).values(resolved_on=r["resolved_on"]))
                 stored[name] = len(new)
                 dupes[name] = len(batch) - len(new)
-        return stored, dupes
+                new_rows[name] = new
+        return stored, dupes, new_rows
 
     def _existing(self, conn, name: str, keys: list[tuple]) -> set[tuple]:
         if not keys:

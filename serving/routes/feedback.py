@@ -42,11 +42,11 @@ def post_feedback(body: FeedbackRequest, engine: EngineDep, store: StoreDep) -> 
                         status.HTTP_422_UNPROCESSABLE_CONTENT,
                         f"{name}[{i}].invoice_id: unknown invoice '{r['invoice_id']}'",
                     )
-    stored, dupes = store.add(rows)
+    stored, dupes, new = store.add(rows)
     engine.add_feedback(Tables.from_frames(**{
-        name: pl.DataFrame([{c: r.get(c) for c in COLUMNS[name]} for r in rows[name]],
+        name: pl.DataFrame([{c: r.get(c) for c in COLUMNS[name]} for r in new[name]],
                            schema=COLUMNS[name], orient="row")
-        for name in rows if rows[name]
+        for name in new if new[name]
     }))
     logger.info("feedback stored: %s (duplicates %s)", stored, dupes)
     return {"stored": stored, "duplicates": dupes}

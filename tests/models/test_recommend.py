@@ -14,15 +14,17 @@ from paycadence.models import recommend
 
 
 def audit_with_history(tables, recs, as_of, policy):
-    """Audit the history known on ``as_of`` plus the recommended actions carried out that day."""
+    """Violations by the actions recommended for ``as_of``, judged with the history before it
+    (the history itself was logged under the default rules)."""
     history = tables.actions.filter(pl.col("sent_on") < as_of).to_dicts()
     new = [{"invoice_id": i, "sent_on": as_of, "channel": r["action"]}
            for r in recs if r["action"] != "wait" for i in r["invoice_ids"]]
     disputes = tables.disputes.filter(pl.col("opened_on") <= as_of).with_columns(
         pl.when(pl.col("resolved_on") <= as_of).then(pl.col("resolved_on")).alias("resolved_on")
     ).to_dicts()
-    return audit_actions(history + new, tables.invoices.to_dicts(), disputes,
-                         tables.debtors.to_dicts(), policy)
+    found = audit_actions(history + new, tables.invoices.to_dicts(), disputes,
+                          tables.debtors.to_dicts(), policy)
+    return [v for v in found if v.on == as_of]
 
 
 @pytest.mark.parametrize("use_model", [True, False], ids=["champion", "fallback"])

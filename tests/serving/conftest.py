@@ -43,8 +43,10 @@ def request_for(tables: Tables, as_of: dt.date, *, stateless: bool, limit: int |
             }
             opted = own.debtors["opted_out"].to_list()
             entry["opted_out"] = [c for c in (opted[0] or "").split(";") if c] if opted else []
-            segment = own.debtors["segment"].to_list()
-            entry["segment"] = segment[0] if segment else None
+            if own.debtors.height:
+                entry["segment"] = own.debtors["segment"][0]
+                created = own.debtors["created_on"][0]
+                entry["created_on"] = created.isoformat() if created else None
         debtors.append(entry)
     return {"as_of": as_of.isoformat(), "debtors": debtors}
 

@@ -28,7 +28,7 @@ def test_run_is_tracked_and_registered_as_champion(trained, mlflow_uri):
     for tag in ("data_fingerprint", "code_version", "split_date"):
         assert run.data.tags[tag]
     version = tracking.alias_version(client, MODEL_NAME, "champion")
-    assert version is not None and version.version == trained.version
+    assert version is not None and str(version.version) == trained.version
     features = client.download_artifacts(trained.run_id, "features.json")
     assert "share_late" in open(features).read()
 
@@ -77,7 +77,7 @@ def test_worse_model_stays_challenger(trained, tables, small_params):
     assert result.alias == "challenger", result.reason
     assert "stays challenger" in result.reason
     client = tracking.setup()
-    assert tracking.alias_version(client, MODEL_NAME, "champion").version == trained.version
+    assert str(tracking.alias_version(client, MODEL_NAME, "champion").version) == trained.version
 
 
 def test_too_short_history_is_a_clear_error(tables, small_params):
