@@ -20,7 +20,8 @@ from paycadence.errors import PaycadenceError
 
 app = typer.Typer(help="paycadence: learn how each debtor pays and choose the next reminder.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console(stderr=False)
+# piped output (CI, files) gets a wide console so that paths and reasons are not cut
+console = Console() if sys.stdout.isatty() else Console(width=200)
 
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the essentials.")]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy YAML (default: shipped)."
@@ -51,7 +52,7 @@ def _run(fn, *args, **kwargs):
 
 
 def _table(title: str, columns: list[str], rows: list[tuple]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title) + 2)
     for col in columns:
         table.add_column(col)
     for row in rows:
@@ -235,8 +236,9 @@ def demo(
             f"p_late on the holdout: AUC {m['late_auc']:.3f} (naive {m['naive_late_auc']:.3f}), "
             f"Brier {m['late_brier']:.4f} (naive {m['naive_late_brier']:.4f}); "
             f"model version {result.train.version} is {result.train.alias}", highlight=False)
-        console.print(_table("where everything went", ["output", "path"],
-                             [(k, v) for k, v in result.paths.items()]))
+        console.print("where everything went:")
+        for name, path in result.paths.items():
+            console.print(f"  {name:18s} {path}", highlight=False, soft_wrap=True)
         console.print(f"demo finished in {time.perf_counter() - t:.1f} s", highlight=False)
     _run(go)
 

@@ -21,7 +21,7 @@ def test_dvc_repro_on_a_small_company(tmp_path):
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["simulate"].update(debtors=60, days=400)
+    params["simulate"].update(debtors=60, days=400, start=str(params["simulate"]["start"]))
     params["train"].update(n_estimators=40)
     params["recommend"]["as_of"] = "2025-02-04"  # start + 400 days
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
