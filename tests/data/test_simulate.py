@@ -100,8 +100,8 @@ def test_kinds_pay_as_described(small):
 def test_reminders_raise_the_payment_rate(small):
     """Payments are more frequent in the week after a reminder than in the week before it."""
     t = small.tables
-    first = t.actions.filter(pl.col("channel").is_in(["email", "sms", "letter", "phone"])).group_by(
-        "invoice_id").agg(pl.col("sent_on").min())
+    reminders = t.actions.filter(pl.col("channel").is_in(["email", "sms", "letter", "phone"]))
+    first = reminders.group_by("invoice_id").agg(pl.col("sent_on").min())
     paid = settlements(t.invoices.lazy(), t.payments.lazy()).collect().join(first,
                                                                             on="invoice_id")
     after = paid.filter((pl.col("settled_on") > pl.col("sent_on"))
