@@ -36,7 +36,7 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
         store = FeedbackStore(settings.database_url)
         engine = Engine.load(policy, model_name=settings.model_name,
                              alias=settings.model_alias,
-                             data_dir=data_dir or settings.data_dir)
+                             data_dir=data_dir or settings.data_dir, stored=True)
         engine.add_feedback(store.load())
         app.state.engine, app.state.store, app.state.settings = engine, store, settings
         yield

@@ -16,9 +16,10 @@ from pathlib import Path
 import polars as pl
 
 from paycadence.config import Policy
-from paycadence.data import Tables, read_clean
+from paycadence.data import Tables, ingest
 from paycadence.models import FALLBACK_VERSION, RiskModels, recommend
 from paycadence.serving.schemas import DebtorIn
+from paycadence.serving.store import KEYS
 from paycadence.training import tracking
 
 logger = logging.getLogger(__name__)
@@ -33,18 +34,28 @@ class Engine:
     version: str = FALLBACK_VERSION
     detail: str = "no model loaded"
     stored: Tables = field(default_factory=lambda: Tables.from_frames())
+    trained_on: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def load(cls, policy: Policy, *, model_name: str, alias: str,
-             data_dir: str | Path | None = None) -> Engine:
-        """Load ``model_name@alias`` (or fall back) and the stored tables from ``data_dir``."""
+             data_dir: str | Path | None = None, stored: bool = False) -> Engine:
+        """Load ``model_name@alias`` (or fall back) and, with ``stored``, the stored history.
+
+        The history is ``data_dir`` when given, else the data the champion was trained on
+        (the run's ``data_dir`` tag); it is validated like ``ingest``.
+        """
         engine = cls(policy=policy)
         engine.reload_models(model_name, alias)
-        if data_dir is not None and Path(data_dir).exists():
-            engine.stored = read_clean(data_dir)
+        if not stored:
+            return engine
+        source = data_dir or engine.trained_on
+        if source and Path(source).is_dir():
+            engine.stored = ingest(source).tables
             logger.info("stored history: %d invoices from %s", engine.stored.invoices.height,
-                        data_dir)
+                        source)
+        elif source:
+            logger.warning("stored history %s not found: only /feedback rows are known", source)
         return engine
 
     def reload_models(self, model_name: str, alias: str) -> None:
@@ -52,6 +63,7 @@ class Engine:
         try:
             path, version = tracking.download_model(model_name, alias)
             models = RiskModels.load(path)
+            self.trained_on = tracking.version_data_dir(model_name, version)
         except Exception as exc:  # noqa: BLE001 - any failure means: serve the fallback
             with self._lock:
                 self.models, self.version = None, FALLBACK_VERSION
@@ -65,9 +77,19 @@ class Engine:
         logger.info("loaded %s@%s version %s", model_name, alias, version)
 
     def add_feedback(self, tables: Tables) -> None:
-        """Make rows just stored durably visible to stored-debtor recommendations."""
+        """Make rows just stored durably visible to stored-debtor recommendations.
+
+        Rows whose natural key the stored history already has (e.g. an invoice of the training
+        data posted again) are not added twice.
+        """
         with self._lock:
-            self.stored = self.stored.concat(tables)
+            fresh = {}
+            for name, frame in tables.items():
+                keys = list(KEYS[name])
+                known = getattr(self.stored, name).select(keys)
+                fresh[name] = frame.unique(keys, keep="first", maintain_order=True).join(
+                    known, on=keys, how="anti", nulls_equal=True)
+            self.stored = self.stored.concat(Tables(**fresh))
 
     def recommend(self, as_of: dt.date, debtors: list[DebtorIn]) -> list[dict]:
         """Recommendations in request order; stateless debtors use only their own history."""

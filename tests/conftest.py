@@ -168,3 +168,9 @@ def workdir(tmp_path, monkeypatch):
 
 def has(cmd: str) -> bool:
     return shutil.which(cmd) is not None
+
+
+@pytest.fixture(scope="session")
+def start_server():
+    """``start_server(env, data_dir, log)`` → a started :class:`Server` (stop it yourself)."""
+    return lambda env, data_dir, log: Server(env, data_dir, log).start()

@@ -63,3 +63,12 @@ def download_model(name: str, alias: str) -> tuple[Path, str]:
         raise ModelNotFoundError(f"no model {name}@{alias} in {tracking_uri()}")
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}")
     return Path(local) / "artifacts" / "risk", str(version.version)
+
+
+def version_data_dir(name: str, version: str) -> str | None:
+    """The data directory the run behind ``name`` version ``version`` was trained on."""
+    client = setup()
+    run_id = client.get_model_version(name, version).run_id
+    if not run_id:
+        return None
+    return client.get_run(run_id).data.tags.get("data_dir") or None

@@ -206,7 +206,8 @@ def train(
         mlflow.log_params({f"features.{k}": v for k, v in params.features.model_dump().items()})
         mlflow.log_metrics({k: float(v) for k, v in scores.items() if np.isfinite(v)})
         mlflow.set_tags({"data_fingerprint": fingerprint(tables), "code_version": code_version(),
-                         "data_dir": str(data_dir or ""), "split_date": split.isoformat(),
+                         "data_dir": str(Path(data_dir).resolve()) if data_dir else "",
+                         "split_date": split.isoformat(),
                          "train_rows": str(train_rows.height),
                          "holdout_rows": str(holdout.height)})
         mlflow.log_dict({"features": list(models.features)}, "features.json")

@@ -129,12 +129,13 @@ def test_feedback_for_an_unknown_invoice_is_refused_whole(server):
     assert r.status_code == 422 and "NOPE" in r.json()["detail"]
 
 
-def test_day_after_day_on_unseen_history(server, sim, response_schema, build_request):
-    """A dunning engine's month: every morning recommend for all open debtors, then report
-    that day's outcomes through /feedback."""
+def test_day_after_day_on_unseen_history(server, response_schema, build_request):
+    """Another company the service never saw, morning after morning, statelessly: every answer
+    is contract-valid and breaks no rule given the history."""
+    from paycadence.data import simulate
     from paycadence.guard import audit_actions
 
-    tables = sim.tables
+    tables = simulate(60, days=300, seed=99).tables
     last = tables.last_date
     start = last - dt.timedelta(days=10)
     for k in range(5):
@@ -147,5 +148,83 @@ def test_day_after_day_on_unseen_history(server, sim, response_schema, build_req
         history = tables.actions.filter(pl.col("sent_on") < day).to_dicts()
         new = [{"invoice_id": i, "sent_on": day, "channel": x["action"]}
                for x in recs if x["action"] != "wait" for i in x["invoice_ids"]]
-        assert audit_actions(history + new, tables.invoices.to_dicts(),
-                             tables.disputes.to_dicts(), tables.debtors.to_dicts()) == []
+        found = audit_actions(history + new, tables.invoices.to_dicts(),
+                              tables.disputes.to_dicts(), tables.debtors.to_dicts())
+        assert [v for v in found if v.on == day] == []
+
+
+def test_without_data_the_service_knows_the_training_data(server_env, tables, build_request,
+                                                          tmp_path, start_server):
+    """``paycadence serve`` alone reads the champion's training data for stored debtors."""
+    env = {**server_env, "PAYCADENCE_DATABASE_URL": f"sqlite:///{tmp_path / 'fb.db'}"}
+    srv = start_server(env, None, tmp_path / "server.log")
+    try:
+        as_of = tables.last_date
+        body = build_request(tables, as_of, stateless=False, limit=30)
+        stored = [{"debtor_id": d["debtor_id"]} for d in body["debtors"]]
+        r = httpx.post(f"{srv.url}/recommend", json={"as_of": body["as_of"], "debtors": stored})
+        assert r.status_code == 200
+        recs = r.json()["recommendations"]
+        assert all(rec["invoices"] for rec in recs), "every debtor's open invoices are known"
+    finally:
+        srv.stop()
+
+
+def test_closed_loop_by_debtor_id_through_feedback(server, response_schema):
+    """A dunning engine on a company the service never saw: it posts the history through
+    /feedback, then every morning asks by debtor_id, carries out the actions and reports them
+    with the day's payments. Our own actions, judged with the history, break no rule."""
+    from paycadence.data import known_as_of, simulate
+    from paycadence.features import invoice_features
+    from paycadence.guard import audit_actions
+
+    sim = simulate(50, days=260, seed=123).tables
+    renamed = {}
+    for name, frame in sim.items():
+        cols = [c for c in ("debtor_id", "invoice_id") if c in frame.columns]
+        renamed[name] = frame.with_columns(
+            pl.concat_str(pl.lit("L-"), pl.col(c)).alias(c) for c in cols)
+    from paycadence.data import Tables
+
+    company = Tables(**renamed)
+    start = company.last_date - dt.timedelta(days=12)
+
+    def rows(frame):
+        return [{k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in r.items()}
+                for r in frame.to_dicts()]
+
+    first = {"debtors": rows(company.debtors)}
+    for name in ("invoices", "payments", "actions", "disputes"):
+        first[name] = rows(known_as_of(getattr(company, name), start, table=name))
+    r = httpx.post(f"{server.url}/feedback", json=first, timeout=60)
+    assert r.status_code == 200, r.text
+    ours = []
+    for k in range(6):
+        day = start + dt.timedelta(days=k)
+        mine = company.concat(Tables.from_frames(actions=pl.DataFrame(
+            ours, schema={"invoice_id": pl.String, "sent_on": pl.Date, "channel": pl.String})))
+        debtors = invoice_features(mine, as_of=day)["debtor_id"].unique().sort().to_list()
+        r = httpx.post(f"{server.url}/recommend", json={
+            "as_of": day.isoformat(), "debtors": [{"debtor_id": d} for d in debtors]}, timeout=60)
+        assert r.status_code == 200, r.text
+        jsonschema.validate(r.json(), response_schema)
+        done = [{"invoice_id": i, "sent_on": day, "channel": x["action"]}
+                for x in r.json()["recommendations"] if x["action"] != "wait"
+                for i in x["invoice_ids"]]
+        ours += done
+        nxt = day + dt.timedelta(days=1)
+        report = {
+            "actions": rows(pl.DataFrame(done, schema={"invoice_id": pl.String,
+                                                       "sent_on": pl.Date,
+                                                       "channel": pl.String})),
+            "payments": rows(company.payments.filter(pl.col("paid_on") == day)),
+            "invoices": rows(company.invoices.filter(pl.col("issue_date") == nxt)),
+            "disputes": rows(company.disputes.filter(pl.col("opened_on") == nxt)),
+        }
+        r = httpx.post(f"{server.url}/feedback", json=report, timeout=60)
+        assert r.status_code == 200, r.text
+    assert ours, "a company with overdue invoices gets reminders within a week"
+    history = company.actions.filter(pl.col("sent_on") < start).to_dicts()
+    found = audit_actions(history + ours, company.invoices.to_dicts(),
+                          company.disputes.to_dicts(), company.debtors.to_dicts())
+    assert [v for v in found if v.on >= start] == []
