@@ -79,9 +79,14 @@ def label(frame: pl.DataFrame, tables: Tables, *, data_end: dt.date, horizon_day
 def build_snapshots(
     tables: Tables, dates: Iterable[dt.date], *, horizon_days: int, data_end: dt.date | None = None
 ) -> pl.DataFrame:
-    """Features of every invoice open on each date, labelled from what happened afterwards."""
+    """Features of every invoice open on each date, labelled from what happened afterwards.
+
+    Invoices more than ``horizon_days`` past due are left out: their outcome is all but
+    settled (still open) and would only flatter the metrics.
+    """
     data_end = data_end or tables.last_date
-    parts = [invoice_features(tables, as_of=d) for d in dates]
+    parts = [invoice_features(tables, as_of=d).filter(pl.col("days_past_due") <= horizon_days)
+             for d in dates]
     parts = [p for p in parts if p.height]
     if not parts:
         return pl.DataFrame()

@@ -65,6 +65,8 @@ def run_demo(out_dir: str | Path, *, params: Params, policy: Policy, debtors: in
     batch = recommend_batch(raw, as_of=as_of, out=recs_path, policy=policy,
                             model_name=MODEL_NAME, alias="champion")
     seconds["recommend"] = time.perf_counter() - t
+    out_dir = out_dir.resolve()
+    raw, clean = out_dir / "data", out_dir / "clean"
     paths = {"simulated data": raw, "validated tables": clean,
              "quarantine": clean / "quarantine.csv",
              "recommendations": recs_path, "MLflow store": Path.cwd() / "mlflow.db"}

@@ -115,9 +115,14 @@ def fit(train: pl.DataFrame, params: Params) -> RiskModels:
     return RiskModels.from_estimators(FEATURES, fitted["late"], fitted["days"], fitted["unpaid"])
 
 
-def evaluate(models: RiskModels | None, holdout: pl.DataFrame, prefix: str = "") -> dict:
-    """Holdout metrics of ``models`` (None: the naive reference) for the three targets."""
+def evaluate(models: RiskModels | None, holdout: pl.DataFrame, prefix: str = "",
+             horizon_days: int = 120) -> dict:
+    """Holdout metrics of ``models`` (None: the naive reference) for the three targets.
+
+    Days late are compared with both sides capped at ``horizon_days``, as the labels are.
+    """
     pred = naive_forecast(holdout) if models is None else models.predict(holdout)
+    pred = pred.with_columns(pl.col("expected_days_late").clip(upper_bound=horizon_days))
     frame = holdout.select(*LABELS.values()).with_columns(
         pred.select("p_late", "expected_days_late", "p_unpaid_90d"))
     out = {}
@@ -170,7 +175,9 @@ def train(
     logger.info("snapshots: %d train, %d holdout, split at %s", train_rows.height,
                 holdout.height, split)
     models = fit(train_rows, params)
-    scores = {**evaluate(models, holdout), **evaluate(None, holdout, prefix="naive_")}
+    h = params.train.horizon_days
+    scores = {**evaluate(models, holdout, horizon_days=h),
+              **evaluate(None, holdout, prefix="naive_", horizon_days=h)}
 
     client = tracking.setup()
     champion = tracking.alias_version(client, model_name, "champion")
@@ -180,7 +187,8 @@ def train(
             path, _ = tracking.download_model(model_name, "champion")
             current = RiskModels.load(path)
             if current.features == models.features:
-                champion_auc = evaluate(current, holdout, prefix="champion_")["champion_late_auc"]
+                champion_auc = evaluate(current, holdout, prefix="champion_",
+                                        horizon_days=h)["champion_late_auc"]
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("champion %s could not be evaluated: %s", champion.version, exc)
     gate = params.train.gate_auc_tolerance
