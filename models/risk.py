@@ -144,11 +144,19 @@ class RiskModels:
 
         Forecasts are made consistent with the invoice being open on ``as_of``: it settles
         on ``as_of`` at the earliest, and one already 90 days overdue is unpaid at 90 days.
+        When the days-late regression (trained up to the horizon) has nothing left to say about
+        an overdue invoice, the remaining wait follows from ``p_late`` as a geometric wait.
         """
         p_late = np.clip(self._raw("late", X), 0.0, 1.0)
         days = self._raw("days", X)
         p_unpaid = np.clip(self._raw("unpaid", X), 0.0, 1.0)
         past_due = X[:, self.features.index("days_past_due")]
+        # An overdue invoice the regression already sees as settled (it saturates at the
+        # training horizon) waits as long as a weekly chance of 1 − p_late of being paid
+        # implies: a geometric wait of 7 / q days, counted from mid-week.
+        weekly = np.clip(1.0 - p_late, 1 / 52, 1.0)
+        waited = past_due + 7.0 / weekly - 3.5
+        days = np.where((past_due > 0) & (days < past_due + 1), waited, days)
         days = np.maximum(days, past_due)
         p_unpaid = np.where(past_due > UNPAID_DAYS, 1.0, p_unpaid)
         return p_late, days, p_unpaid
