@@ -27,11 +27,8 @@ def _names(est) -> list[str] | str:
     return [str(n) for n in names] if names is not None else "auto"
 
 
-class LateRiskModel(ClassifierMixin, BaseEstimator):
-    """Binary LightGBM classifier for an invoice event (paid late, unpaid after 90 days).
-
-    Missing feature values (NaN) are allowed: LightGBM routes them on its own.
-    """
+class _LightGBMParams(BaseEstimator):
+    """The LightGBM knobs both estimators take (stored only, as scikit-learn wants)."""
 
     def __init__(self, n_estimators=300, learning_rate=0.05, num_leaves=31,
                  min_child_samples=40, random_state=None):
@@ -40,6 +37,13 @@ class LateRiskModel(ClassifierMixin, BaseEstimator):
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
         self.random_state = random_state
+
+
+class LateRiskModel(ClassifierMixin, _LightGBMParams):
+    """Binary LightGBM classifier for an invoice event (paid late, unpaid after 90 days).
+
+    Missing feature values (NaN) are allowed: LightGBM routes them on its own.
+    """
 
     def fit(self, X, y, sample_weight=None):
         """Fit on features ``X`` (n, d) and binary labels ``y``; returns self."""
@@ -84,16 +88,8 @@ class LateRiskModel(ClassifierMixin, BaseEstimator):
                              else np.zeros(len(proba), dtype=int)]
 
 
-class DaysLateModel(RegressorMixin, BaseEstimator):
+class DaysLateModel(RegressorMixin, _LightGBMParams):
     """LightGBM regressor of days late (settlement day − due day, capped at the horizon)."""
-
-    def __init__(self, n_estimators=300, learning_rate=0.05, num_leaves=31,
-                 min_child_samples=40, random_state=None):
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.num_leaves = num_leaves
-        self.min_child_samples = min_child_samples
-        self.random_state = random_state
 
     def fit(self, X, y, sample_weight=None):
         """Fit on features ``X`` and days late ``y`` (days); returns self."""
