@@ -146,7 +146,8 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
         ],
         "expected_value": round(float(value), 2),
         "propensity": round(choice.propensity, 6),
-        "explanation": focus["_i"],  # replaced by _explain with the focus invoice's factors
+        "explanation": [],
+        "_focus": focus["_i"],  # the invoice whose factors _explain adds
         "model_version": model_version,
         "reason": choice.reason,
         "explored": choice.explored,
@@ -156,7 +157,7 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
 def _explain(recs: list[dict], rows: pl.DataFrame, models: RiskModels | None) -> None:
     """Fill each recommendation's explanation with the top factors behind its focus invoice's
     ``p_late``: exact SHAP values (log-odds), computed only for the focus rows."""
-    focus = [r["explanation"] for r in recs if isinstance(r["explanation"], int)]
+    focus = [r["_focus"] for r in recs if "_focus" in r]
     if not focus:
         return
     frame = rows.filter(pl.col("_i").is_in(focus))
@@ -164,9 +165,9 @@ def _explain(recs: list[dict], rows: pl.DataFrame, models: RiskModels | None) ->
     values = models.contributions(frame)[0] if models is not None else None
     features = frame.to_dicts()
     for rec in recs:
-        if not isinstance(rec["explanation"], int):
+        if "_focus" not in rec:
             continue
-        k = position[rec["explanation"]]
+        k = position[rec.pop("_focus")]
         row = features[k]
         if values is None:
             rec["explanation"] = [{

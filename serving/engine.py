@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from paycadence.config import Policy
-from paycadence.data import Tables, ingest
+from paycadence.data import COLUMNS, Tables, ingest
 from paycadence.models import FALLBACK_VERSION, RiskModels, recommend
 from paycadence.serving.schemas import DebtorIn
 from paycadence.serving.store import KEYS
@@ -198,8 +198,6 @@ def _authoritative_payments(tables: Tables, listed: dict[str, float]) -> Tables:
 
 
 def _frame(rows: list[dict], name: str) -> pl.DataFrame:
-    from paycadence.data import COLUMNS
-
     schema = COLUMNS[name]
     return pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema,
                         orient="row")
