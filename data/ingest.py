@@ -18,6 +18,7 @@ import pandera.polars as pa
 import polars as pl
 
 from paycadence.config import CHANNELS, OPTABLE_CHANNELS
+from paycadence.data.mapping import SOURCE_ROW, Mapping, apply_table_map, read_export
 from paycadence.data.tables import COLUMNS, REQUIRED, TABLE_NAMES, Tables, conform, write_tables
 from paycadence.errors import InputError
 
@@ -196,11 +197,14 @@ def validate_rows(
     missing = [c for c in REQUIRED[name] if c not in frame.columns]
     if missing:
         raise InputError(f"{file or name}: required column '{missing[0]}' is missing")
-    original = list(frame.columns)
+    original = [c for c in frame.columns if c != SOURCE_ROW]
     frame = frame.with_columns(
         __record=pl.struct([pl.col(c).cast(pl.String) for c in original]).struct.json_encode()
     )
-    frame = _normalise(name, frame).with_row_index("__row", offset=offset)
+    if SOURCE_ROW in frame.columns:  # a mapped export: rows numbered in the source file
+        frame = _normalise(name, frame).rename({SOURCE_ROW: "__row"})
+    else:
+        frame = _normalise(name, frame).with_row_index("__row", offset=offset)
     frame = frame.with_columns(_parse_exprs(name, frame))
     rules = _rules(name, frame)
     if name in ("payments", "actions", "disputes") and known_invoice_ids is not None:
@@ -258,7 +262,8 @@ def _locate(data_dir: Path, name: str) -> Path | None:
     return None
 
 
-def ingest(data_dir: str | Path, out_dir: str | Path | None = None) -> IngestResult:
+def ingest(data_dir: str | Path, out_dir: str | Path | None = None, *,
+           mapping: Mapping | None = None) -> IngestResult:
     """Validate a data directory into clean tables, a quarantine and a summary.
 
     Parameters
@@ -268,6 +273,9 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None) -> IngestRes
         exist). ``debtors`` and ``invoices`` are required; the others may be absent (empty).
     out_dir
         When given: clean tables as Parquet, ``quarantine.csv`` and ``summary.json`` go there.
+    mapping
+        Read the tables it names from the ERP export files it names, through its column map
+        (:mod:`paycadence.data.mapping`); the other tables are read as usual.
 
     Raises
     ------
@@ -280,25 +288,41 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None) -> IngestRes
     clean: dict[str, pl.DataFrame] = {}
     quarantined: list[pl.DataFrame] = []
     counts: dict[str, dict] = {}
+    exports: dict[str, pl.DataFrame] = {}
+    mapped = mapping.tables if mapping is not None else {}
     for name in TABLE_NAMES:
-        path = _locate(data_dir, name)
-        if path is None:
-            if name in REQUIRED_FILES:
-                raise InputError(f"{data_dir / (name + '.csv')}: required table file is missing")
-            clean[name] = conform(name, pl.DataFrame(schema=COLUMNS[name]))
-            counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
-            continue
-        raw = _read(path)
         known = clean["invoices"]["invoice_id"] if name in ("payments", "actions",
                                                             "disputes") else None
+        not_rows = 0
+        if name in mapped:
+            table = mapped[name]
+            if table.file not in exports:
+                path = data_dir / table.file
+                if not path.is_file():
+                    raise InputError(f"{path}: export file named in the mapping is missing")
+                exports[table.file] = read_export(path, mapping.format)
+            raw, not_rows = apply_table_map(name, exports[table.file], table, mapping.format)
+            file = table.file
+        else:
+            path = _locate(data_dir, name)
+            if path is None:
+                if name in REQUIRED_FILES:
+                    raise InputError(
+                        f"{data_dir / (name + '.csv')}: required table file is missing")
+                clean[name] = conform(name, pl.DataFrame(schema=COLUMNS[name]))
+                counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
+                continue
+            raw, file = _read(path), path.name
         good, bad = validate_rows(name, raw, known_invoice_ids=known,
-                                  offset=2 if path.suffix == ".csv" else 1, file=path.name)
+                                  offset=2 if file.endswith(".csv") else 1, file=file)
         if good.height + bad.height != raw.height:  # pragma: no cover - a bug, never data
-            raise AssertionError(f"{path.name}: rows lost in validation")
+            raise AssertionError(f"{file}: rows lost in validation")
         clean[name] = good
         quarantined.append(bad)
         counts[name] = {"read": raw.height, "kept": good.height, "quarantined": bad.height,
                         "by_reason": _by_reason(bad)}
+        if not_rows:
+            counts[name]["source_rows_without_this_table"] = not_rows
     clean, created = _add_missing_debtors(clean)
     counts["debtors"]["created_for_unknown_debtor_id"] = created
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)

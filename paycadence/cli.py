@@ -26,6 +26,8 @@ console = Console() if sys.stdout.isatty() else Console(width=200)
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the essentials.")]
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy YAML (default: shipped)."
                                                 )]
+MapOpt = Annotated[str | None, typer.Option(
+    "--map", help="Column-mapping YAML for an ERP export, or a shipped mapping name (ibm-ar).")]
 ParamsOpt = Annotated[Path | None, typer.Option("--params", help="params.yaml (default: shipped)."
                                                 )]
 
@@ -91,14 +93,16 @@ def simulate(
 def ingest(
     data: Annotated[Path, typer.Option("--data", help="Directory with the input tables.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for clean tables + quarantine.")],
+    mapping: MapOpt = None,
     quiet: Quiet = False,
 ):
     """Validate a data directory into clean tables, a quarantine file and a summary."""
     from paycadence.data.ingest import ingest as run
     from paycadence.data.ingest import summary_rows
+    from paycadence.data.mapping import load_mapping
 
     def go():
-        result = run(data, out)
+        result = run(data, out, mapping=load_mapping(mapping) if mapping else None)
         if not quiet:
             console.print(_table("ingest", ["table", "read", "kept", "quarantined",
                                             "reasons"], summary_rows(result)))
@@ -114,11 +118,13 @@ def train(
     params: ParamsOpt = None,
     metrics_out: Annotated[Path | None, typer.Option(
         "--metrics-out", help="Also write the holdout metrics as JSON (for DVC).")] = None,
+    mapping: MapOpt = None,
     quiet: Quiet = False,
 ):
     """Ingest, build features, train and evaluate the forecasts; register them in MLflow."""
     from paycadence.config import load_params, load_policy
     from paycadence.data.ingest import ingest as run_ingest
+    from paycadence.data.mapping import load_mapping
     from paycadence.training import train as run_train
     from paycadence.training.tracking import tracking_uri
 
@@ -127,7 +133,7 @@ def train(
         cfg = load_params(params)
         day = _date(as_of, "--as-of")
         with console.status("ingesting", spinner="dots") if not quiet else _null() as status:
-            checked = run_ingest(data)
+            checked = run_ingest(data, mapping=load_mapping(mapping) if mapping else None)
             if status:
                 status.update("training (features, three LightGBM models, MLflow)")
             result = run_train(checked.tables, params=cfg, as_of=day, data_dir=str(data))

@@ -50,3 +50,4 @@ def test_wheel_has_one_top_level_package_and_every_module(wheel):
             rel = path.relative_to(ROOT / folder).as_posix()
             assert f"{package.replace('.', '/')}/{rel}" in names, rel
     assert "paycadence/defaults/policy.yaml" in names
+    assert "paycadence/defaults/mappings/ibm-ar.mapping.yaml" in names

@@ -1,0 +1,189 @@
+"""Column mappings: read an ERP's export as the contract's tables without editing it.
+
+A mapping file (YAML) says which file feeds which table, how the file is written (delimiter,
+encoding, decimal comma, thousands separator, date format) and which source column becomes which
+contract column, with value maps and constant defaults. One export may feed several tables
+(an invoice list with a settlement date is invoices, payments and debtors at once).
+docs/ingest.md documents the format; the shipped mappings live in ``paycadence/defaults``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from paycadence.data.tables import COLUMNS, TABLE_NAMES
+from paycadence.defaults import MAPPINGS_DIR
+from paycadence.errors import ConfigError, InputError
+
+SOURCE_ROW = "__source_row"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileFormat(_Strict):
+    """How an export file is written."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    encoding: str = "utf-8-sig"
+    decimal: str = Field(".", pattern=r"^[.,]$")
+    thousands: str | None = Field(None, max_length=1)
+    date_format: str = "%Y-%m-%d"
+
+
+class TableMap(_Strict):
+    """Where one contract table comes from."""
+
+    file: str
+    columns: dict[str, str] = {}
+    defaults: dict[str, str | int | float | bool] = {}
+    values: dict[str, dict[str, str]] = {}
+    date_format: str | None = None
+    require: list[str] = []
+    distinct: bool = False
+    keep: list[str] = []
+
+
+class Mapping(_Strict):
+    """A mapping file: the default file format and one entry per table it provides."""
+
+    format: FileFormat = FileFormat()
+    tables: dict[str, TableMap]
+
+    @model_validator(mode="after")
+    def _check(self):
+        for name, table in self.tables.items():
+            if name not in TABLE_NAMES:
+                raise ValueError(f"unknown table '{name}' (use {', '.join(TABLE_NAMES)})")
+            for col in [*table.columns, *table.defaults, *table.values, *table.require]:
+                if col not in COLUMNS[name]:
+                    raise ValueError(f"tables.{name}: '{col}' is not a column of {name}")
+        return self
+
+
+def shipped_mappings() -> list[str]:
+    """Names of the mappings that ship with paycadence (``--map NAME``)."""
+    return sorted(p.name.removesuffix(".mapping.yaml") for p in MAPPINGS_DIR.iterdir()
+                  if p.name.endswith(".mapping.yaml"))
+
+
+def load_mapping(path_or_name: str | Path) -> Mapping:
+    """Load a mapping file, or a shipped mapping by name (e.g. ``ibm-ar``).
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, unknown key, unknown table or column.
+    """
+    path = Path(path_or_name)
+    if not path.exists():
+        shipped = MAPPINGS_DIR / f"{path_or_name}.mapping.yaml"
+        if not shipped.is_file():
+            raise ConfigError(f"{path_or_name}: no such mapping file (shipped mappings: "
+                              f"{', '.join(shipped_mappings())})")
+        path, text = Path(str(shipped)), shipped.read_text(encoding="utf-8")
+    else:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+        return Mapping.model_validate(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "extra_forbidden":
+            raise ConfigError(f"{path.name}: unknown key '{key}'") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{path.name}: {key + ': ' if key else ''}{msg}") from None
+
+
+def read_export(path: Path, fmt: FileFormat) -> pl.DataFrame:
+    """Every column of an export as text, with the source line number in ``__source_row``."""
+    try:
+        text = path.read_bytes().decode(fmt.encoding)
+    except OSError as exc:
+        raise InputError(f"{path.name}: cannot be read ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise InputError(f"{path.name}: not readable as {fmt.encoding} ({exc})") from None
+    try:
+        frame = pl.read_csv(io.StringIO(text), separator=fmt.delimiter, infer_schema=False)
+    except pl.exceptions.PolarsError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"{path.name}: cannot be read ({first})") from None
+    return frame.with_row_index(SOURCE_ROW, offset=2).with_columns(
+        pl.col(SOURCE_ROW).cast(pl.Int64))
+
+
+def _number(expr: pl.Expr, fmt: FileFormat) -> pl.Expr:
+    out = expr.str.strip_chars()
+    if fmt.thousands:
+        out = out.str.replace_all(fmt.thousands, "", literal=True)
+    if fmt.decimal == ",":
+        out = out.str.replace_all(",", ".", literal=True)
+    return out
+
+
+def _date(expr: pl.Expr, date_format: str) -> pl.Expr:
+    """ISO text for values that parse with ``date_format``; the raw value otherwise, so that
+    ingest's rules still see (and quarantine) what does not parse."""
+    text = expr.str.strip_chars()
+    parsed = text.str.strptime(pl.Date, date_format, strict=False)
+    return pl.when(parsed.is_not_null()).then(parsed.dt.to_string("%Y-%m-%d")).otherwise(text)
+
+
+def apply_table_map(name: str, source: pl.DataFrame, table: TableMap,
+                    fmt: FileFormat) -> tuple[pl.DataFrame, int]:
+    """One contract table from an export: renamed, converted, defaulted.
+
+    Returns
+    -------
+    (frame, not_rows)
+        The table as text columns with ``__source_row``, and how many source rows are not
+        rows of this table (a ``require`` column was empty), which is no loss: they are rows
+        of another table of the same export.
+    """
+    missing = [src for src in table.columns.values() if src not in source.columns]
+    if missing:
+        raise InputError(f"{table.file}: column '{missing[0]}' named in the mapping for "
+                         f"{name} is missing")
+    kept_extra = [c for c in table.keep if c in source.columns]
+    date_format = table.date_format or fmt.date_format
+    exprs = []
+    for target, src in table.columns.items():
+        col = pl.col(src).cast(pl.String)
+        if target in table.values:
+            col = col.replace(table.values[target])
+        dtype = COLUMNS[name][target]
+        if isinstance(dtype, pl.Date):
+            col = _date(col, date_format)
+        elif isinstance(dtype, pl.Float64 | pl.Int64):
+            col = _number(col, fmt)
+        exprs.append(col.alias(target))
+    frame = source.select(SOURCE_ROW, *exprs, *[pl.col(c) for c in kept_extra])
+    for target, value in table.defaults.items():
+        text = value.isoformat() if isinstance(value, dt.date) else str(value)
+        if target in frame.columns:
+            frame = frame.with_columns(pl.col(target).fill_null(pl.lit(text)))
+        else:
+            frame = frame.with_columns(pl.lit(text).alias(target))
+    not_rows = 0
+    if table.require:
+        empty = pl.any_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "")
+                                   for c in table.require])
+        not_rows = frame.filter(empty).height
+        frame = frame.filter(~empty)
+    if table.distinct:
+        data_cols = [c for c in frame.columns if c != SOURCE_ROW]
+        frame = frame.unique(data_cols, keep="first", maintain_order=True)
+    return frame, not_rows
