@@ -14,6 +14,12 @@ import polars as pl
 
 from paycadence.config import CONTACT_CHANNELS
 from paycadence.data import Tables, known_as_of, settlements
+from paycadence.features.behaviour import (
+    channel_response,
+    contact_record,
+    country_code,
+    payment_habits,
+)
 
 #: The model's inputs, in order. docs/features.md defines each; features/texts.py words them.
 FEATURES: tuple[str, ...] = (
@@ -45,7 +51,28 @@ FEATURES: tuple[str, ...] = (
     "n_disputes",
     "tenure_days",
     "is_b2c",
+    "late_last_5_due",
+    "behaviour_change",
+    "resp_email",
+    "resp_sms",
+    "resp_letter",
+    "resp_phone",
+    "n_partial",
+    "n_broken_plans",
+    "amount_vs_usual",
+    "reminders_debtor",
+    "n_disputes_open",
+    "country_code",
+    "due_weekday",
+    "due_month_end",
+    "as_of_weekday",
 )
+
+#: Recent lateness this far above the debtor's own long-run rate (or days late this much above
+#: its usual) flags a sudden change of payment behaviour, once it has this many paid invoices.
+CHANGE_SHARE = 0.4
+CHANGE_DAYS = 10.0
+CHANGE_MIN_SETTLED = 6
 
 RECENT = 5
 
@@ -95,16 +122,18 @@ def invoice_features(
         days_past_due=_days(day - pl.col("due_date")),
     )
 
-    history = _debtor_history(inv)
+    history = _debtor_history(inv).join(_recent_due(inv, day), on="debtor_id", how="full",
+                                        coalesce=True)
     exposure = _debtor_exposure(inv.filter(pl.col("settled_on").is_null()), day)
     contacts = _contacts(actions, invoices.select("invoice_id", "debtor_id"), day)
     disputes_open = disputes.filter(pl.col("resolved_on").is_null()).select(
         "invoice_id", disputed_open=pl.lit(1.0)
     ).unique("invoice_id")
-    dispute_counts = disputes.join(
-        invoices.select("invoice_id", "debtor_id"), on="invoice_id", how="inner"
-    ).group_by("debtor_id").agg(n_disputes=pl.len().cast(pl.Float64))
-    debtors = tables.debtors.lazy().select("debtor_id", "segment", "created_on")
+    owners = invoices.select("invoice_id", "debtor_id")
+    dispute_counts = disputes.join(owners, on="invoice_id", how="inner").group_by(
+        "debtor_id").agg(n_disputes=pl.len().cast(pl.Float64),
+                         n_disputes_open=pl.col("resolved_on").is_null().sum().cast(pl.Float64))
+    debtors = tables.debtors.lazy().select("debtor_id", "segment", "created_on", "country")
     first_issue = invoices.group_by("debtor_id").agg(first_issue=pl.col("issue_date").min())
 
     frame = (
@@ -116,6 +145,9 @@ def invoice_features(
         .join(dispute_counts, on="debtor_id", how="left")
         .join(debtors, on="debtor_id", how="left")
         .join(first_issue, on="debtor_id", how="left")
+        .join(channel_response(actions, inv, day), on="debtor_id", how="left")
+        .join(payment_habits(inv, payments, actions, day), on="debtor_id", how="left")
+        .join(contact_record(actions, owners), on="debtor_id", how="left")
         .with_columns(
             as_of=day,
             amount=pl.col("amount"),
@@ -133,10 +165,26 @@ def invoice_features(
             n_disputes=pl.col("n_disputes").fill_null(0.0),
             tenure_days=_days(day - pl.coalesce("created_on", "first_issue")),
             is_b2c=(pl.col("segment").str.to_lowercase() == "b2c").cast(pl.Float64).fill_null(0.0),
+            n_partial=pl.col("n_partial").fill_null(0.0),
+            n_broken_plans=pl.col("n_broken_plans").fill_null(0.0),
+            amount_vs_usual=pl.col("amount") / pl.col("usual_amount"),
+            reminders_debtor=pl.col("reminders_debtor").fill_null(0.0),
+            n_disputes_open=pl.col("n_disputes_open").fill_null(0.0),
+            country_code=country_code(pl.col("country")),
+            due_weekday=pl.col("due_date").dt.weekday().cast(pl.Float64),
+            due_month_end=(pl.col("due_date").dt.day() >= 25).cast(pl.Float64),
+            as_of_weekday=day.dt.weekday().cast(pl.Float64),
         )
         .with_columns(
             late_trend=pl.col("share_late_last_5") - pl.col("share_late"),
             days_late_trend=pl.col("mean_days_late_last_5") - pl.col("mean_days_late"),
+        )
+        .with_columns(
+            behaviour_change=(
+                (pl.col("n_settled") >= CHANGE_MIN_SETTLED)
+                & ((pl.col("late_last_5_due") - pl.col("share_late") >= CHANGE_SHARE)
+                   | (pl.col("days_late_trend") >= CHANGE_DAYS))
+            ).fill_null(False).cast(pl.Float64),
         )
         .select(
             "invoice_id", "debtor_id", "as_of", "due_date", "open_amount",
@@ -163,6 +211,19 @@ def _debtor_history(inv: pl.LazyFrame) -> pl.LazyFrame:
             share_late_last_5=pl.col("late").tail(RECENT).mean(),
             mean_days_late_last_5=pl.col("days_late").tail(RECENT).mean(),
         )
+    )
+
+
+def _recent_due(inv: pl.LazyFrame, day: pl.Expr) -> pl.LazyFrame:
+    """Share late among the debtor's last invoices *due* before the decision day, counting
+    those still unpaid as late: a debtor who stops paying shows it here before it settles."""
+    return (
+        inv.filter(pl.col("due_date") < day)
+        .with_columns(late=(pl.col("settled_on").is_null()
+                            | (pl.col("settled_on") > pl.col("due_date"))).cast(pl.Float64))
+        .sort("due_date", "invoice_id")
+        .group_by("debtor_id")
+        .agg(late_last_5_due=pl.col("late").tail(RECENT).mean())
     )
 
 

@@ -14,6 +14,10 @@ def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+_WEEKDAYS = {1: "Monday", 2: "Tuesday", 3: "Wednesday", 4: "Thursday", 5: "Friday",
+             6: "Saturday", 7: "Sunday"}
+
+
 def _late_last_5(row: Mapping) -> str:
     n = min(_n(row.get("n_settled")), 5)
     if n == 0:
@@ -105,6 +109,26 @@ TEMPLATES: dict[str, Callable[[Mapping], str]] = {
     "n_disputes": _num("n_disputes", "{v:.0f} disputes raised so far"),
     "tenure_days": _num("tenure_days", "customer for {v:.0f} days"),
     "is_b2c": lambda r: "consumer customer" if _n(r.get("is_b2c")) else "business customer",
+    "late_last_5_due": _share("late_last_5_due",
+                              "{pct}% of its last invoices due were paid late or are still open",
+                              "no invoice due yet"),
+    "behaviour_change": lambda r: "pays markedly worse than it used to: a sudden change"
+    if _n(r.get("behaviour_change")) else "pays as it usually does",
+    **{f"resp_{c}": _share(f"resp_{c}", "paid within a week after {pct}% of its " + c
+                           + " reminders", f"no {c} reminder on record")
+       for c in ("email", "sms", "letter", "phone")},
+    "n_partial": _num("n_partial", "{v:.0f} invoices paid in parts"),
+    "n_broken_plans": _num("n_broken_plans", "{v:.0f} payment plans broken"),
+    "amount_vs_usual": _num("amount_vs_usual", "{v:.1f} times its usual invoice amount",
+                            "first invoice: no usual amount yet"),
+    "reminders_debtor": _num("reminders_debtor", "{v:.0f} reminder days in its history"),
+    "n_disputes_open": _num("n_disputes_open", "{v:.0f} disputes open"),
+    "country_code": lambda r: "country on record" if not _missing(r.get("country_code"))
+    else "country unknown",
+    "due_weekday": lambda r: "due on a " + _WEEKDAYS.get(_n(r.get("due_weekday")), "day"),
+    "due_month_end": lambda r: "due at the end of a month" if _n(r.get("due_month_end"))
+    else "due before the month's end",
+    "as_of_weekday": lambda r: "decided on a " + _WEEKDAYS.get(_n(r.get("as_of_weekday")), "day"),
 }
 
 def describe(feature: str, row: Mapping) -> str:

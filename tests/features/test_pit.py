@@ -184,3 +184,80 @@ def test_features_match_a_slow_oracle():
 def test_feature_frame_has_every_feature_in_order():
     assert list(BEFORE.columns[5:]) == list(FEATURES)
     assert BEFORE.height > 0
+
+
+def test_new_behaviour_features_match_a_slow_oracle():
+    as_of = AS_OF
+    fast = {r["invoice_id"]: r for r in invoice_features(HISTORY, as_of=as_of).to_dicts()}
+    invoices = [i for i in HISTORY.invoices.to_dicts() if i["issue_date"] <= as_of]
+    pays = [p for p in HISTORY.payments.to_dicts() if p["paid_on"] < as_of]
+    acts = [a for a in HISTORY.actions.to_dicts() if a["sent_on"] < as_of]
+    owner = {i["invoice_id"]: i["debtor_id"] for i in invoices}
+    settled = {}
+    for inv in invoices:
+        total = 0.0
+        for p in sorted((p for p in pays if p["invoice_id"] == inv["invoice_id"]),
+                        key=lambda p: p["paid_on"]):
+            total += p["amount"]
+            if total >= inv["amount"] - 0.01:
+                settled[inv["invoice_id"]] = p["paid_on"]
+                break
+    for row in fast.values():
+        d = row["debtor_id"]
+        mine = [i for i in invoices if i["debtor_id"] == d]
+        amounts = sorted(i["amount"] for i in mine)
+        mid = len(amounts) // 2
+        median = amounts[mid] if len(amounts) % 2 else (amounts[mid - 1] + amounts[mid]) / 2
+        assert abs(row["amount_vs_usual"] - row["amount"] / median) < 1e-9
+        days = {a["sent_on"] for a in acts if owner.get(a["invoice_id"]) == d
+                and a["channel"] != "collection"}
+        assert row["reminders_debtor"] == len(days)
+        emails = [a for a in acts if owner.get(a["invoice_id"]) == d and a["channel"] == "email"
+                  and a["sent_on"] <= as_of - dt.timedelta(days=8)]
+        if not emails:
+            assert row["resp_email"] is None
+        else:
+            worked = [a for a in emails if a["invoice_id"] in settled
+                      and a["sent_on"] <= settled[a["invoice_id"]]
+                      <= a["sent_on"] + dt.timedelta(days=7)]
+            assert abs(row["resp_email"] - len(worked) / len(emails)) < 1e-9
+
+
+def test_cold_start_debtor_has_well_defined_features():
+    """A debtor with one invoice and no history: counts are 0, history features are null
+    (missing, never NaN), nothing raises."""
+    t = Tables.from_frames(
+        debtors=pl.DataFrame({"debtor_id": ["NEW"]}),
+        invoices=pl.DataFrame({"invoice_id": ["N1"], "debtor_id": ["NEW"],
+                               "issue_date": [dt.date(2025, 1, 1)],
+                               "due_date": [dt.date(2025, 1, 31)], "amount": [50.0]}))
+    row = invoice_features(t, as_of=dt.date(2025, 2, 10)).row(0, named=True)
+    for f in FEATURES:
+        assert not (isinstance(row[f], float) and row[f] != row[f]), f"{f} is NaN"
+    assert row["n_settled"] == 0 and row["reminders_debtor"] == 0 and row["n_partial"] == 0
+    assert row["share_late"] is None and row["resp_email"] is None
+    assert row["behaviour_change"] == 0 and row["amount_vs_usual"] == 1.0
+
+
+def test_no_feature_is_ever_nan_on_a_whole_company():
+    frame = invoice_features(HISTORY, as_of=AS_OF)
+    nans = {f: frame[f].is_nan().sum() for f in FEATURES}
+    assert all(n == 0 for n in nans.values()), nans
+
+
+def test_sudden_change_is_flagged_for_debtors_who_changed(sim):
+    """Debtors the simulator made worse are flagged far more often after their change."""
+    t, truth = sim.tables, sim.truth
+    changed = truth.filter(pl.col("changed_on").is_not_null())
+    if changed.height == 0:
+        return
+    flagged_changed, flagged_others = [], []
+    for day in (t.last_date - dt.timedelta(days=d) for d in (0, 30, 60)):
+        f = invoice_features(t, as_of=day).group_by("debtor_id").agg(
+            pl.col("behaviour_change").max())
+        f = f.join(truth.select("debtor_id", "changed_on"), on="debtor_id")
+        flagged_changed += f.filter(pl.col("changed_on") < day - dt.timedelta(days=60))[
+            "behaviour_change"].to_list()
+        flagged_others += f.filter(pl.col("changed_on").is_null())["behaviour_change"].to_list()
+    assert sum(flagged_changed) / max(len(flagged_changed), 1) > 2 * (
+        sum(flagged_others) / max(len(flagged_others), 1))

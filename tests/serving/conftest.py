@@ -45,6 +45,7 @@ def request_for(tables: Tables, as_of: dt.date, *, stateless: bool, limit: int |
             entry["opted_out"] = [c for c in (opted[0] or "").split(";") if c] if opted else []
             if own.debtors.height:
                 entry["segment"] = own.debtors["segment"][0]
+                entry["country"] = own.debtors["country"][0]
                 created = own.debtors["created_on"][0]
                 entry["created_on"] = created.isoformat() if created else None
         debtors.append(entry)

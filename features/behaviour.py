@@ -1,0 +1,76 @@
+"""Debtor behaviour the domain knows to matter: reactions to reminders per channel, partial
+payments, broken payment plans, usual invoice size, and its reminder and dispute record.
+
+Each function takes frames already cut by :func:`paycadence.data.known_as_of` and returns one
+row per debtor (or invoice); :func:`paycadence.features.invoice_features` joins them in.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from paycadence.config import CONTACT_CHANNELS
+
+#: A reminder "worked" when its invoice was settled within this many days after it.
+RESPONSE_DAYS = 7
+#: A payment plan is broken when no payment came for this many days and the invoice is open.
+PLAN_SILENCE_DAYS = 35
+RESPONSE_CHANNELS = ("email", "sms", "letter", "phone")
+
+
+def channel_response(actions: pl.LazyFrame, inv: pl.LazyFrame, day: pl.Expr) -> pl.LazyFrame:
+    """Per debtor and channel, the share of its reminders followed by payment within a week.
+
+    Only reminders sent at least ``RESPONSE_DAYS`` + 1 days before the decision day count, so
+    that their outcome window is closed and known. ``resp_<channel>`` is null when there is
+    no such reminder.
+    """
+    rows = actions.filter(pl.col("channel").is_in(list(RESPONSE_CHANNELS))).join(
+        inv.select("invoice_id", "debtor_id", "settled_on"), on="invoice_id", how="inner"
+    ).filter(pl.col("sent_on") <= day - pl.duration(days=RESPONSE_DAYS + 1)).with_columns(
+        worked=(pl.col("settled_on").is_not_null()
+                & (pl.col("settled_on") >= pl.col("sent_on"))
+                & (pl.col("settled_on") <= pl.col("sent_on") + pl.duration(days=RESPONSE_DAYS))
+                ).cast(pl.Float64))
+    return rows.group_by("debtor_id").agg(
+        pl.col("worked").filter(pl.col("channel") == c).mean().alias(f"resp_{c}")
+        for c in RESPONSE_CHANNELS
+    )
+
+
+def payment_habits(inv: pl.LazyFrame, payments: pl.LazyFrame, actions: pl.LazyFrame,
+                   day: pl.Expr) -> pl.LazyFrame:
+    """Per debtor: invoices paid in parts, broken payment plans, its usual invoice amount."""
+    per_invoice = payments.group_by("invoice_id").agg(
+        n_payments=pl.len(), last_paid=pl.col("paid_on").max())
+    plans = actions.filter(pl.col("channel") == "payment_plan").group_by("invoice_id").agg(
+        plan_on=pl.col("sent_on").min())
+    silence = day - pl.duration(days=PLAN_SILENCE_DAYS)
+    rows = inv.join(per_invoice, on="invoice_id", how="left").join(
+        plans, on="invoice_id", how="left").with_columns(
+        partial=((pl.col("n_payments").fill_null(0) >= 2)
+                 | (pl.col("settled_on").is_null() & (pl.col("amount_paid") > 0))),
+        broken=(pl.col("plan_on").is_not_null() & (pl.col("plan_on") <= silence)
+                & pl.col("settled_on").is_null()
+                & (pl.col("last_paid").is_null() | (pl.col("last_paid") < silence))),
+    )
+    return rows.group_by("debtor_id").agg(
+        n_partial=pl.col("partial").sum().cast(pl.Float64),
+        n_broken_plans=pl.col("broken").sum().cast(pl.Float64),
+        usual_amount=pl.col("amount").median(),
+    )
+
+
+def contact_record(actions: pl.LazyFrame, owners: pl.LazyFrame) -> pl.LazyFrame:
+    """Per debtor: distinct days it was contacted (all time, before the decision day)."""
+    return actions.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).join(
+        owners, on="invoice_id", how="inner").group_by("debtor_id").agg(
+        reminders_debtor=pl.col("sent_on").n_unique().cast(pl.Float64))
+
+
+def country_code(country: pl.Expr) -> pl.Expr:
+    """A stable number for an ISO 3166 alpha-2 code (its two ASCII bytes, e.g. NL = 0x4E4C);
+    null for a missing or malformed code."""
+    c = country.str.strip_chars().str.to_uppercase()
+    code = c.str.encode("hex").str.to_integer(base=16, strict=False)
+    return pl.when(c.str.contains(r"^[A-Z]{2}$")).then(code.cast(pl.Float64))
