@@ -166,27 +166,41 @@ def known_as_of(events: pl.LazyFrame | pl.DataFrame, as_of: dt.date, *, table: s
 def settlements(invoices: pl.LazyFrame, payments: pl.LazyFrame) -> pl.LazyFrame:
     """Each invoice's ``settled_on``: the first date its payments sum to its amount (± 0.01).
 
-    Invoices that the given payments do not settle get a null ``settled_on``. Pass payments
-    already cut with :func:`known_as_of` to get settlement as known on a date.
+    Invoices that the given payments do not settle get a null ``settled_on``. Also gives
+    ``amount_paid`` (their sum), ``n_payments`` and ``last_paid``. Pass payments already cut
+    with :func:`known_as_of` to get settlement as known on a date. Most invoices are paid on
+    one day, so the running sum is only computed for those paid on several days.
     """
-    daily = (
-        payments.group_by("invoice_id", "paid_on")
+    per = payments.group_by("invoice_id").agg(
+        amount_paid=pl.col("amount").sum(),
+        n_payments=pl.len(),
+        first_paid=pl.col("paid_on").min(),
+        last_paid=pl.col("paid_on").max(),
+    )
+    base = invoices.select("invoice_id", "amount").join(per, on="invoice_id", how="left")
+    enough = pl.col("amount_paid") >= pl.col("amount") - SETTLE_TOLERANCE
+    spread = base.filter(enough & (pl.col("first_paid") != pl.col("last_paid")))
+    running = (
+        payments.join(spread.select("invoice_id", "amount"), on="invoice_id", how="semi")
+        .group_by("invoice_id", "paid_on")
         .agg(pl.col("amount").sum().alias("paid"))
         .sort("invoice_id", "paid_on")
         .with_columns(pl.col("paid").cum_sum().over("invoice_id").alias("cum_paid"))
-    )
-    settled = (
-        daily.join(invoices.select("invoice_id", "amount"), on="invoice_id", how="inner")
+        .join(spread.select("invoice_id", "amount"), on="invoice_id", how="inner")
         .filter(pl.col("cum_paid") >= pl.col("amount") - SETTLE_TOLERANCE)
         .group_by("invoice_id")
-        .agg(pl.col("paid_on").min().alias("settled_on"))
+        .agg(pl.col("paid_on").min().alias("spread_settled_on"))
     )
-    paid = payments.group_by("invoice_id").agg(pl.col("amount").sum().alias("amount_paid"))
     return (
-        invoices.select("invoice_id")
-        .join(settled, on="invoice_id", how="left")
-        .join(paid, on="invoice_id", how="left")
-        .with_columns(pl.col("amount_paid").fill_null(0.0))
+        base.join(running, on="invoice_id", how="left")
+        .with_columns(
+            settled_on=pl.when(enough & (pl.col("first_paid") == pl.col("last_paid")))
+            .then(pl.col("first_paid"))
+            .otherwise(pl.col("spread_settled_on")),
+            amount_paid=pl.col("amount_paid").fill_null(0.0),
+            n_payments=pl.col("n_payments").fill_null(0).cast(pl.Int64),
+        )
+        .select("invoice_id", "settled_on", "amount_paid", "n_payments", "last_paid")
     )
 
 

@@ -18,16 +18,17 @@ PLAN_SILENCE_DAYS = 35
 RESPONSE_CHANNELS = ("email", "sms", "letter", "phone")
 
 
-def channel_response(actions: pl.LazyFrame, inv: pl.LazyFrame, day: pl.Expr) -> pl.LazyFrame:
+def channel_response(acts: pl.LazyFrame, day: pl.Expr) -> pl.LazyFrame:
     """Per debtor and channel, the share of its reminders followed by payment within a week.
 
     Only reminders sent at least ``RESPONSE_DAYS`` + 1 days before the decision day count, so
     that their outcome window is closed and known. ``resp_<channel>`` is null when there is
-    no such reminder.
+    no such reminder. ``acts`` are the known actions with ``debtor_id`` and ``settled_on``.
     """
-    rows = actions.filter(pl.col("channel").is_in(list(RESPONSE_CHANNELS))).join(
-        inv.select("invoice_id", "debtor_id", "settled_on"), on="invoice_id", how="inner"
-    ).filter(pl.col("sent_on") <= day - pl.duration(days=RESPONSE_DAYS + 1)).with_columns(
+    rows = acts.filter(
+        pl.col("channel").is_in(list(RESPONSE_CHANNELS))
+        & (pl.col("sent_on") <= day - pl.duration(days=RESPONSE_DAYS + 1))
+    ).with_columns(
         worked=(pl.col("settled_on").is_not_null()
                 & (pl.col("settled_on") >= pl.col("sent_on"))
                 & (pl.col("settled_on") <= pl.col("sent_on") + pl.duration(days=RESPONSE_DAYS))
@@ -38,17 +39,16 @@ def channel_response(actions: pl.LazyFrame, inv: pl.LazyFrame, day: pl.Expr) -> 
     )
 
 
-def payment_habits(inv: pl.LazyFrame, payments: pl.LazyFrame, actions: pl.LazyFrame,
-                   day: pl.Expr) -> pl.LazyFrame:
-    """Per debtor: invoices paid in parts, broken payment plans, its usual invoice amount."""
-    per_invoice = payments.group_by("invoice_id").agg(
-        n_payments=pl.len(), last_paid=pl.col("paid_on").max())
-    plans = actions.filter(pl.col("channel") == "payment_plan").group_by("invoice_id").agg(
+def payment_habits(inv: pl.LazyFrame, acts: pl.LazyFrame, day: pl.Expr) -> pl.LazyFrame:
+    """Per debtor: invoices paid in parts, broken payment plans, its usual invoice amount.
+
+    ``inv`` carries the settlement columns of :func:`paycadence.data.settlements`.
+    """
+    plans = acts.filter(pl.col("channel") == "payment_plan").group_by("invoice_id").agg(
         plan_on=pl.col("sent_on").min())
     silence = day - pl.duration(days=PLAN_SILENCE_DAYS)
-    rows = inv.join(per_invoice, on="invoice_id", how="left").join(
-        plans, on="invoice_id", how="left").with_columns(
-        partial=((pl.col("n_payments").fill_null(0) >= 2)
+    rows = inv.join(plans, on="invoice_id", how="left").with_columns(
+        partial=((pl.col("n_payments") >= 2)
                  | (pl.col("settled_on").is_null() & (pl.col("amount_paid") > 0))),
         broken=(pl.col("plan_on").is_not_null() & (pl.col("plan_on") <= silence)
                 & pl.col("settled_on").is_null()
@@ -61,11 +61,10 @@ def payment_habits(inv: pl.LazyFrame, payments: pl.LazyFrame, actions: pl.LazyFr
     )
 
 
-def contact_record(actions: pl.LazyFrame, owners: pl.LazyFrame) -> pl.LazyFrame:
+def contact_record(acts: pl.LazyFrame) -> pl.LazyFrame:
     """Per debtor: distinct days it was contacted (all time, before the decision day)."""
-    return actions.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).join(
-        owners, on="invoice_id", how="inner").group_by("debtor_id").agg(
-        reminders_debtor=pl.col("sent_on").n_unique().cast(pl.Float64))
+    return acts.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).group_by(
+        "debtor_id").agg(reminders_debtor=pl.col("sent_on").n_unique().cast(pl.Float64))
 
 
 def country_code(country: pl.Expr) -> pl.Expr:

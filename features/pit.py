@@ -84,7 +84,14 @@ def _days(expr: pl.Expr) -> pl.Expr:
 def invoice_features(
     tables: Tables, *, as_of: dt.date, invoice_ids: Sequence[str] | None = None
 ) -> pl.DataFrame:
-    """Features of the invoices open on the morning of ``as_of``.
+    """Features of the invoices open on the morning of ``as_of`` (see :func:`feature_plan`)."""
+    return feature_plan(tables, as_of=as_of, invoice_ids=invoice_ids).collect()
+
+
+def feature_plan(
+    tables: Tables, *, as_of: dt.date, invoice_ids: Sequence[str] | None = None
+) -> pl.LazyFrame:
+    """The query behind :func:`invoice_features` (its shared parts already computed).
 
     Parameters
     ----------
@@ -98,7 +105,7 @@ def invoice_features(
 
     Returns
     -------
-    polars.DataFrame
+    polars.LazyFrame
         One row per open invoice: ``invoice_id``, ``debtor_id``, ``as_of``, ``due_date``,
         ``open_amount`` (currency) and every column of :data:`FEATURES` (days, currency,
         shares in [0, 1]; null where the history says nothing, e.g. no settled invoice yet).
@@ -109,9 +116,10 @@ def invoice_features(
     actions = known_as_of(tables.actions.lazy(), as_of, table="actions")
     disputes = known_as_of(tables.disputes.lazy(), as_of, table="disputes")
 
+    # computed once and shared by every part below (the engine would otherwise redo it)
     inv = invoices.select("invoice_id", "debtor_id", "issue_date", "due_date", "amount").join(
         settlements(invoices, payments), on="invoice_id", how="left"
-    )
+    ).collect().lazy()
     open_inv = inv.filter(pl.col("settled_on").is_null())
     if invoice_ids is not None:
         open_inv = open_inv.filter(pl.col("invoice_id").is_in(pl.Series(list(invoice_ids),
@@ -125,7 +133,11 @@ def invoice_features(
     history = _debtor_history(inv).join(_recent_due(inv, day), on="debtor_id", how="full",
                                         coalesce=True)
     exposure = _debtor_exposure(inv.filter(pl.col("settled_on").is_null()), day)
-    contacts = _contacts(actions, invoices.select("invoice_id", "debtor_id"), day)
+    # every action once with its debtor and its invoice's settlement, shared by all below
+    acts = actions.select("invoice_id", "sent_on", "channel").join(
+        inv.select("invoice_id", "debtor_id", "settled_on"), on="invoice_id", how="inner"
+    ).collect().lazy()
+    contacts = _contacts(acts, open_inv.select("invoice_id"), day)
     disputes_open = disputes.filter(pl.col("resolved_on").is_null()).select(
         "invoice_id", disputed_open=pl.lit(1.0)
     ).unique("invoice_id")
@@ -145,9 +157,9 @@ def invoice_features(
         .join(dispute_counts, on="debtor_id", how="left")
         .join(debtors, on="debtor_id", how="left")
         .join(first_issue, on="debtor_id", how="left")
-        .join(channel_response(actions, inv, day), on="debtor_id", how="left")
-        .join(payment_habits(inv, payments, actions, day), on="debtor_id", how="left")
-        .join(contact_record(actions, owners), on="debtor_id", how="left")
+        .join(channel_response(acts, day), on="debtor_id", how="left")
+        .join(payment_habits(inv, acts, day), on="debtor_id", how="left")
+        .join(contact_record(acts), on="debtor_id", how="left")
         .with_columns(
             as_of=day,
             amount=pl.col("amount"),
@@ -192,7 +204,7 @@ def invoice_features(
         )
         .sort("debtor_id", "due_date", "invoice_id")
     )
-    return frame.collect()
+    return frame
 
 
 def _debtor_history(inv: pl.LazyFrame) -> pl.LazyFrame:
@@ -240,24 +252,21 @@ def _debtor_exposure(open_inv: pl.LazyFrame, day: pl.Expr) -> pl.LazyFrame:
     )
 
 
-def _contacts(actions: pl.LazyFrame, owners: pl.LazyFrame, day: pl.Expr) -> dict:
-    """Contact history per invoice and per debtor (contacts are distinct days)."""
-    rows = actions.join(owners, on="invoice_id", how="inner")
-    contact = rows.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS)))
+def _contacts(acts: pl.LazyFrame, open_ids: pl.LazyFrame, day: pl.Expr) -> dict:
+    """Contact history per open invoice and per debtor (contacts are distinct days).
+
+    ``acts`` are the known actions with their ``debtor_id``.
+    """
+    is_contact = pl.col("channel").is_in(list(CONTACT_CHANNELS))
     per_invoice = (
-        rows.group_by("invoice_id").agg(
-            reminders_invoice=pl.col("sent_on")
-            .filter(pl.col("channel").is_in(list(CONTACT_CHANNELS)))
-            .n_unique()
-            .cast(pl.Float64),
-            last_contact_invoice=pl.col("sent_on")
-            .filter(pl.col("channel").is_in(list(CONTACT_CHANNELS)))
-            .max(),
+        acts.join(open_ids, on="invoice_id", how="semi").group_by("invoice_id").agg(
+            reminders_invoice=pl.col("sent_on").filter(is_contact).n_unique().cast(pl.Float64),
+            last_contact_invoice=pl.col("sent_on").filter(is_contact).max(),
             in_collection=(pl.col("channel") == "collection").any().cast(pl.Float64),
             plan_offered=(pl.col("channel") == "payment_plan").any().cast(pl.Float64),
         )
     )
-    per_debtor = contact.group_by("debtor_id").agg(
+    per_debtor = acts.filter(is_contact).group_by("debtor_id").agg(
         contacts_30d=pl.col("sent_on")
         .filter(pl.col("sent_on") >= day - pl.duration(days=30))
         .n_unique()
