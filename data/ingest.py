@@ -34,7 +34,7 @@ QUARANTINE_SCHEMA = {"table": pl.String, "file": pl.String, "row": pl.Int64,
 class IngestResult:
     """Clean tables, quarantined rows and the counts per table and reason."""
 
-    tables: Tables
+    tables: Tables | None  # None from ingest_files: the clean tables are in its output folder
     quarantine: pl.DataFrame
     counts: dict[str, dict]
     debtors_created: int
@@ -97,17 +97,17 @@ def _parsed(col: str) -> str:
     return f"__{col}"
 
 
-def _parse_exprs(name: str, frame: pl.DataFrame) -> list[pl.Expr]:
+def _parse_exprs(name: str, frame: pl.Schema) -> list[pl.Expr]:
     """Typed versions of every contract column present, named ``__<col>`` (null if unparsable)."""
     out = []
     for col, dtype in COLUMNS[name].items():
-        if col not in frame.columns:
+        if col not in frame:
             continue
         src = pl.col(col)
-        if frame.schema[col] == dtype:
+        if frame[col] == dtype:
             out.append(src.alias(_parsed(col)))
         elif isinstance(dtype, pl.Date):
-            if frame.schema[col] in (pl.Datetime, pl.Datetime("us"), pl.Datetime("ns")):
+            if frame[col] in (pl.Datetime, pl.Datetime("us"), pl.Datetime("ns")):
                 out.append(src.cast(pl.Date).alias(_parsed(col)))
             else:
                 out.append(src.cast(pl.String).str.strptime(pl.Date, "%Y-%m-%d", strict=False)
@@ -123,13 +123,13 @@ def _parse_exprs(name: str, frame: pl.DataFrame) -> list[pl.Expr]:
     return out
 
 
-def _rules(name: str, frame: pl.DataFrame) -> dict[str, pl.Expr]:
+def _rules(name: str, frame: pl.Schema) -> dict[str, pl.Expr]:
     """Named row rules of table ``name``: each expression is True on a bad row."""
     rules: dict[str, pl.Expr] = {}
     for col in REQUIRED[name]:
         rules[f"missing {col}"] = _blank(col)
     for col, dtype in COLUMNS[name].items():
-        if col not in frame.columns or isinstance(dtype, pl.String):
+        if col not in frame or isinstance(dtype, pl.String):
             continue
         rules[f"unparsable {col}"] = ~_blank(col) & _blank(_parsed(col))
     p = _parsed
@@ -141,14 +141,14 @@ def _rules(name: str, frame: pl.DataFrame) -> dict[str, pl.Expr]:
     if name == "actions":
         rules["unknown channel"] = ~_blank("channel") & ~pl.col(p("channel")).is_in(
             list(CHANNELS))
-        if "step" in frame.columns:
+        if "step" in frame:
             rules["step below 1"] = pl.col(p("step")) < 1
-        if "propensity" in frame.columns:
+        if "propensity" in frame:
             rules["propensity outside (0, 1]"] = (pl.col(p("propensity")) <= 0) | (
                 pl.col(p("propensity")) > 1)
-    if name == "disputes" and "resolved_on" in frame.columns:
+    if name == "disputes" and "resolved_on" in frame:
         rules["resolved_on before opened_on"] = pl.col(p("resolved_on")) < pl.col(p("opened_on"))
-    if name == "debtors" and "opted_out" in frame.columns:
+    if name == "debtors" and "opted_out" in frame:
         parts = pl.col(p("opted_out")).str.split(";").list.eval(
             pl.element().str.strip_chars().filter(pl.element() != ""))
         rules["unknown channel in opted_out"] = parts.list.eval(
@@ -156,16 +156,16 @@ def _rules(name: str, frame: pl.DataFrame) -> dict[str, pl.Expr]:
     return rules
 
 
-def _normalise(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+def _normalise(name: str, frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
     """Trim strings, blank → null, lower-case channels, upper-case currency and country."""
-    strings = [c for c, t in frame.schema.items() if t == pl.String]
+    strings = [c for c, t in schema.items() if t == pl.String]
     frame = frame.with_columns(
         pl.col(c).str.strip_chars().replace("", None) for c in strings)
     lower = {"actions": ["channel"], "debtors": ["opted_out", "segment"]}.get(name, [])
     upper = {"invoices": ["currency"], "debtors": ["country"]}.get(name, [])
     return frame.with_columns(
-        [pl.col(c).cast(pl.String).str.to_lowercase() for c in lower if c in frame.columns]
-        + [pl.col(c).cast(pl.String).str.to_uppercase() for c in upper if c in frame.columns])
+        [pl.col(c).cast(pl.String).str.to_lowercase() for c in lower if c in schema]
+        + [pl.col(c).cast(pl.String).str.to_uppercase() for c in upper if c in schema])
 
 
 def validate_rows(
@@ -194,19 +194,43 @@ def validate_rows(
         ``clean`` conformed to the contract types; ``quarantined`` with columns
         ``table, file, row, reason, record`` (the original row as JSON).
     """
-    missing = [c for c in REQUIRED[name] if c not in frame.columns]
+    clean, bad = tag_rows(name, frame.lazy(), known_invoice_ids=known_invoice_ids,
+                          offset=offset, file=file)
+    clean, quarantined = pl.collect_all([clean, bad])
+    clean = conform(name, clean)
+    SCHEMAS[name].validate(clean)
+    return clean, quarantined
+
+
+def tag_rows(
+    name: str,
+    frame: pl.LazyFrame,
+    *,
+    known_invoice_ids: pl.Series | None = None,
+    offset: int = 2,
+    file: str = "",
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The row rules as one lazy query: (clean rows, quarantined rows), both lazy.
+
+    :func:`validate_rows` collects it; :func:`ingest_files` streams it to Parquet, so that a
+    large export is checked in bounded memory. Duplicate keys: among the rows that pass every
+    other rule, the one with the lowest row number is kept.
+    """
+    schema = frame.collect_schema()
+    missing = [c for c in REQUIRED[name] if c not in schema]
     if missing:
         raise InputError(f"{file or name}: required column '{missing[0]}' is missing")
-    original = [c for c in frame.columns if c != SOURCE_ROW]
-    frame = frame.with_columns(
-        __record=pl.struct([pl.col(c).cast(pl.String) for c in original]).struct.json_encode()
-    )
-    if SOURCE_ROW in frame.columns:  # a mapped export: rows numbered in the source file
-        frame = _normalise(name, frame).rename({SOURCE_ROW: "__row"})
+    original = [c for c in schema if c != SOURCE_ROW]
+    if SOURCE_ROW in schema:  # a mapped export: rows numbered in the source file
+        frame = frame.rename({SOURCE_ROW: "__row"})
     else:
-        frame = _normalise(name, frame).with_row_index("__row", offset=offset)
-    frame = frame.with_columns(_parse_exprs(name, frame))
-    rules = _rules(name, frame)
+        frame = frame.with_row_index("__row", offset=offset)
+    # the untouched values stay beside the normalised ones (a zero-copy alias) for the record
+    frame = frame.with_columns(pl.col("__row").cast(pl.Int64),
+                               *[pl.col(c).alias(f"__orig_{c}") for c in original])
+    frame = _normalise(name, frame, schema)
+    frame = frame.with_columns(_parse_exprs(name, schema))
+    rules = _rules(name, schema)
     if name in ("payments", "actions", "disputes") and known_invoice_ids is not None:
         rules["unknown invoice"] = ~_blank("invoice_id") & ~pl.col("invoice_id").is_in(
             known_invoice_ids.implode())
@@ -216,31 +240,28 @@ def validate_rows(
         if hits else pl.lit(""))
     if name in KEYS:
         key = KEYS[name]
-        # among rows that pass every other rule, the first of a key is kept
-        good = tagged.filter(pl.col("__reason") == "")
-        dup_rows = good.filter(pl.int_range(pl.len()).over(key) > 0)["__row"]
-        tagged = tagged.with_columns(
-            __reason=pl.when(pl.col("__row").is_in(dup_rows.implode()))
-            .then(pl.lit(f"duplicate {key}")).otherwise(pl.col("__reason")))
-    bad = tagged.filter(pl.col("__reason") != "")
-    good = tagged.filter(pl.col("__reason") == "")
-    quarantined = bad.select(
-        table=pl.lit(name), file=pl.lit(file or name), row=pl.col("__row").cast(pl.Int64),
-        reason=pl.col("__reason"), record=pl.col("__record"),
+        first = tagged.filter(pl.col("__reason") == "").group_by(key).agg(
+            __first=pl.col("__row").min())
+        tagged = tagged.join(first, on=key, how="left", maintain_order="left").with_columns(
+            __reason=pl.when((pl.col("__reason") == "") & (pl.col("__row") != pl.col("__first")))
+            .then(pl.lit(f"duplicate {key}")).otherwise(pl.col("__reason"))).drop("__first")
+    bad = tagged.filter(pl.col("__reason") != "").select(
+        table=pl.lit(name), file=pl.lit(file or name), row=pl.col("__row"),
+        reason=pl.col("__reason"),
+        record=pl.struct([pl.col(f"__orig_{c}").cast(pl.String).alias(c) for c in original])
+        .struct.json_encode(),
     )
-    typed = good.with_columns(
-        [pl.col(_parsed(c)).alias(c) for c in COLUMNS[name] if c in frame.columns])
-    clean = typed.select([c for c in typed.columns if not c.startswith("__")])
+    good = tagged.filter(pl.col("__reason") == "")
+    typed = good.with_columns([pl.col(_parsed(c)).alias(c) for c in COLUMNS[name] if c in schema])
+    clean = typed.select([c for c in original if not c.startswith("__")])
     if name == "invoices":
         clean = clean.with_columns(pl.col("currency").fill_null("EUR") if "currency" in
-                                   clean.columns else pl.lit("EUR").alias("currency"))
-    if name == "debtors" and "opted_out" in clean.columns:
+                                   schema else pl.lit("EUR").alias("currency"))
+    if name == "debtors" and "opted_out" in schema:
         clean = clean.with_columns(pl.col("opted_out").str.split(";").list.eval(
             pl.element().str.strip_chars().filter(pl.element() != "")).list.join(";")
             .replace("", None))
-    clean = conform(name, clean)
-    SCHEMAS[name].validate(clean)
-    return clean, quarantined
+    return clean, bad
 
 
 def _read(path: Path) -> pl.DataFrame:
@@ -333,11 +354,102 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None, *,
     if out_dir is not None:
         out_dir = Path(out_dir)
         paths = write_tables(tables, out_dir)
-        quarantine.write_csv(out_dir / "quarantine.csv")
-        summary = {"data_dir": str(data_dir), "tables": counts, "debtors_created": created}
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        paths += [out_dir / "quarantine.csv", out_dir / "summary.json"]
+        paths += _write_report(out_dir, data_dir, quarantine, counts, created)
     return IngestResult(tables, quarantine, counts, created, paths)
+
+
+def _write_report(out_dir: Path, data_dir: Path, quarantine: pl.DataFrame, counts: dict,
+                  created: int) -> list[Path]:
+    """``quarantine.csv`` and ``summary.json`` beside the clean tables."""
+    quarantine.write_csv(out_dir / "quarantine.csv")
+    summary = {"data_dir": str(data_dir), "tables": counts, "debtors_created": created}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return [out_dir / "quarantine.csv", out_dir / "summary.json"]
+
+
+def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
+                 mapping: Mapping | None = None) -> IngestResult:
+    """:func:`ingest` for large inputs: the same rules, streamed from the files to Parquet.
+
+    CSV and Parquet tables are scanned lazily and their clean rows written to ``out_dir``
+    without holding a table in memory (tables read through a mapping are read whole). The
+    result's ``tables`` are lazy scans of the written files, not frames in memory.
+    """
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"{data_dir}: no such data directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mapped = mapping.tables if mapping is not None else {}
+    exports: dict[str, pl.DataFrame] = {}
+    quarantined, counts, paths = [], {}, []
+    for name in TABLE_NAMES:
+        known = None
+        if name in ("payments", "actions", "disputes"):
+            known = pl.scan_parquet(out_dir / "invoices.parquet").select(
+                "invoice_id").collect()["invoice_id"]
+        target = out_dir / f"{name}.parquet"
+        not_rows = 0
+        if name in mapped:
+            table = mapped[name]
+            if table.file not in exports:
+                path = data_dir / table.file
+                if not path.is_file():
+                    raise InputError(f"{path}: export file named in the mapping is missing")
+                exports[table.file] = read_export(path, mapping.format)
+            raw, not_rows = apply_table_map(name, exports[table.file], table, mapping.format)
+            source, file = raw.lazy(), table.file
+        else:
+            path = _locate(data_dir, name)
+            if path is None:
+                if name in REQUIRED_FILES:
+                    raise InputError(
+                        f"{data_dir / (name + '.csv')}: required table file is missing")
+                conform(name, pl.DataFrame(schema=COLUMNS[name])).write_parquet(target)
+                counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
+                paths.append(target)
+                continue
+            source, file = _scan(path), path.name
+        try:
+            clean, bad = tag_rows(name, source, known_invoice_ids=known,
+                                  offset=2 if file.endswith(".csv") else 1, file=file)
+            conform(name, clean).sink_parquet(target)
+            bad = bad.collect()
+        except pl.exceptions.PolarsError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{file}: cannot be read ({first})") from None
+        kept = pl.scan_parquet(target).select(pl.len()).collect().item()
+        quarantined.append(bad)
+        counts[name] = {"read": kept + bad.height, "kept": kept, "quarantined": bad.height,
+                        "by_reason": _by_reason(bad)}
+        if not_rows:
+            counts[name]["source_rows_without_this_table"] = not_rows
+        paths.append(target)
+    debtors = pl.read_parquet(out_dir / "debtors.parquet")
+    invoice_debtors = pl.scan_parquet(out_dir / "invoices.parquet").select(
+        "debtor_id").unique().collect()
+    fixed, created = _add_missing_debtors({"debtors": debtors, "invoices": invoice_debtors})
+    if created:
+        fixed["debtors"].write_parquet(out_dir / "debtors.parquet")
+    counts["debtors"]["created_for_unknown_debtor_id"] = created
+    quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    paths += _write_report(out_dir, data_dir, quarantine, counts, created)
+    logger.info("ingest %s → %s: %s", data_dir, out_dir,
+                {n: (c["kept"], c["quarantined"]) for n, c in counts.items()})
+    return IngestResult(None, quarantine, counts, created, paths)
+
+
+def _scan(path: Path) -> pl.LazyFrame:
+    """A lazy scan of one table file: CSV as text (nothing guessed), Parquet as stored."""
+    try:
+        if path.suffix == ".parquet":
+            lf = pl.scan_parquet(path)
+        else:
+            lf = pl.scan_csv(path, infer_schema=False, encoding="utf8-lossy")
+        lf.collect_schema()
+        return lf
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path.name}: cannot be read ({first})") from None
 
 
 def _by_reason(bad: pl.DataFrame) -> dict[str, int]:

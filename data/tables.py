@@ -70,14 +70,16 @@ DATED_BY = {
 SETTLE_TOLERANCE = 0.01
 
 
-def conform(name: str, frame: pl.DataFrame) -> pl.DataFrame:
-    """Give ``frame`` every contract column of table ``name`` with its type, extras kept after."""
+def conform(name: str, frame):
+    """Give ``frame`` (eager or lazy) every contract column of table ``name`` with its type,
+    extras kept after."""
     schema = COLUMNS[name]
-    missing = [pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in frame.columns]
+    have = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in have]
     frame = frame.with_columns(missing) if missing else frame
-    casts = [pl.col(c).cast(t) for c, t in schema.items() if frame.schema[c] != t]
+    casts = [pl.col(c).cast(t) for c, t in schema.items() if c in have and have[c] != t]
     frame = frame.with_columns(casts) if casts else frame
-    extras = [c for c in frame.columns if c not in schema]
+    extras = [c for c in have if c not in schema]
     return frame.select([*schema, *extras])
 
 

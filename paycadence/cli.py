@@ -97,7 +97,7 @@ def ingest(
     quiet: Quiet = False,
 ):
     """Validate a data directory into clean tables, a quarantine file and a summary."""
-    from paycadence.data.ingest import ingest as run
+    from paycadence.data.ingest import ingest_files as run
     from paycadence.data.ingest import summary_rows
     from paycadence.data.mapping import load_mapping
 

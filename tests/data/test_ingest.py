@@ -176,3 +176,45 @@ def test_simulated_company_ingests_clean(sim_dir):
     result = ingest(sim_dir)
     assert result.quarantine.height == 0
     assert all(c["read"] == c["kept"] for c in result.counts.values())
+
+
+def test_quarantine_record_keeps_the_original_text(tmp_path):
+    text = DEBTORS + "A,  be ,b2c, SMS \n"
+    result = ingest(write(tmp_path, debtors=text))
+    record = json.loads(result.quarantine["record"][0])
+    assert record == {"debtor_id": "A", "country": "  be ", "segment": "b2c",
+                      "opted_out": " SMS "}
+
+
+def test_streaming_ingest_gives_exactly_the_same_result(tmp_path, sim_dir):
+    """ingest_files (streamed to Parquet) and ingest (in memory) are one set of rules."""
+    from paycadence.data import read_clean
+    from paycadence.data.ingest import ingest_files
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    bad = write(mixed, invoices=INVOICES + "I1,A,2025-03-01,2025-04-01,7\n"
+                "I9,Q,2025-02-30,2025-03-01,1\n"
+                "I8,NEW,2025-03-01,2025-03-31,5\n",
+                payments=PAYMENTS + "I404,2025-02-01,5\nI2,2025-02-20,-1\n",
+                actions=ACTIONS + "I1,2025-02-05,pigeon,1,\n")
+    for source in (bad, sim_dir):
+        memory = ingest(source, tmp_path / "a")
+        streamed = ingest_files(source, tmp_path / "b")
+        assert streamed.counts == memory.counts
+        assert streamed.quarantine.equals(memory.quarantine)
+        written = read_clean(tmp_path / "b")
+        for name, frame in memory.tables.items():
+            assert getattr(written, name).equals(frame), name
+
+
+def test_streaming_ingest_errors_are_one_line(tmp_path):
+    from paycadence.data.ingest import ingest_files
+
+    write(tmp_path, invoices="invoice_id,debtor_id,issue_date,amount\n")
+    with pytest.raises(InputError, match="invoices.csv: required column 'due_date' is missing"):
+        ingest_files(tmp_path, tmp_path / "out")
+    write(tmp_path)
+    (tmp_path / "actions.parquet").write_bytes(b"nope")
+    with pytest.raises(InputError, match="actions.parquet: cannot be read"):
+        ingest_files(tmp_path, tmp_path / "out")
