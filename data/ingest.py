@@ -194,12 +194,24 @@ def validate_rows(
         ``clean`` conformed to the contract types; ``quarantined`` with columns
         ``table, file, row, reason, record`` (the original row as JSON).
     """
-    clean, bad = tag_rows(name, frame.lazy(), known_invoice_ids=known_invoice_ids,
-                          offset=offset, file=file)
-    clean, quarantined = pl.collect_all([clean, bad])
+    return _collect(name, frame.lazy(), known_invoice_ids, offset, file)
+
+
+def _collect(name, source: pl.LazyFrame, known, offset: int, file: str):
+    """Run the rule query in memory: (clean conformed frame, quarantined rows)."""
+    try:
+        clean, bad = tag_rows(name, source, known_invoice_ids=known, offset=offset, file=file)
+        clean, quarantined = pl.collect_all([clean, bad])
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"{file or name}: cannot be read ({_first_line(exc)})") from None
     clean = conform(name, clean)
     SCHEMAS[name].validate(clean)
     return clean, quarantined
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def tag_rows(
@@ -264,15 +276,27 @@ def tag_rows(
     return clean, bad
 
 
-def _read(path: Path) -> pl.DataFrame:
-    """Read one table file: CSV as strings (nothing guessed), Parquet as stored."""
-    try:
-        if path.suffix == ".parquet":
-            return pl.read_parquet(path)
-        return pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
-    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path.name}: cannot be read ({first})") from None
+def _source(name: str, data_dir: Path, mapping: Mapping | None, exports: dict):
+    """Where table ``name`` comes from: (lazy rows, file name, source rows not of this table).
+
+    The rows are None when the table is absent and optional.
+    """
+    mapped = mapping.tables if mapping is not None else {}
+    if name in mapped:
+        table = mapped[name]
+        if table.file not in exports:
+            path = data_dir / table.file
+            if not path.is_file():
+                raise InputError(f"{path}: export file named in the mapping is missing")
+            exports[table.file] = read_export(path, mapping.format)
+        raw, not_rows = apply_table_map(name, exports[table.file], table, mapping.format)
+        return raw.lazy(), table.file, not_rows
+    path = _locate(data_dir, name)
+    if path is None:
+        if name in REQUIRED_FILES:
+            raise InputError(f"{data_dir / (name + '.csv')}: required table file is missing")
+        return None, "", 0
+    return _scan(path), path.name, 0
 
 
 def _locate(data_dir: Path, name: str) -> Path | None:
@@ -310,40 +334,18 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None, *,
     quarantined: list[pl.DataFrame] = []
     counts: dict[str, dict] = {}
     exports: dict[str, pl.DataFrame] = {}
-    mapped = mapping.tables if mapping is not None else {}
     for name in TABLE_NAMES:
         known = clean["invoices"]["invoice_id"] if name in ("payments", "actions",
                                                             "disputes") else None
-        not_rows = 0
-        if name in mapped:
-            table = mapped[name]
-            if table.file not in exports:
-                path = data_dir / table.file
-                if not path.is_file():
-                    raise InputError(f"{path}: export file named in the mapping is missing")
-                exports[table.file] = read_export(path, mapping.format)
-            raw, not_rows = apply_table_map(name, exports[table.file], table, mapping.format)
-            file = table.file
-        else:
-            path = _locate(data_dir, name)
-            if path is None:
-                if name in REQUIRED_FILES:
-                    raise InputError(
-                        f"{data_dir / (name + '.csv')}: required table file is missing")
-                clean[name] = conform(name, pl.DataFrame(schema=COLUMNS[name]))
-                counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
-                continue
-            raw, file = _read(path), path.name
-        good, bad = validate_rows(name, raw, known_invoice_ids=known,
-                                  offset=2 if file.endswith(".csv") else 1, file=file)
-        if good.height + bad.height != raw.height:  # pragma: no cover - a bug, never data
-            raise AssertionError(f"{file}: rows lost in validation")
+        source, file, not_rows = _source(name, data_dir, mapping, exports)
+        if source is None:
+            clean[name] = conform(name, pl.DataFrame(schema=COLUMNS[name]))
+            counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
+            continue
+        good, bad = _collect(name, source, known, 2 if file.endswith(".csv") else 1, file)
         clean[name] = good
         quarantined.append(bad)
-        counts[name] = {"read": raw.height, "kept": good.height, "quarantined": bad.height,
-                        "by_reason": _by_reason(bad)}
-        if not_rows:
-            counts[name]["source_rows_without_this_table"] = not_rows
+        counts[name] = _counts(source, file, good.height, bad, not_rows)
     clean, created = _add_missing_debtors(clean)
     counts["debtors"]["created_for_unknown_debtor_id"] = created
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
@@ -379,7 +381,6 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: no such data directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    mapped = mapping.tables if mapping is not None else {}
     exports: dict[str, pl.DataFrame] = {}
     quarantined, counts, paths = [], {}, []
     for name in TABLE_NAMES:
@@ -388,41 +389,22 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
             known = pl.scan_parquet(out_dir / "invoices.parquet").select(
                 "invoice_id").collect()["invoice_id"]
         target = out_dir / f"{name}.parquet"
-        not_rows = 0
-        if name in mapped:
-            table = mapped[name]
-            if table.file not in exports:
-                path = data_dir / table.file
-                if not path.is_file():
-                    raise InputError(f"{path}: export file named in the mapping is missing")
-                exports[table.file] = read_export(path, mapping.format)
-            raw, not_rows = apply_table_map(name, exports[table.file], table, mapping.format)
-            source, file = raw.lazy(), table.file
-        else:
-            path = _locate(data_dir, name)
-            if path is None:
-                if name in REQUIRED_FILES:
-                    raise InputError(
-                        f"{data_dir / (name + '.csv')}: required table file is missing")
-                conform(name, pl.DataFrame(schema=COLUMNS[name])).write_parquet(target)
-                counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
-                paths.append(target)
-                continue
-            source, file = _scan(path), path.name
+        source, file, not_rows = _source(name, data_dir, mapping, exports)
+        if source is None:
+            conform(name, pl.DataFrame(schema=COLUMNS[name])).write_parquet(target)
+            counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
+            paths.append(target)
+            continue
         try:
             clean, bad = tag_rows(name, source, known_invoice_ids=known,
                                   offset=2 if file.endswith(".csv") else 1, file=file)
             conform(name, clean).sink_parquet(target)
             bad = bad.collect()
         except pl.exceptions.PolarsError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"{file}: cannot be read ({first})") from None
-        kept = pl.scan_parquet(target).select(pl.len()).collect().item()
+            raise InputError(f"{file}: cannot be read ({_first_line(exc)})") from None
         quarantined.append(bad)
-        counts[name] = {"read": kept + bad.height, "kept": kept, "quarantined": bad.height,
-                        "by_reason": _by_reason(bad)}
-        if not_rows:
-            counts[name]["source_rows_without_this_table"] = not_rows
+        kept = pl.scan_parquet(target).select(pl.len()).collect().item()
+        counts[name] = _counts(source, file, kept, bad, not_rows)
         paths.append(target)
     debtors = pl.read_parquet(out_dir / "debtors.parquet")
     invoice_debtors = pl.scan_parquet(out_dir / "invoices.parquet").select(
@@ -448,8 +430,21 @@ def _scan(path: Path) -> pl.LazyFrame:
         lf.collect_schema()
         return lf
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path.name}: cannot be read ({first})") from None
+        raise InputError(f"{path.name}: cannot be read ({_first_line(exc)})") from None
+
+
+def _counts(source: pl.LazyFrame, file: str, kept: int, bad: pl.DataFrame,
+            not_rows: int) -> dict:
+    """A table's line in the summary, after checking that every row read was either kept or
+    quarantined (counted independently of the rules)."""
+    read = source.select(pl.len()).collect().item()
+    if read != kept + bad.height:  # pragma: no cover - a bug in the rules, never the data
+        raise AssertionError(f"{file}: {read} rows read, {kept} kept + {bad.height} quarantined")
+    out = {"read": read, "kept": kept, "quarantined": bad.height,
+           "by_reason": _by_reason(bad)}
+    if not_rows:
+        out["source_rows_without_this_table"] = not_rows
+    return out
 
 
 def _by_reason(bad: pl.DataFrame) -> dict[str, int]:

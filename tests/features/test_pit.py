@@ -124,12 +124,8 @@ def test_resolution_after_as_of_is_not_known():
         0.0]
 
 
-def oracle(tables: Tables, as_of: dt.date) -> dict[str, dict]:
-    """A slow, obvious loop over dict rows computing some features."""
-    invoices = tables.invoices.to_dicts()
-    pays = [p for p in tables.payments.to_dicts() if p["paid_on"] < as_of]
-    acts = [a for a in tables.actions.to_dicts() if a["sent_on"] < as_of]
-    owner = {i["invoice_id"]: i["debtor_id"] for i in invoices}
+def slow_settlements(invoices: list[dict], pays: list[dict]) -> dict:
+    """invoice id → the first day its payments reach its amount (within 0.01)."""
     settled = {}
     for inv in invoices:
         total = 0.0
@@ -139,6 +135,16 @@ def oracle(tables: Tables, as_of: dt.date) -> dict[str, dict]:
             if total >= inv["amount"] - 0.01:
                 settled[inv["invoice_id"]] = p["paid_on"]
                 break
+    return settled
+
+
+def oracle(tables: Tables, as_of: dt.date) -> dict[str, dict]:
+    """A slow, obvious loop over dict rows computing some features."""
+    invoices = tables.invoices.to_dicts()
+    pays = [p for p in tables.payments.to_dicts() if p["paid_on"] < as_of]
+    acts = [a for a in tables.actions.to_dicts() if a["sent_on"] < as_of]
+    owner = {i["invoice_id"]: i["debtor_id"] for i in invoices}
+    settled = slow_settlements(invoices, pays)
     out = {}
     for inv in invoices:
         if inv["issue_date"] > as_of or inv["invoice_id"] in settled:
@@ -193,15 +199,7 @@ def test_new_behaviour_features_match_a_slow_oracle():
     pays = [p for p in HISTORY.payments.to_dicts() if p["paid_on"] < as_of]
     acts = [a for a in HISTORY.actions.to_dicts() if a["sent_on"] < as_of]
     owner = {i["invoice_id"]: i["debtor_id"] for i in invoices}
-    settled = {}
-    for inv in invoices:
-        total = 0.0
-        for p in sorted((p for p in pays if p["invoice_id"] == inv["invoice_id"]),
-                        key=lambda p: p["paid_on"]):
-            total += p["amount"]
-            if total >= inv["amount"] - 0.01:
-                settled[inv["invoice_id"]] = p["paid_on"]
-                break
+    settled = slow_settlements(invoices, pays)
     for row in fast.values():
         d = row["debtor_id"]
         mine = [i for i in invoices if i["debtor_id"] == d]
