@@ -1,6 +1,7 @@
 """Stage 1, data: the contract tables, ingest with quarantine, and the receivables simulator."""
 
 from paycadence.data.ingest import IngestResult, ingest, summary_rows, validate_rows
+from paycadence.data.sim_engine import PolicyError
 from paycadence.data.sim_policy import (
     DebtorContext,
     Decision,
@@ -25,6 +26,7 @@ __all__ = [
     "DebtorContext",
     "DecisionPolicy",
     "ScheduleLoggingPolicy",
+    "PolicyError",
     "SimulationResult",
     "simulate",
     "write_simulation",

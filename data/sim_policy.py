@@ -9,18 +9,48 @@ fixed schedule, exploring part of the time uniformly among the actions the guard
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import logging
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from paycadence.config import Policy
-from paycadence.guard import DebtorState, allowed_actions
+from paycadence.config import ACTIONS, CONTACT_CHANNELS, Policy
+from paycadence.data.tables import Tables
+from paycadence.guard import DebtorState, InvoiceState, allowed_actions
+
+logger = logging.getLogger(__name__)
+
+#: Channel of schedule step 1, 2, 3 (later steps, needed when the rules ask for more reminders
+#: before collection than the schedule has, repeat the last).
+SCHEDULE_CHANNELS = ("email", "email", "letter")
+#: Channels tried, in order, when the rules forbid the schedule's own channel.
+FALLBACK_CHANNELS = ("letter", "email", "sms")
 
 
 @dataclass(frozen=True)
 class Decision:
-    """An action for one debtor on one day, with the probability it was chosen with."""
+    """An action for one debtor on one day, with the probability it was chosen with.
+
+    Attributes
+    ----------
+    action : str
+        One of :data:`paycadence.config.ACTIONS`.
+    invoice_ids : tuple of str
+        Invoices the action names (empty for ``wait``).
+    propensity : float
+        Probability in (0, 1] with which the policy chose ``action`` on this day.
+    explored : bool
+        The policy's exploration draw came up (the action was drawn uniformly).
+    step : int or None
+        Reminder number of the contact (highest over the named invoices).
+    schedule_action : str or None
+        What the policy would have done without exploring.
+    n_allowed : int or None
+        Number of actions the guard allowed (wait included), the ``k`` of the propensity.
+    """
 
     action: str
     invoice_ids: tuple[str, ...]
@@ -28,105 +58,180 @@ class Decision:
     explored: bool = False
     step: int | None = None
     schedule_action: str | None = None
+    n_allowed: int | None = None
 
 
 @dataclass(frozen=True)
 class DebtorContext:
-    """Read-only facts a policy may use beyond the guard's state.
+    """Read-only facts a policy may use beyond the guard's state, on the decision morning.
 
     Attributes
     ----------
-    days_past_due : dict
-        invoice id → days past due on the decision day (negative: not yet due).
+    segment, country : str
+        The debtor's segment (``b2b``/``b2c``) and ISO country.
+    days_past_due : Mapping
+        invoice id → days past due on the decision day (negative: not yet due), open invoices.
     contacts : tuple
-        The debtor's earlier actions as (date, channel, invoice ids).
-    segment : str
-        ``b2b`` or ``b2c``.
+        The debtor's earlier actions as ``(date, channel, invoice ids)``, oldest first
+        (collections included).
+    on_plan : frozenset
+        Open invoices under an accepted payment plan that is being kept (the company knows
+        the arrangement; dunning pauses on them).
     """
 
-    days_past_due: dict[str, int]
-    contacts: tuple[tuple[dt.date, str, tuple[str, ...]], ...]
     segment: str
+    country: str
+    days_past_due: Mapping[str, int]
+    contacts: tuple[tuple[dt.date, str, tuple[str, ...]], ...] = ()
+    on_plan: frozenset[str] = frozenset()
+    history_rows: Callable[[], Tables] | None = field(default=None, repr=False, compare=False)
+
+    def history(self) -> Tables:
+        """The debtor's five tables as known on the decision morning (CONTRACT.md §1)."""
+        if self.history_rows is None:
+            return Tables.from_frames()
+        return self.history_rows()
 
 
 class DecisionPolicy(Protocol):
-    """Anything that decides a debtor's action on a day."""
+    """Anything that decides a debtor's action on a decision day.
+
+    A policy may also define ``is_decision_day(state, on, context) -> bool``; without it the
+    simulator asks on the schedule's decision days (:func:`schedule_decision_day`).
+    """
 
     def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision: ...
 
-    def is_decision_day(self, state: DebtorState, on: dt.date) -> bool: ...
 
+def due_for_schedule(state: DebtorState, on: dt.date, policy: Policy,
+                     on_plan: frozenset[str] = frozenset()
+                     ) -> tuple[list[InvoiceState], list[InvoiceState]]:
+    """Invoices that reached their next schedule step, and those due for collection.
 
-def schedule_step(policy: Policy, contacts: int) -> int | None:
-    """Days past due at which the schedule's next step falls, after ``contacts`` reminders."""
+    An open invoice that is not disputed, not in collection and not under a kept plan, with
+    ``c`` earlier contacts, is due for step ``c + 1`` once it is ``schedule[c]`` days past due
+    (first reminder, second reminder, final notice); after the final notice it is due for
+    collection once it is ``schedule.collection`` days past due.
+    """
     s = policy.schedule
-    steps = [s.first_reminder, s.second_reminder, s.final_notice]
-    return steps[contacts] if contacts < len(steps) else None
+    steps = (s.first_reminder, s.second_reminder, s.final_notice)
+    contact_due, collect_due = [], []
+    for inv in state.invoices:
+        if inv.in_collection or inv.disputed or inv.open_amount <= 0 or inv.invoice_id in on_plan:
+            continue
+        overdue = (on - inv.due_date).days
+        if inv.contacts < len(steps):
+            if overdue >= steps[inv.contacts]:
+                contact_due.append(inv)
+        elif overdue >= s.collection:
+            collect_due.append(inv)
+    return contact_due, collect_due
+
+
+def schedule_decision_day(state: DebtorState, on: dt.date, policy: Policy,
+                          context: DebtorContext) -> bool:
+    """A decision day: an invoice reached its next schedule step or its collection day."""
+    contact_due, collect_due = due_for_schedule(state, on, policy, context.on_plan)
+    return bool(contact_due or collect_due)
+
+
+def schedule_choice(state: DebtorState, on: dt.date, policy: Policy, context: DebtorContext,
+                    allowed: Mapping[str, tuple]) -> tuple[str, tuple[str, ...]]:
+    """The schedule's own action on ``on`` and the invoices it names, among ``allowed``.
+
+    Collection of the invoices due for it comes first. When the rules refuse collection only
+    because an invoice has too few reminders, it gets a further reminder instead. A contact
+    uses the channel of the highest step due, or the first allowed of
+    :data:`FALLBACK_CHANNELS`; when no contact is allowed the schedule waits.
+    """
+    contact_due, collect_due = due_for_schedule(state, on, policy, context.on_plan)
+    if collect_due:
+        ids = tuple(i.invoice_id for i in collect_due
+                    if i.invoice_id in allowed.get("collection", ()))
+        if ids:
+            return "collection", ids
+        need = policy.rules.min_reminders_before_collection
+        contact_due = contact_due + [i for i in collect_due if i.contacts < need]
+    if not contact_due:
+        return "wait", ()
+    step = max(i.contacts for i in contact_due) + 1
+    own = SCHEDULE_CHANNELS[min(step, len(SCHEDULE_CHANNELS)) - 1]
+    for channel in (own, *FALLBACK_CHANNELS):
+        ids = tuple(i.invoice_id for i in contact_due if i.invoice_id in allowed.get(channel, ()))
+        if ids:
+            return channel, ids
+    return "wait", ()
+
+
+def contact_step(state: DebtorState, action: str, invoice_ids: tuple[str, ...]) -> int | None:
+    """Reminder number of a contact: 1 + the most earlier contacts among the named invoices."""
+    if action not in CONTACT_CHANNELS:
+        return None
+    named = set(invoice_ids)
+    return 1 + max((i.contacts for i in state.invoices if i.invoice_id in named), default=0)
 
 
 class ScheduleLoggingPolicy:
     """The fixed schedule (email, email, letter, collection), exploring with share ``epsilon``.
 
-    On a decision day — an open, contactable invoice reaches its next step, or the collection
-    day — the schedule's action is taken with probability ``1 − ε`` (plus ``ε / k``), and each of
-    the ``k`` actions the guard allows, wait included, with ``ε / k``.
+    On a decision day it draws ``u``; when ``u < ε`` it explores: it picks uniformly one of the
+    ``k`` actions the guard allows, wait included. The logged propensity of the action taken is
+    exactly ``(1 − ε) · [action = schedule action] + ε / k``.
+
+    Parameters
+    ----------
+    policy : Policy
+        Rules (through the guard) and the schedule's days past due.
+    epsilon : float
+        Exploration share in [0, 1].
+    seed : int
+        Seed of the exploration draws; each debtor gets its own stream, so one debtor's
+        decisions never shift another's.
     """
 
-    def __init__(self, policy: Policy, epsilon: float, rng: np.random.Generator):
-        self.policy = policy
-        self.epsilon = epsilon
-        self.rng = rng
+    def __init__(self, policy: Policy | None = None, epsilon: float = 0.10, seed: int = 0):
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+        self.policy = policy or Policy()
+        self.epsilon = float(epsilon)
+        self.seed = int(seed)
+        self._rngs: dict[str, np.random.Generator] = {}
 
-    def _due(self, state: DebtorState, on: dt.date) -> tuple[list, list]:
-        contact_due, collect_due = [], []
-        for inv in state.invoices:
-            if inv.in_collection or inv.disputed or inv.open_amount <= 0:
-                continue
-            overdue = (on - inv.due_date).days
-            step_day = schedule_step(self.policy, inv.contacts)
-            if step_day is not None and overdue >= step_day:
-                contact_due.append(inv)
-            elif step_day is None and overdue >= self.policy.schedule.collection:
-                collect_due.append(inv)
-        return contact_due, collect_due
+    def _rng(self, debtor_id: str) -> np.random.Generator:
+        rng = self._rngs.get(debtor_id)
+        if rng is None:
+            key = zlib.crc32(debtor_id.encode())
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x5EED, key]))
+            self._rngs[debtor_id] = rng
+        return rng
 
-    def is_decision_day(self, state: DebtorState, on: dt.date) -> bool:
-        contact_due, collect_due = self._due(state, on)
-        return bool(contact_due or collect_due)
-
-    def scheduled(self, state: DebtorState, on: dt.date, allowed: dict) -> tuple[str, tuple, int]:
-        """The schedule's own action (or its fallback when the guard forbids it)."""
-        contact_due, collect_due = self._due(state, on)
-        if collect_due and "collection" in allowed:
-            ids = tuple(i.invoice_id for i in collect_due if i.invoice_id in allowed["collection"])
-            if ids:
-                return "collection", ids, None
-        if contact_due:
-            step = max(i.contacts for i in contact_due) + 1
-            wanted = ["letter", "email", "sms"] if step >= 3 else ["email", "letter", "sms"]
-            for channel in wanted:
-                if channel in allowed:
-                    ids = tuple(i.invoice_id for i in contact_due
-                                if i.invoice_id in allowed[channel])
-                    if ids:
-                        return channel, ids, step
-        return "wait", (), None
+    def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
+        """Whether an invoice of the debtor reached a schedule step on ``on``."""
+        return schedule_decision_day(state, on, self.policy, context)
 
     def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
+        """The schedule's action, or with probability ε a uniformly drawn allowed one."""
         allowed = allowed_actions(state, on, self.policy)
-        action, ids, step = self.scheduled(state, on, allowed)
-        options = sorted(allowed)
-        k = len(options)
-        eps = self.epsilon
-        if eps > 0 and k > 1 and self.rng.random() < eps:
-            pick = options[int(self.rng.integers(k))]
-            if pick != action:
-                overdue = {i for i, d in context.days_past_due.items() if d > 0}
-                pick_ids = tuple(i for i in allowed[pick] if i in overdue) or allowed[pick]
-                step_n = None
-                if pick not in ("wait", "collection"):
-                    step_n = 1 + max((inv.contacts for inv in state.invoices
-                                      if inv.invoice_id in pick_ids), default=0)
-                return Decision(pick, pick_ids, eps / k, True, step_n, action)
-        propensity = (1 - eps) + eps / k if k > 1 else 1.0
-        return Decision(action, ids, propensity, False, step, action)
+        scheduled, ids = schedule_choice(state, on, self.policy, context, allowed)
+        options = [a for a in ACTIONS if a in allowed]
+        k, eps = len(options), self.epsilon
+        rng = self._rng(state.debtor_id)
+        explored = bool(rng.random() < eps)
+        action = scheduled
+        if explored:
+            action = options[int(rng.integers(k))]
+            if action != scheduled:
+                ids = self._explored_ids(action, allowed[action], context)
+        propensity = (1.0 - eps) * (action == scheduled) + eps / k
+        return Decision(action, ids, propensity, explored, contact_step(state, action, ids),
+                        scheduled, k)
+
+    @staticmethod
+    def _explored_ids(action: str, eligible: tuple[str, ...],
+                      context: DebtorContext) -> tuple[str, ...]:
+        """Invoices an explored action names: the overdue eligible ones (else all eligible);
+        a payment plan and a collection name every eligible invoice."""
+        if action in ("wait", "payment_plan", "collection"):
+            return tuple(eligible)
+        overdue = tuple(i for i in eligible if context.days_past_due.get(i, 0) > 0)
+        return overdue or tuple(eligible)
