@@ -147,11 +147,15 @@ class Tables:
         return max(dates) if dates else None
 
 
-def known_as_of(events: pl.LazyFrame | pl.DataFrame, as_of: dt.date, *, table: str):
+def known_as_of(
+    events: pl.LazyFrame | pl.DataFrame, as_of: dt.date | pl.Expr, *, table: str
+):
     """Rows of ``table`` known on the morning of ``as_of`` (CONTRACT.md §1).
 
     Invoices and disputes dated on or before ``as_of`` are known; payments and actions only
-    when dated before it. Dispute resolutions dated after ``as_of`` are blanked.
+    when dated before it. Dispute resolutions dated after ``as_of`` are blanked. ``as_of`` is
+    a date, or an expression (e.g. ``pl.col("as_of")``) when each row carries its own
+    decision day, as in the many-date feature engine.
     """
     on, same_day = DATED_BY[table]
     col = pl.col(on)

@@ -1,8 +1,9 @@
 """Point-in-time features of open invoices and their debtors, as known on the morning of a date.
 
-This is the only place features are computed: training snapshots, batch recommendations and
-the stateless ``/recommend`` all call :func:`invoice_features`. Every input row passes through
-:func:`paycadence.data.known_as_of` first, so nothing dated after ``as_of`` can leak in.
+This is the only place features are computed: training snapshots (many days at once), batch
+recommendations and the stateless ``/recommend`` (one day) all go through :func:`features_at`.
+Every history row is paired with its debtor's decision days and passes through
+:func:`paycadence.data.known_as_of` for each, so nothing dated after a day can leak into it.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ CHANGE_MIN_SETTLED = 6
 
 RECENT = 5
 
+CENT_DIGITS = 6
+
+#: Group keys: a debtor on a decision day, an invoice on a decision day.
+KEYS = ("debtor_id", "as_of")
+IK = ("invoice_id", "as_of")
+
 
 def _days(expr: pl.Expr) -> pl.Expr:
     return expr.dt.total_days().cast(pl.Float64)
@@ -91,7 +98,7 @@ def invoice_features(
 def feature_plan(
     tables: Tables, *, as_of: dt.date, invoice_ids: Sequence[str] | None = None
 ) -> pl.LazyFrame:
-    """The query behind :func:`invoice_features` (its shared parts already computed).
+    """The features of one decision day: :func:`features_at` for every debtor.
 
     Parameters
     ----------
@@ -102,64 +109,146 @@ def feature_plan(
         and actions only when dated before it (CONTRACT.md §1).
     invoice_ids
         Restrict the answer to these invoices (those among them that are open).
+    """
+    return features_at(tables, as_of=as_of, invoice_ids=invoice_ids)
+
+
+def features_at(
+    tables: Tables,
+    points: pl.DataFrame | None = None,
+    *,
+    as_of: dt.date | None = None,
+    invoice_ids: Sequence[str] | None = None,
+    max_days_past_due: int | None = None,
+) -> pl.LazyFrame:
+    """Features of the open invoices of many debtors, each on its own decision days.
+
+    Every (debtor, day) pair is answered as if it were the only one: each history row is
+    paired with the days of its debtor and kept only where :func:`known_as_of` says it was
+    known on that day, so a training table of many days and a single day's batch run the
+    very same aggregations (for a single day the pairing is a filter on that date, and a
+    test checks that many days at once equal each day alone).
+
+    Parameters
+    ----------
+    tables
+        The company's tables, whole; rows dated after a pair's day are ignored for that pair.
+    points
+        ``debtor_id`` and ``as_of`` (date) columns: the pairs to answer (duplicates ignored).
+    as_of
+        Instead of ``points``: every debtor on this one day.
+    invoice_ids
+        Restrict the answer to these invoices (those among them that are open).
+    max_days_past_due
+        Leave out invoices more than this many days past due on the day (their history still
+        counts in the debtor's features).
 
     Returns
     -------
     polars.LazyFrame
-        One row per open invoice: ``invoice_id``, ``debtor_id``, ``as_of``, ``due_date``,
-        ``open_amount`` (currency) and every column of :data:`FEATURES` (days, currency,
-        shares in [0, 1]; null where the history says nothing, e.g. no settled invoice yet).
+        One row per invoice open on the morning of a pair's day: ``invoice_id``,
+        ``debtor_id``, ``as_of``, ``due_date``, ``open_amount`` (currency) and every column
+        of :data:`FEATURES` (days, currency, shares in [0, 1]; null where the history says
+        nothing, e.g. no settled invoice yet), sorted by day, debtor, due date and invoice.
     """
-    day = pl.lit(as_of, dtype=pl.Date)
-    invoices = known_as_of(tables.invoices.lazy(), as_of, table="invoices")
-    payments = known_as_of(tables.payments.lazy(), as_of, table="payments")
-    actions = known_as_of(tables.actions.lazy(), as_of, table="actions")
-    disputes = known_as_of(tables.disputes.lazy(), as_of, table="disputes")
+    if (points is None) == (as_of is None):
+        raise ValueError("give either points or as_of")
+    if as_of is None and points["as_of"].n_unique() == 1:
+        as_of = points["as_of"][0]
+    else:
+        points = None if as_of is not None else points
+    invoices = tables.invoices.lazy().select(
+        "invoice_id", "debtor_id", "issue_date", "due_date", "amount")
+    if as_of is not None:
+        # one day (batch, API): the day is a constant, rows are grouped by debtor or invoice
+        # alone, and each child row reaches its debtor through its (known) invoice
+        day, keys, ik = pl.lit(as_of, dtype=pl.Date), ("debtor_id",), ("invoice_id",)
+        invoices = known_as_of(invoices, as_of, table="invoices")
+        if points is not None:
+            invoices = invoices.join(points.lazy().select(pl.col("debtor_id").cast(pl.String)),
+                                     on="debtor_id", how="semi")
+        payments = known_as_of(tables.payments.lazy(), as_of, table="payments")
+        inv = invoices.join(settlements(invoices, payments), on="invoice_id", how="left")
+        inv = inv.with_columns(pl.col("amount_paid").round(CENT_DIGITS)).collect().lazy()
+        acts = known_as_of(tables.actions.lazy(), as_of, table="actions").join(
+            inv.select("invoice_id", "debtor_id", "settled_on"), on="invoice_id", how="inner")
+        disputes = known_as_of(tables.disputes.lazy(), as_of, table="disputes").join(
+            inv.select("invoice_id", "debtor_id"), on="invoice_id", how="inner")
+    else:
+        # many days: each history row is paired with every day of its debtor, and kept where
+        # known on that day; rows are grouped by (debtor or invoice, day)
+        day, keys, ik = pl.col("as_of"), KEYS, IK
+        pts = points.lazy().select(pl.col("debtor_id").cast(pl.String),
+                                   pl.col("as_of").cast(pl.Date)).unique()
+        owners = invoices.select("invoice_id", "debtor_id", "issue_date")
 
-    # computed once and shared by every part below (the engine would otherwise redo it)
-    inv = invoices.select("invoice_id", "debtor_id", "issue_date", "due_date", "amount").join(
-        settlements(invoices, payments), on="invoice_id", how="left"
-    ).collect().lazy()
+        def paired(rows: pl.LazyFrame, table: str) -> pl.LazyFrame:
+            if table != "invoices":
+                rows = rows.join(owners, on="invoice_id", how="inner")
+            return known_as_of(pts.join(rows, on="debtor_id", how="inner"), day, table=table
+                               ).filter(pl.col("issue_date") <= day)
+
+        # settled as known on a day = the final settlement day is before it (settlement is
+        # the first day the running sum of payments reaches the amount, so cutting payments
+        # at a day settles exactly the invoices whose final settlement lies before it)
+        final = settlements(tables.invoices.lazy(), tables.payments.lazy()).select(
+            "invoice_id", final_settled_on="settled_on")
+        paid = paired(tables.payments.lazy().select("invoice_id", "paid_on", "amount"),
+                      "payments").group_by(ik).agg(
+            amount_paid=pl.col("amount").sum().round(CENT_DIGITS),
+            n_payments=pl.len().cast(pl.Int64), last_paid=pl.col("paid_on").max())
+        inv = (
+            paired(invoices, "invoices").join(paid, on=ik, how="left")
+            .join(final, on="invoice_id", how="left")
+            .with_columns(_settled_then(day), amount_paid=pl.col("amount_paid").fill_null(0.0),
+                          n_payments=pl.col("n_payments").fill_null(0))
+            .drop("final_settled_on").collect().lazy()
+        )
+        acts = paired(tables.actions.lazy().select("invoice_id", "sent_on", "channel"),
+                      "actions").join(final, on="invoice_id", how="left").with_columns(
+            _settled_then(day))
+        disputes = paired(tables.disputes.lazy().select("invoice_id", "opened_on",
+                                                        "resolved_on"), "disputes")
+    # amounts paid are rounded far below a cent, so that the order of addition (one day or
+    # many, one thread or two) never shows in a feature; inv and acts are computed once and
+    # shared by every part below
+    acts = acts.select(*keys, "invoice_id", "sent_on", "channel", "settled_on").collect().lazy()
+
     open_inv = inv.filter(pl.col("settled_on").is_null())
     if invoice_ids is not None:
-        open_inv = open_inv.filter(pl.col("invoice_id").is_in(pl.Series(list(invoice_ids),
-                                                                        dtype=pl.String)
-                                                              .implode()))
+        open_inv = open_inv.filter(pl.col("invoice_id").is_in(_ids(invoice_ids)))
+    if max_days_past_due is not None:
+        open_inv = open_inv.filter(day - pl.col("due_date")
+                                   <= pl.duration(days=max_days_past_due))
     open_inv = open_inv.with_columns(
         open_amount=(pl.col("amount") - pl.col("amount_paid")).clip(lower_bound=0.0),
         days_past_due=_days(day - pl.col("due_date")),
     )
 
-    history = _debtor_history(inv).join(_recent_due(inv, day), on="debtor_id", how="full",
-                                        coalesce=True)
-    exposure = _debtor_exposure(inv.filter(pl.col("settled_on").is_null()), day)
-    # every action once with its debtor and its invoice's settlement, shared by all below
-    acts = actions.select("invoice_id", "sent_on", "channel").join(
-        inv.select("invoice_id", "debtor_id", "settled_on"), on="invoice_id", how="inner"
-    ).collect().lazy()
-    contacts = _contacts(acts, open_inv.select("invoice_id"), day)
+    history = _debtor_history(inv, keys).join(_recent_due(inv, keys, day), on=keys, how="full",
+                                              coalesce=True)
+    exposure = _debtor_exposure(inv.filter(pl.col("settled_on").is_null()), keys, day)
+    contacts = _contacts(acts, open_inv.select(ik), keys, ik, day)
     disputes_open = disputes.filter(pl.col("resolved_on").is_null()).select(
-        "invoice_id", disputed_open=pl.lit(1.0)
-    ).unique("invoice_id")
-    owners = invoices.select("invoice_id", "debtor_id")
-    dispute_counts = disputes.join(owners, on="invoice_id", how="inner").group_by(
-        "debtor_id").agg(n_disputes=pl.len().cast(pl.Float64),
-                         n_disputes_open=pl.col("resolved_on").is_null().sum().cast(pl.Float64))
+        *ik, disputed_open=pl.lit(1.0)).unique(ik)
+    dispute_counts = disputes.group_by(keys).agg(
+        n_disputes=pl.len().cast(pl.Float64),
+        n_disputes_open=pl.col("resolved_on").is_null().sum().cast(pl.Float64))
     debtors = tables.debtors.lazy().select("debtor_id", "segment", "created_on", "country")
-    first_issue = invoices.group_by("debtor_id").agg(first_issue=pl.col("issue_date").min())
+    first_issue = inv.group_by(keys).agg(first_issue=pl.col("issue_date").min())
 
     frame = (
-        open_inv.join(contacts["invoice"], on="invoice_id", how="left")
-        .join(disputes_open, on="invoice_id", how="left")
-        .join(history, on="debtor_id", how="left")
-        .join(exposure, on="debtor_id", how="left")
-        .join(contacts["debtor"], on="debtor_id", how="left")
-        .join(dispute_counts, on="debtor_id", how="left")
+        open_inv.join(contacts["invoice"], on=ik, how="left")
+        .join(disputes_open, on=ik, how="left")
+        .join(history, on=keys, how="left")
+        .join(exposure, on=keys, how="left")
+        .join(contacts["debtor"], on=keys, how="left")
+        .join(dispute_counts, on=keys, how="left")
         .join(debtors, on="debtor_id", how="left")
-        .join(first_issue, on="debtor_id", how="left")
-        .join(channel_response(acts, day), on="debtor_id", how="left")
-        .join(payment_habits(inv, acts, day), on="debtor_id", how="left")
-        .join(contact_record(acts), on="debtor_id", how="left")
+        .join(first_issue, on=keys, how="left")
+        .join(channel_response(acts, keys=keys, day=day), on=keys, how="left")
+        .join(payment_habits(inv, acts, keys=keys, day=day), on=keys, how="left")
+        .join(contact_record(acts, keys=keys), on=keys, how="left")
         .with_columns(
             as_of=day,
             amount=pl.col("amount"),
@@ -202,71 +291,82 @@ def feature_plan(
             "invoice_id", "debtor_id", "as_of", "due_date", "open_amount",
             *[pl.col(f).cast(pl.Float64) for f in FEATURES],
         )
-        .sort("debtor_id", "due_date", "invoice_id")
+        .sort("as_of", "debtor_id", "due_date", "invoice_id")
     )
     return frame
 
 
-def _debtor_history(inv: pl.LazyFrame) -> pl.LazyFrame:
+def _settled_then(day: pl.Expr) -> pl.Expr:
+    final = pl.col("final_settled_on")
+    return pl.when(final < day).then(final).alias("settled_on")
+
+
+def _ids(ids: Sequence[str]) -> pl.Expr:
+    return pl.Series(list(ids), dtype=pl.String).implode()
+
+
+def _debtor_history(inv: pl.LazyFrame, keys: tuple[str, ...]) -> pl.LazyFrame:
     """Past lateness of each debtor over the invoices settled before the decision day."""
     settled = inv.filter(pl.col("settled_on").is_not_null()).with_columns(
         days_late=_days(pl.col("settled_on") - pl.col("due_date")),
     ).with_columns(late=(pl.col("days_late") > 0).cast(pl.Float64))
-    return (
-        settled.sort("settled_on", "invoice_id")
-        .group_by("debtor_id")
-        .agg(
-            n_settled=pl.len().cast(pl.Float64),
-            share_late=pl.col("late").mean(),
-            mean_days_late=pl.col("days_late").mean(),
-            n_late_last_5=pl.col("late").tail(RECENT).sum(),
-            share_late_last_5=pl.col("late").tail(RECENT).mean(),
-            mean_days_late_last_5=pl.col("days_late").tail(RECENT).mean(),
-        )
+
+    def last(col: str) -> pl.Expr:
+        return pl.col(col).sort_by("settled_on", "invoice_id").tail(RECENT)
+
+    return settled.group_by(keys).agg(
+        n_settled=pl.len().cast(pl.Float64),
+        share_late=pl.col("late").mean(),
+        mean_days_late=pl.col("days_late").mean(),
+        n_late_last_5=last("late").sum(),
+        share_late_last_5=last("late").mean(),
+        mean_days_late_last_5=last("days_late").mean(),
     )
 
 
-def _recent_due(inv: pl.LazyFrame, day: pl.Expr) -> pl.LazyFrame:
+def _recent_due(inv: pl.LazyFrame, keys: tuple[str, ...], day: pl.Expr) -> pl.LazyFrame:
     """Share late among the debtor's last invoices *due* before the decision day, counting
     those still unpaid as late: a debtor who stops paying shows it here before it settles."""
     return (
         inv.filter(pl.col("due_date") < day)
         .with_columns(late=(pl.col("settled_on").is_null()
                             | (pl.col("settled_on") > pl.col("due_date"))).cast(pl.Float64))
-        .sort("due_date", "invoice_id")
-        .group_by("debtor_id")
-        .agg(late_last_5_due=pl.col("late").tail(RECENT).mean())
+        .group_by(keys)
+        .agg(late_last_5_due=pl.col("late").sort_by("due_date", "invoice_id").tail(RECENT)
+             .mean())
     )
 
 
-def _debtor_exposure(open_inv: pl.LazyFrame, day: pl.Expr) -> pl.LazyFrame:
+def _debtor_exposure(open_inv: pl.LazyFrame, keys: tuple[str, ...], day: pl.Expr
+                     ) -> pl.LazyFrame:
     """What each debtor owes on the decision day, and how much of it is overdue."""
     rest = (pl.col("amount") - pl.col("amount_paid")).clip(lower_bound=0.0)
     overdue = pl.col("due_date") < day
-    return open_inv.group_by("debtor_id").agg(
+    return open_inv.group_by(keys).agg(
         n_open=pl.len().cast(pl.Float64),
-        debtor_open_amount=rest.sum(),
-        overdue_amount=rest.filter(overdue).sum(),
+        debtor_open_amount=rest.sum().round(CENT_DIGITS),
+        overdue_amount=rest.filter(overdue).sum().round(CENT_DIGITS),
         n_open_overdue=overdue.sum().cast(pl.Float64),
         max_days_past_due=_days(day - pl.col("due_date")).max(),
     )
 
 
-def _contacts(acts: pl.LazyFrame, open_ids: pl.LazyFrame, day: pl.Expr) -> dict:
+def _contacts(acts: pl.LazyFrame, open_ids: pl.LazyFrame, keys: tuple[str, ...],
+              ik: tuple[str, ...], day: pl.Expr) -> dict:
     """Contact history per open invoice and per debtor (contacts are distinct days).
 
-    ``acts`` are the known actions with their ``debtor_id``.
+    ``acts`` are the actions known on the decision day, with their ``debtor_id``.
     """
     is_contact = pl.col("channel").is_in(list(CONTACT_CHANNELS))
     per_invoice = (
-        acts.join(open_ids, on="invoice_id", how="semi").group_by("invoice_id").agg(
+        acts.join(open_ids, on=ik, how="semi").group_by(ik).agg(
             reminders_invoice=pl.col("sent_on").filter(is_contact).n_unique().cast(pl.Float64),
             last_contact_invoice=pl.col("sent_on").filter(is_contact).max(),
             in_collection=(pl.col("channel") == "collection").any().cast(pl.Float64),
             plan_offered=(pl.col("channel") == "payment_plan").any().cast(pl.Float64),
         )
     )
-    per_debtor = acts.filter(is_contact).group_by("debtor_id").agg(
+    per_debtor = acts.filter(is_contact).group_by(keys).agg(
         contacts_30d=pl.col("sent_on")
         .filter(pl.col("sent_on") >= day - pl.duration(days=30))
         .n_unique()

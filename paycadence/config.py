@@ -99,6 +99,9 @@ class SimulateParams(_Frozen):
 class FeatureParams(_Frozen):
     snapshot_every_days: int = Field(7, ge=1)
     min_history_days: int = Field(60, ge=0)
+    #: Above this many snapshot rows, a fixed random share of (debtor, day) pairs is kept.
+    max_snapshot_rows: int = Field(2_000_000, ge=1000)
+    snapshot_seed: int = 0
 
 
 class TrainParams(_Frozen):

@@ -167,13 +167,16 @@ def train(
         raise InputError("no invoices to train on")
     dates = snapshot_dates(tables, every_days=params.features.snapshot_every_days,
                            min_history_days=params.features.min_history_days)
-    snaps = build_snapshots(tables, dates, horizon_days=params.train.horizon_days, data_end=last)
+    snaps = build_snapshots(tables, dates, horizon_days=params.train.horizon_days, data_end=last,
+                            max_rows=params.features.max_snapshot_rows,
+                            seed=params.features.snapshot_seed)
     if snaps.height == 0:
         raise InputError("no open invoice on any snapshot date: nothing to learn from")
     train_rows, holdout, split = time_split(
         snaps, holdout_share=params.train.holdout_share, embargo_days=params.train.embargo_days)
-    logger.info("snapshots: %d train, %d holdout, split at %s", train_rows.height,
-                holdout.height, split)
+    share = float(snaps["sampled_share"][0])
+    logger.info("snapshots: %d train, %d holdout, split at %s (%.1f%% of debtor-days kept)",
+                train_rows.height, holdout.height, split, 100 * share)
     models = fit(train_rows, params)
     h = params.train.horizon_days
     scores = {**evaluate(models, holdout, horizon_days=h),
@@ -217,7 +220,8 @@ def train(
                          "data_dir": str(Path(data_dir).resolve()) if data_dir else "",
                          "split_date": split.isoformat(),
                          "train_rows": str(train_rows.height),
-                         "holdout_rows": str(holdout.height)})
+                         "holdout_rows": str(holdout.height),
+                         "snapshot_share": f"{share:.6f}"})
         mlflow.log_dict({"features": list(models.features)}, "features.json")
         risk_dir = models.save(Path(tmp) / "risk")
         example = holdout.select(FEATURES).head(5).to_pandas()

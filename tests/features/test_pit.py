@@ -12,6 +12,7 @@ from polars.testing import assert_frame_equal
 
 from paycadence.data import Tables
 from paycadence.features import FEATURES, invoice_features
+from paycadence.features.pit import features_at
 
 AS_OF = dt.date(2025, 6, 1)
 CHANNELS = ["email", "sms", "letter", "phone", "payment_plan", "collection"]
@@ -259,3 +260,38 @@ def test_sudden_change_is_flagged_for_debtors_who_changed(sim):
         flagged_others += f.filter(pl.col("changed_on").is_null())["behaviour_change"].to_list()
     assert sum(flagged_changed) / max(len(flagged_changed), 1) > 2 * (
         sum(flagged_others) / max(len(flagged_others), 1))
+
+
+DAYS = st.lists(st.integers(-300, 60).map(lambda d: AS_OF + dt.timedelta(days=d)),
+                min_size=1, max_size=6, unique=True)
+
+
+@given(days=DAYS)
+@settings(max_examples=25, deadline=None)
+def test_many_days_at_once_equal_each_day_alone(days):
+    """The training table's many-day call gives exactly what each day's own call gives."""
+    alone = [invoice_features(HISTORY, as_of=d) for d in days]
+    points = pl.concat([f.select("debtor_id", "as_of") for f in alone]).unique()
+    together = features_at(HISTORY, points).collect()
+    want = pl.concat(alone).sort("as_of", "debtor_id", "due_date", "invoice_id")
+    assert_frame_equal(together, want)
+
+
+@given(extra=future_rows())
+@settings(max_examples=30, deadline=None)
+def test_rows_after_the_last_day_never_change_a_many_day_table(extra):
+    points = pl.DataFrame({"debtor_id": ["D0", "D1", "D2", "D3"] * 3,
+                           "as_of": [AS_OF - dt.timedelta(days=k) for k in (0, 45, 150)
+                                     for _ in range(4)]})
+    before = features_at(HISTORY, points).collect()
+    assert_frame_equal(before, features_at(HISTORY.concat(extra), points).collect())
+
+
+def test_a_debtor_answered_on_one_day_only_sees_that_day():
+    """Pairs of other debtors on later days do not leak into a debtor's earlier day."""
+    early = AS_OF - dt.timedelta(days=120)
+    mixed = pl.DataFrame({"debtor_id": ["D0", "D1", "D1"], "as_of": [early, early, AS_OF]})
+    got = features_at(HISTORY, mixed).collect().filter(pl.col("as_of") == early)
+    alone = invoice_features(HISTORY, as_of=early).filter(
+        pl.col("debtor_id").is_in(["D0", "D1"]))
+    assert_frame_equal(got, alone)
