@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from measure import peak_gb
 
 HERE = Path(__file__).resolve().parent
 AS_OF = dt.date(2025, 6, 1)
@@ -42,7 +43,7 @@ def child(kind: str, folder: str, extra: str) -> None:
     from paycadence.features import build_snapshots, invoice_features
 
     tables = read_clean(folder)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    base = peak_gb()
     t = time.perf_counter()
     if kind == "one-date":
         rows = invoice_features(tables, as_of=AS_OF).height
@@ -58,7 +59,7 @@ def child(kind: str, folder: str, extra: str) -> None:
                                 seed=p.features.snapshot_seed)
         rows = frame.height
         seconds = time.perf_counter() - t
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        peak = peak_gb()
         print(json.dumps({"kind": kind, "seconds": seconds, "rows": rows, "dates": len(dates),
                           "share": float(frame["sampled_share"][0]), "peak_gb": peak,
                           "pairs": frame.select(pl.struct("debtor_id", "as_of").n_unique())
@@ -87,7 +88,7 @@ def child(kind: str, folder: str, extra: str) -> None:
                           "max_abs_diff": worst}))
         return
     seconds = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    peak = peak_gb()
     print(json.dumps({"kind": kind, "seconds": seconds, "rows": rows,
                       "peak_gb": peak, "loaded_gb": base}))
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from measure import peak_gb
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,7 +27,7 @@ def child(folder: str, mode: str) -> None:
     else:
         result = ingest_files(folder, Path(folder) / "clean")
     print(json.dumps({"seconds": time.perf_counter() - t,
-                      "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+                      "peak_gb": peak_gb(),
                       "kept": result.counts["invoices"]["kept"]}))
 
 

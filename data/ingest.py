@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,8 +160,10 @@ def _rules(name: str, frame: pl.Schema) -> dict[str, pl.Expr]:
 def _normalise(name: str, frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
     """Trim strings, blank → null, lower-case channels, upper-case currency and country."""
     strings = [c for c, t in schema.items() if t == pl.String]
+    # when/then rather than replace(): replace() is not streamed and held a whole table
+    trimmed = {c: pl.col(c).str.strip_chars() for c in strings}
     frame = frame.with_columns(
-        pl.col(c).str.strip_chars().replace("", None) for c in strings)
+        pl.when(t != "").then(t).alias(c) for c, t in trimmed.items())
     lower = {"actions": ["channel"], "debtors": ["opted_out", "segment"]}.get(name, [])
     upper = {"invoices": ["currency"], "debtors": ["country"]}.get(name, [])
     return frame.with_columns(
@@ -218,7 +221,7 @@ def tag_rows(
     name: str,
     frame: pl.LazyFrame,
     *,
-    known_invoice_ids: pl.Series | None = None,
+    known_invoice_ids: pl.Series | pl.LazyFrame | None = None,
     offset: int = 2,
     file: str = "",
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
@@ -226,8 +229,19 @@ def tag_rows(
 
     :func:`validate_rows` collects it; :func:`ingest_files` streams it to Parquet, so that a
     large export is checked in bounded memory. Duplicate keys: among the rows that pass every
-    other rule, the one with the lowest row number is kept.
+    other rule, the one with the lowest row number is kept. It is the two halves below run
+    back to back: the rules that read one row (:func:`_tag_row_rules`), then those that
+    compare rows (:func:`_tag_key_rules`), which ``ingest_files`` runs one key bucket at a
+    time.
     """
+    tagged, original = _tag_row_rules(name, frame, offset=offset, file=file)
+    return _tag_key_rules(name, tagged, original, known_invoice_ids=known_invoice_ids,
+                          file=file)
+
+
+def _tag_row_rules(name: str, frame: pl.LazyFrame, *, offset: int, file: str):
+    """Number the rows, keep their original values, parse them and tag every broken rule that
+    one row can tell: (tagged rows, the original column names)."""
     schema = frame.collect_schema()
     missing = [c for c in REQUIRED[name] if c not in schema]
     if missing:
@@ -242,14 +256,38 @@ def tag_rows(
                                *[pl.col(c).alias(f"__orig_{c}") for c in original])
     frame = _normalise(name, frame, schema)
     frame = frame.with_columns(_parse_exprs(name, schema))
-    rules = _rules(name, schema)
-    if name in ("payments", "actions", "disputes") and known_invoice_ids is not None:
-        rules["unknown invoice"] = ~_blank("invoice_id") & ~pl.col("invoice_id").is_in(
-            known_invoice_ids.implode())
-    hits = [pl.when(rule.fill_null(False)).then(pl.lit(reason)) for reason, rule in rules.items()]
+    hits = [pl.when(rule.fill_null(False)).then(pl.lit(reason))
+            for reason, rule in _rules(name, schema).items()]
     tagged = frame.with_columns(
         __reason=pl.concat_list(hits).list.drop_nulls().list.join("; ")
         if hits else pl.lit(""))
+    return tagged, original
+
+
+def _tag_key_rules(
+    name: str,
+    tagged: pl.LazyFrame,
+    original: list[str],
+    *,
+    known_invoice_ids: pl.Series | pl.LazyFrame | None,
+    file: str,
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """The rules that compare rows (unknown invoice, duplicate key), then (clean, bad)."""
+    if name in ("payments", "actions", "disputes") and known_invoice_ids is not None:
+        if isinstance(known_invoice_ids, pl.LazyFrame):
+            known = known_invoice_ids.select("invoice_id").unique().with_columns(
+                __known=pl.lit(True))
+            tagged = tagged.join(known, on="invoice_id", how="left", maintain_order="left")
+            unknown = pl.col("__known").is_null()
+        else:
+            unknown = ~pl.col("invoice_id").is_in(known_invoice_ids.implode())
+        rule = ~_blank("invoice_id") & unknown
+        reason = pl.col("__reason")
+        tagged = tagged.with_columns(__reason=pl.when(rule.fill_null(False)).then(
+            pl.when(reason == "").then(pl.lit("unknown invoice"))
+            .otherwise(reason + pl.lit("; unknown invoice"))).otherwise(reason))
+        if isinstance(known_invoice_ids, pl.LazyFrame):
+            tagged = tagged.drop("__known")
     if name in KEYS:
         key = KEYS[name]
         first = tagged.filter(pl.col("__reason") == "").group_by(key).agg(
@@ -264,15 +302,17 @@ def tag_rows(
         .struct.json_encode(),
     )
     good = tagged.filter(pl.col("__reason") == "")
-    typed = good.with_columns([pl.col(_parsed(c)).alias(c) for c in COLUMNS[name] if c in schema])
+    present = set(original)
+    typed = good.with_columns([pl.col(_parsed(c)).alias(c) for c in COLUMNS[name]
+                               if c in present])
     clean = typed.select([c for c in original if not c.startswith("__")])
     if name == "invoices":
         clean = clean.with_columns(pl.col("currency").fill_null("EUR") if "currency" in
-                                   schema else pl.lit("EUR").alias("currency"))
-    if name == "debtors" and "opted_out" in schema:
-        clean = clean.with_columns(pl.col("opted_out").str.split(";").list.eval(
+                                   present else pl.lit("EUR").alias("currency"))
+    if name == "debtors" and "opted_out" in present:
+        joined = pl.col("opted_out").str.split(";").list.eval(
             pl.element().str.strip_chars().filter(pl.element() != "")).list.join(";")
-            .replace("", None))
+        clean = clean.with_columns(opted_out=pl.when(joined != "").then(joined))
     return clean, bad
 
 
@@ -369,13 +409,23 @@ def _write_report(out_dir: Path, data_dir: Path, quarantine: pl.DataFrame, count
     return [out_dir / "quarantine.csv", out_dir / "summary.json"]
 
 
+#: Above this many bytes of input, the rules that compare rows run one key bucket at a time.
+BUCKET_BYTES = 128_000_000
+MAX_BUCKETS = 256
+
+
 def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
-                 mapping: Mapping | None = None) -> IngestResult:
+                 mapping: Mapping | None = None, bucket_bytes: int = BUCKET_BYTES
+                 ) -> IngestResult:
     """:func:`ingest` for large inputs: the same rules, streamed from the files to Parquet.
 
-    CSV and Parquet tables are scanned lazily and their clean rows written to ``out_dir``
-    without holding a table in memory (tables read through a mapping are read whole). The
-    result's ``tables`` are lazy scans of the written files, not frames in memory.
+    CSV and Parquet tables are scanned lazily (tables read through a mapping are read whole).
+    The rules that read one row are streamed into a staging file with each row's key bucket
+    (a hash of its ``invoice_id``, or ``debtor_id`` for debtors); the rules that compare rows
+    (duplicate keys, payments of unknown invoices) then run one bucket at a time, against the
+    clean invoices of the same bucket. Memory is thus set by ``bucket_bytes`` of input, not by
+    the size of the export. The result's ``tables`` is None: the clean tables are the Parquet
+    files in ``out_dir`` (their rows grouped by bucket, not in file order).
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     if not data_dir.is_dir():
@@ -383,29 +433,25 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
     out_dir.mkdir(parents=True, exist_ok=True)
     exports: dict[str, pl.DataFrame] = {}
     quarantined, counts, paths = [], {}, []
-    for name in TABLE_NAMES:
-        known = None
-        if name in ("payments", "actions", "disputes"):
-            known = pl.scan_parquet(out_dir / "invoices.parquet").select(
-                "invoice_id").collect()["invoice_id"]
-        target = out_dir / f"{name}.parquet"
-        source, file, not_rows = _source(name, data_dir, mapping, exports)
-        if source is None:
-            conform(name, pl.DataFrame(schema=COLUMNS[name])).write_parquet(target)
-            counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
+    n_buckets = min(MAX_BUCKETS, max(1, -(-_input_bytes(data_dir, mapping) // bucket_bytes)))
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".staging-") as staging:
+        work = Path(staging)
+        for name in TABLE_NAMES:
+            target = out_dir / f"{name}.parquet"
+            source, file, not_rows = _source(name, data_dir, mapping, exports)
+            if source is None:
+                conform(name, pl.DataFrame(schema=COLUMNS[name])).write_parquet(target)
+                counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
+                paths.append(target)
+                continue
+            try:
+                bad = _stream_table(name, source, file, target, work, n_buckets, out_dir)
+            except pl.exceptions.PolarsError as exc:
+                raise InputError(f"{file}: cannot be read ({_first_line(exc)})") from None
+            quarantined.append(bad)
+            kept = pl.scan_parquet(target).select(pl.len()).collect().item()
+            counts[name] = _counts(source, file, kept, bad, not_rows)
             paths.append(target)
-            continue
-        try:
-            clean, bad = tag_rows(name, source, known_invoice_ids=known,
-                                  offset=2 if file.endswith(".csv") else 1, file=file)
-            conform(name, clean).sink_parquet(target)
-            bad = bad.collect()
-        except pl.exceptions.PolarsError as exc:
-            raise InputError(f"{file}: cannot be read ({_first_line(exc)})") from None
-        quarantined.append(bad)
-        kept = pl.scan_parquet(target).select(pl.len()).collect().item()
-        counts[name] = _counts(source, file, kept, bad, not_rows)
-        paths.append(target)
     debtors = pl.read_parquet(out_dir / "debtors.parquet")
     invoice_debtors = pl.scan_parquet(out_dir / "invoices.parquet").select(
         "debtor_id").unique().collect()
@@ -415,9 +461,47 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
     counts["debtors"]["created_for_unknown_debtor_id"] = created
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     paths += _write_report(out_dir, data_dir, quarantine, counts, created)
-    logger.info("ingest %s → %s: %s", data_dir, out_dir,
+    logger.info("ingest %s → %s (%d key buckets): %s", data_dir, out_dir, n_buckets,
                 {n: (c["kept"], c["quarantined"]) for n, c in counts.items()})
     return IngestResult(None, quarantine, counts, created, paths)
+
+
+def _stream_table(name: str, source: pl.LazyFrame, file: str, target: Path, work: Path,
+                  n_buckets: int, out_dir: Path) -> pl.DataFrame:
+    """Check one table into ``target``; returns its quarantined rows (in row order)."""
+    offset = 2 if file.endswith(".csv") else 1
+    tagged, original = _tag_row_rules(name, source, offset=offset, file=file)
+    child = name in ("payments", "actions", "disputes")
+    if n_buckets == 1:
+        known = pl.scan_parquet(out_dir / "invoices.parquet") if child else None
+        clean, bad = _tag_key_rules(name, tagged, original, known_invoice_ids=known, file=file)
+        conform(name, clean).sink_parquet(target)
+        return bad.collect()
+    key = "debtor_id" if name == "debtors" else "invoice_id"
+    stage = work / f"{name}.parquet"
+    tagged.with_columns(__bucket=pl.col(key).cast(pl.String).hash(seed=BUCKET_SEED)
+                        % n_buckets).sink_parquet(stage)
+    (work / name).mkdir()
+    bads = []
+    for b in range(n_buckets):
+        part = pl.scan_parquet(stage).filter(pl.col("__bucket") == b).drop("__bucket")
+        known = pl.scan_parquet(work / "invoices" / f"{b}.parquet") if child else None
+        clean, bad = _tag_key_rules(name, part, original, known_invoice_ids=known, file=file)
+        conform(name, clean).sink_parquet(work / name / f"{b}.parquet")
+        bads.append(bad.collect())
+    pl.scan_parquet(work / name / "*.parquet").sink_parquet(target)
+    stage.unlink()
+    return pl.concat(bads).sort("row")
+
+
+BUCKET_SEED = 20_261_124
+
+
+def _input_bytes(data_dir: Path, mapping: Mapping | None) -> int:
+    """Bytes of the files the tables are read from."""
+    files = {data_dir / t.file for t in (mapping.tables.values() if mapping else [])}
+    files |= {p for n in TABLE_NAMES if (p := _locate(data_dir, n)) is not None}
+    return sum(p.stat().st_size for p in files if p.is_file())
 
 
 def _scan(path: Path) -> pl.LazyFrame:
