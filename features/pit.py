@@ -67,6 +67,7 @@ FEATURES: tuple[str, ...] = (
     "due_weekday",
     "due_month_end",
     "as_of_weekday",
+    "median_days_late",
 )
 
 #: Recent lateness this far above the debtor's own long-run rate (or days late this much above
@@ -318,6 +319,7 @@ def _debtor_history(inv: pl.LazyFrame, keys: tuple[str, ...]) -> pl.LazyFrame:
         n_settled=pl.len().cast(pl.Float64),
         share_late=pl.col("late").mean(),
         mean_days_late=pl.col("days_late").mean(),
+        median_days_late=pl.col("days_late").median(),
         n_late_last_5=last("late").sum(),
         share_late_last_5=last("late").mean(),
         mean_days_late_last_5=last("days_late").mean(),

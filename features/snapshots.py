@@ -7,6 +7,9 @@ Labels (docs/models.md defines them):
 - ``y_days_late``: settlement day − due day, capped at ``horizon_days`` (an invoice never
   settled within the horizon counts as the cap).
 - ``y_unpaid_90d``: still open 90 days after the due date.
+- ``t_settle``: days from the snapshot day to settlement, and ``t_observed``: days of data after
+  it (data end − day + 1), for the settlement-hazard model (a null ``t_settle`` is censored at
+  ``t_observed``).
 
 A snapshot whose label is not yet known at the end of the data is censored: it gets a null
 label and is left out of that target's training rows, never guessed.
@@ -42,7 +45,7 @@ def snapshot_dates(tables: Tables, *, every_days: int, min_history_days: int) ->
 
 
 def label(frame: pl.DataFrame, tables: Tables, *, data_end: dt.date, horizon_days: int):
-    """Add the three labels to a frame of (invoice_id, as_of, due_date) rows.
+    """Add the labels to a frame of (invoice_id, as_of, due_date) rows.
 
     ``data_end`` is the last day whose payments are known; everything after is unknown.
     """
@@ -74,6 +77,9 @@ def label(frame: pl.DataFrame, tables: Tables, *, data_end: dt.date, horizon_day
         y_days_late=pl.when(known).then(days_late.clip(upper_bound=horizon_days))
         .when(end >= cap_day).then(pl.lit(float(horizon_days)))
         .otherwise(None),
+        t_settle=pl.when(known).then((settled - pl.col("as_of")).dt.total_days()
+                                     .cast(pl.Float64)),
+        t_observed=((end - pl.col("as_of")).dt.total_days() + 1).cast(pl.Float64),
     ).drop("settled_on")
 
 

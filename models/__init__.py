@@ -1,15 +1,15 @@
 """Stage 3, models: LightGBM forecasts per open invoice and the policy that acts on them."""
 
-from paycadence.models.estimators import DaysLateModel, LateRiskModel
+from paycadence.models.estimators import LateRiskModel
 from paycadence.models.policy import Choice, InvoiceRisk, decide
 from paycadence.models.recommend import FALLBACK_VERSION, naive_forecast, recommend
-from paycadence.models.risk import TARGETS, RiskModels
+from paycadence.models.risk import TARGETS, Forecast, RiskModels
 
 __all__ = [
     "FALLBACK_VERSION",
     "TARGETS",
     "Choice",
-    "DaysLateModel",
+    "Forecast",
     "InvoiceRisk",
     "LateRiskModel",
     "RiskModels",

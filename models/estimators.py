@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightgbm as lgb
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -28,7 +28,7 @@ def _names(est) -> list[str] | str:
 
 
 class _LightGBMParams(BaseEstimator):
-    """The LightGBM knobs both estimators take (stored only, as scikit-learn wants)."""
+    """The LightGBM knobs the estimators take (stored only, as scikit-learn wants)."""
 
     def __init__(self, n_estimators=300, learning_rate=0.05, num_leaves=31,
                  min_child_samples=40, random_state=None):
@@ -86,29 +86,3 @@ class LateRiskModel(ClassifierMixin, _LightGBMParams):
         proba = self.predict_proba(X)
         return self.classes_[(proba[:, 1] >= 0.5).astype(int) if len(self.classes_) > 1
                              else np.zeros(len(proba), dtype=int)]
-
-
-class DaysLateModel(RegressorMixin, _LightGBMParams):
-    """LightGBM regressor of days late (settlement day − due day, capped at the horizon)."""
-
-    def fit(self, X, y, sample_weight=None):
-        """Fit on features ``X`` and days late ``y`` (days); returns self."""
-        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64,
-                             y_numeric=True)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
-        params = {**_booster_params(self), "objective": "regression"}
-        data = lgb.Dataset(X, label=y, weight=sample_weight, feature_name=_names(self))
-        self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
-        return self
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
-
-    def predict(self, X):
-        """Expected days late (days)."""
-        check_is_fitted(self, "booster_")
-        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
-        return self.booster_.predict(X)

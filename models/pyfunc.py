@@ -24,9 +24,9 @@ class RiskPyfunc(PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         X = model_input[list(self.models.features)].to_numpy(dtype=np.float64)
-        p_late, days, p_unpaid = self.models.predict_matrix(X)
-        return pd.DataFrame({"p_late": p_late, "expected_days_late": days,
-                             "p_unpaid_90d": p_unpaid})
+        f = self.models.predict_matrix(X)
+        return pd.DataFrame({"p_late": f.p_late, "expected_days_late": f.expected_days_late,
+                             "p_unpaid_90d": f.p_unpaid_90d})
 
 
 mlflow.models.set_model(RiskPyfunc())

@@ -17,6 +17,7 @@ import polars as pl
 from paycadence.config import Policy
 from paycadence.data import Tables
 from paycadence.features import UNPAID_DAYS, debtor_states, describe, invoice_features
+from paycadence.models.hazard import CASH_WEEKS
 from paycadence.models.policy import PLAN_MERIT, InvoiceRisk, decide, present_value
 from paycadence.models.risk import RiskModels
 
@@ -30,13 +31,14 @@ def naive_forecast(features: pl.DataFrame) -> pl.DataFrame:
     """Rule-based forecasts from the debtor's own past, used when no model can be loaded.
 
     ``p_late`` is the debtor's share of late invoices, smoothed towards one half
-    ((late + 1) / (paid + 2)); days late follow its mean; ``p_unpaid_90d`` is 1 once an
-    invoice is 90 days overdue, otherwise a tenth of ``p_late``.
+    ((late + 1) / (paid + 2)); days late follow its past median; ``p_unpaid_90d`` is 1 once
+    an invoice is 90 days overdue, otherwise a tenth of ``p_late``; the open amount is
+    expected in full in the week of the expected settlement.
     """
     n = pl.col("n_settled").fill_null(0.0)
     late = (pl.col("share_late").fill_null(0.0) * n + 1) / (n + 2)
-    days = pl.max_horizontal(pl.col("mean_days_late").fill_null(0.0), pl.col("days_past_due"))
-    return features.select(
+    days = pl.max_horizontal(pl.col("median_days_late").fill_null(0.0), pl.col("days_past_due"))
+    out = features.select(
         "invoice_id", "debtor_id",
         p_late=late,
         expected_days_late=days.round(2),
@@ -44,6 +46,12 @@ def naive_forecast(features: pl.DataFrame) -> pl.DataFrame:
         p_unpaid_90d=pl.when(pl.col("days_past_due") > UNPAID_DAYS).then(1.0)
         .otherwise(late / 10),
     )
+    week = ((out["expected_settled_on"] - features["as_of"]).dt.total_days() // 7).to_numpy()
+    cash = np.zeros((features.height, CASH_WEEKS))
+    inside = (week >= 0) & (week < CASH_WEEKS)
+    cash[np.flatnonzero(inside), week[inside].astype(int)] = \
+        features["open_amount"].to_numpy()[inside]
+    return out.with_columns(cash_weeks=pl.Series(cash.tolist(), dtype=pl.List(pl.Float64)))
 
 
 def recommend(
@@ -86,7 +94,8 @@ def recommend(
     forecasts = naive_forecast(features) if models is None else models.predict(features)
     states = debtor_states(tables, features, as_of=as_of, opted_out=opted_out)
     rows = features.with_columns(
-        forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d")
+        forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d",
+                         "cash_weeks")
     ).with_row_index("_i")
     by_debtor = rows.partition_by("debtor_id", as_dict=True, maintain_order=True)
     out = [_one(debtor_id, by_debtor.get((debtor_id,)), states.get(debtor_id), as_of, policy,
@@ -101,7 +110,8 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
             "debtor_id": debtor_id, "action": "wait", "invoice_ids": [], "step": None,
             "next_review_on": (as_of + dt.timedelta(days=7)).isoformat(),
             "risk": {"p_late": 0.0, "expected_days_late": 0.0, "p_unpaid_90d": 0.0},
-            "invoices": [], "expected_value": 0.0, "propensity": 1.0,
+            "invoices": [], "cash_forecast": cash_forecast([], as_of),
+            "expected_value": 0.0, "propensity": 1.0,
             "explanation": [{"feature": "n_open", "value": 0.0, "contribution": 0.0,
                              "text": "no open invoice"}],
             "model_version": model_version, "reason": "nothing open", "explored": False,
@@ -141,9 +151,11 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
              "expected_days_late": round(r["expected_days_late"], 2),
              "expected_settled_on": r["expected_settled_on"].isoformat(),
              "p_unpaid_90d": round(r["p_unpaid_90d"], 4),
-             "open_amount": round(r["open_amount"], 2)}
+             "open_amount": round(r["open_amount"], 2),
+             "expected_cash_by_week": [round(v, 2) for v in r["cash_weeks"]]}
             for r in recs
         ],
+        "cash_forecast": cash_forecast([r["cash_weeks"] for r in recs], as_of),
         "expected_value": round(float(value), 2),
         "propensity": round(choice.propensity, 6),
         "explanation": [],
@@ -152,6 +164,22 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
         "reason": choice.reason,
         "explored": choice.explored,
     }
+
+
+def cash_forecast(weeks: list[list[float]], as_of: dt.date) -> list[dict]:
+    """Expected cash per week for the next 13 weeks (week 1 starts on ``as_of``), summed over
+    invoices' ``cash_weeks``: ``[{"week", "start", "end", "expected"}]``."""
+    total = np.sum(np.asarray(weeks, dtype=np.float64), axis=0) if weeks else \
+        np.zeros(CASH_WEEKS)
+    return [{"week": w + 1, "start": (as_of + dt.timedelta(days=7 * w)).isoformat(),
+             "end": (as_of + dt.timedelta(days=7 * w + 6)).isoformat(),
+             "expected": round(float(total[w]), 2)} for w in range(CASH_WEEKS)]
+
+
+def book_cash_forecast(recs: list[dict], as_of: dt.date) -> list[dict]:
+    """The whole book's weekly cash forecast: the recommendations' forecasts summed."""
+    return cash_forecast([[w["expected"] for w in r["cash_forecast"]] for r in recs
+                          if r.get("cash_forecast")], as_of)
 
 
 def _explain(recs: list[dict], rows: pl.DataFrame, models: RiskModels | None) -> None:
@@ -181,7 +209,9 @@ def _explain(recs: list[dict], rows: pl.DataFrame, models: RiskModels | None) ->
                 "value": None if row.get(models.features[j]) is None else
                 round(float(row[models.features[j]]), 4),
                 "contribution": round(float(values[k][j]), 4),
-                "text": describe(models.features[j], row),
+                "effect": "raises" if values[k][j] > 0 else "lowers",
+                "text": f"{describe(models.features[j], row)} "
+                        f"({'raises' if values[k][j] > 0 else 'lowers'} the risk of late payment)",
             }
             for j in order
         ]

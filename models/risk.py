@@ -1,14 +1,14 @@
-"""The per-invoice forecasts: ``p_late``, ``expected_days_late`` and ``p_unpaid_90d``.
+"""The per-invoice forecasts: ``p_late``, the settlement-day distribution and what follows.
 
-:class:`RiskModels` bundles three fitted LightGBM boosters with the feature list they were
-trained on. It saves to plain LightGBM text files plus a JSON card (no pickles), loads from the
-same, predicts on the frame :func:`paycadence.features.invoice_features` returns, and gives exact
-SHAP contributions from LightGBM's own TreeSHAP (``pred_contrib``).
+:class:`RiskModels` bundles two fitted LightGBM boosters (late payment, settlement hazard), the
+calibration of ``p_late`` and the feature list they were trained on. It saves to plain LightGBM
+text files plus a JSON card (no pickles), loads from the same, predicts on the frame
+:func:`paycadence.features.invoice_features` returns, and gives exact SHAP contributions from
+LightGBM's own TreeSHAP (``pred_contrib``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 from dataclasses import dataclass, field
@@ -19,10 +19,24 @@ import numpy as np
 import polars as pl
 
 from paycadence.features import UNPAID_DAYS
+from paycadence.models.calibration import Calibrator
+from paycadence.models.hazard import (
+    BIN_FEATURES,
+    CASH_WEEKS,
+    EDGES,
+    N_BINS,
+    bin_probabilities,
+    every_bin,
+    median_wait,
+    survival,
+    survival_at,
+)
 
 logger = logging.getLogger(__name__)
 
-TARGETS = {"late": "p_late", "days": "expected_days_late", "unpaid": "p_unpaid_90d"}
+#: The boosters: ``late`` (is the invoice paid after its due date) and ``hazard``
+#: (:mod:`paycadence.models.hazard`: when it is paid).
+TARGETS = ("late", "hazard")
 CARD = "card.json"
 
 
@@ -30,18 +44,37 @@ def _booster(model) -> lgb.Booster | None:
     return getattr(model, "booster_", model)
 
 
+@dataclass(frozen=True)
+class Forecast:
+    """Forecasts for rows of a feature matrix (arrays of length n).
+
+    ``week_probs`` (n, 13): probability of settling in each of the next 13 weeks (week 1 is
+    the decision day and the six after it); ``survival`` (n, bins + 1): P(still open) at each
+    edge of :data:`paycadence.models.hazard.EDGES`.
+    """
+
+    p_late: np.ndarray
+    expected_days_late: np.ndarray
+    p_unpaid_90d: np.ndarray
+    week_probs: np.ndarray
+    survival: np.ndarray
+
+
 @dataclass
 class RiskModels:
-    """Three boosters and the features they expect.
+    """The two boosters, the calibration of ``p_late`` and the features they expect.
 
     Attributes
     ----------
     features : tuple of str
-        Column order the boosters were trained on.
+        Column order the boosters were trained on (the hazard booster adds
+        :data:`paycadence.models.hazard.BIN_FEATURES` after them).
     boosters : dict
-        ``late``, ``days``, ``unpaid`` → ``lightgbm.Booster`` (None: see ``constants``).
+        ``late`` and ``hazard`` → ``lightgbm.Booster`` (None: see ``constants``).
     constants : dict
         Constant predictions for a target whose training labels had one class only.
+    calibrator : Calibrator
+        Maps the ``late`` booster's probability to the calibrated ``p_late``.
     card : dict
         Free metadata saved with the model (version, horizon, training data fingerprint...).
     """
@@ -50,17 +83,20 @@ class RiskModels:
     boosters: dict[str, lgb.Booster | None]
     constants: dict[str, float] = field(default_factory=dict)
     card: dict = field(default_factory=dict)
+    calibrator: Calibrator = field(default_factory=Calibrator)
 
     @classmethod
-    def from_estimators(cls, features, late, days, unpaid, card=None) -> RiskModels:
-        """Bundle fitted :mod:`paycadence.models.estimators` (or boosters)."""
+    def from_estimators(cls, features, late, hazard, *, calibrator: Calibrator | None = None,
+                        card=None) -> RiskModels:
+        """Bundle fitted :class:`paycadence.models.estimators.LateRiskModel` (or boosters)."""
         boosters, constants = {}, {}
-        for key, est in {"late": late, "days": days, "unpaid": unpaid}.items():
+        for key, est in {"late": late, "hazard": hazard}.items():
             booster = _booster(est)
             boosters[key] = booster
             if booster is None:
                 constants[key] = float(est.constant_)
-        return cls(tuple(features), boosters, constants, dict(card or {}))
+        return cls(tuple(features), boosters, constants, dict(card or {}),
+                   calibrator or Calibrator())
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -70,7 +106,8 @@ class RiskModels:
         for key, booster in self.boosters.items():
             if booster is not None:
                 booster.save_model(directory / f"{key}.txt")
-        card = {**self.card, "features": list(self.features), "constants": self.constants}
+        card = {**self.card, "features": list(self.features), "constants": self.constants,
+                "calibration": self.calibrator.to_dict(), "hazard_edges": EDGES.tolist()}
         (directory / CARD).write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
         return directory
 
@@ -81,12 +118,17 @@ class RiskModels:
         Raises
         ------
         ValueError
-            When the card is missing or a booster's features differ from the card's.
+            When the card is missing, the hazard bins differ from this version's, or a
+            booster's features differ from the card's.
         """
         directory = Path(directory)
         card = json.loads((directory / CARD).read_text(encoding="utf-8"))
         features = tuple(card.pop("features"))
         constants = card.pop("constants", {})
+        calibrator = Calibrator.from_dict(card.pop("calibration", None))
+        if card.pop("hazard_edges", None) != EDGES.tolist():
+            raise ValueError(f"{directory}: saved by a version with other settlement bins; "
+                             "retrain")
         boosters = {}
         for key in TARGETS:
             path = directory / f"{key}.txt"
@@ -94,10 +136,11 @@ class RiskModels:
                 boosters[key] = None
                 continue
             booster = lgb.Booster(model_file=str(path))
-            if tuple(booster.feature_name()) != features:
+            want = features + (BIN_FEATURES if key == "hazard" else ())
+            if tuple(booster.feature_name()) != want:
                 raise ValueError(f"{path}: trained on other features than the card lists")
             boosters[key] = booster
-        return cls(features, boosters, constants, card)
+        return cls(features, boosters, constants, card, calibrator)
 
     # -- prediction ------------------------------------------------------------------------
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
@@ -119,47 +162,50 @@ class RiskModels:
         Returns
         -------
         polars.DataFrame
-            ``invoice_id``, ``debtor_id``, ``p_late``, ``expected_days_late`` (days after the
-            due date; never before ``as_of``), ``expected_settled_on`` (date, ≥ ``as_of``) and
-            ``p_unpaid_90d`` (1 once the invoice is already 90 days overdue and open).
+            ``invoice_id``, ``debtor_id``, ``p_late`` (calibrated), ``expected_days_late``
+            (days after the due date; never before ``as_of``), ``expected_settled_on`` (date,
+            ≥ ``as_of``), ``p_unpaid_90d`` (1 once the invoice is already 90 days overdue and
+            open) and ``cash_weeks``: the expected payment in each of the next 13 weeks
+            (currency; open amount × probability of settling that week).
         """
         if frame.height == 0:
             return frame.select("invoice_id", "debtor_id").with_columns(
                 p_late=pl.lit(None, pl.Float64), expected_days_late=pl.lit(None, pl.Float64),
-                expected_settled_on=pl.lit(None, pl.Date), p_unpaid_90d=pl.lit(None, pl.Float64))
-        p_late, days, p_unpaid = self.predict_matrix(self.matrix(frame))
-        out = frame.select("invoice_id", "debtor_id", "due_date").with_columns(
-            p_late=pl.Series(p_late),
-            expected_days_late=pl.Series(np.round(days, 2)),
-            p_unpaid_90d=pl.Series(p_unpaid),
-        )
-        return out.with_columns(
-            expected_settled_on=pl.col("due_date")
-            + pl.duration(days=pl.col("expected_days_late").round(0).cast(pl.Int64))
+                expected_settled_on=pl.lit(None, pl.Date), p_unpaid_90d=pl.lit(None, pl.Float64),
+                cash_weeks=pl.lit(None, pl.List(pl.Float64)))
+        f = self.predict_matrix(self.matrix(frame))
+        cash = f.week_probs * frame["open_amount"].to_numpy()[:, None]
+        return frame.select("invoice_id", "debtor_id", "as_of").with_columns(
+            p_late=pl.Series(f.p_late),
+            expected_days_late=pl.Series(np.round(f.expected_days_late, 2)),
+            p_unpaid_90d=pl.Series(f.p_unpaid_90d),
+            cash_weeks=pl.Series(np.round(cash, 2).tolist(), dtype=pl.List(pl.Float64)),
+            wait=pl.Series(np.round(f.expected_days_late - frame["days_past_due"].to_numpy())),
+        ).with_columns(
+            expected_settled_on=pl.col("as_of") + pl.duration(days=pl.col("wait").cast(pl.Int64))
         ).select("invoice_id", "debtor_id", "p_late", "expected_days_late",
-                 "expected_settled_on", "p_unpaid_90d")
+                 "expected_settled_on", "p_unpaid_90d", "cash_weeks")
 
-    def predict_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(p_late, expected_days_late, p_unpaid_90d)`` for a matrix in :attr:`features` order.
+    def predict_matrix(self, X: np.ndarray) -> Forecast:
+        """:class:`Forecast` for a matrix in :attr:`features` order.
 
-        Forecasts are made consistent with the invoice being open on ``as_of``: it settles
-        on ``as_of`` at the earliest, and one already 90 days overdue is unpaid at 90 days.
-        When the days-late regression (trained up to the horizon) has nothing left to say about
-        an overdue invoice, the remaining wait follows from ``p_late`` as a geometric wait.
+        ``p_late`` is the calibrated ``late`` booster; everything else follows from the
+        settlement hazards, so ``expected_days_late`` (days past due + the median wait: the
+        invoice is as likely paid by then as not), ``p_unpaid_90d`` and the weekly
+        probabilities are one distribution seen three ways.
         """
-        p_late = np.clip(self._raw("late", X), 0.0, 1.0)
-        days = self._raw("days", X)
-        p_unpaid = np.clip(self._raw("unpaid", X), 0.0, 1.0)
+        p_late = np.clip(self.calibrator.apply(self._raw("late", X)), 0.0, 1.0)
         past_due = X[:, self.features.index("days_past_due")]
-        # An overdue invoice the regression already sees as settled (it saturates at the
-        # training horizon) waits as long as a weekly chance of 1 − p_late of being paid
-        # implies: a geometric wait of 7 / q days, counted from mid-week.
-        weekly = np.clip(1.0 - p_late, 1 / 52, 1.0)
-        waited = past_due + 7.0 / weekly - 3.5
-        days = np.where((past_due > 0) & (days < past_due + 1), waited, days)
-        days = np.maximum(days, past_due)
-        p_unpaid = np.where(past_due > UNPAID_DAYS, 1.0, p_unpaid)
-        return p_late, days, p_unpaid
+        if self.boosters["hazard"] is None:
+            hazards = np.full((X.shape[0], N_BINS), self.constants["hazard"])
+        else:
+            rows = every_bin(X, past_due)
+            hazards = self.boosters["hazard"].predict(rows, num_threads=1).reshape(-1, N_BINS)
+        surv = survival(hazards)
+        # settled on day D + t with t ≥ 91 − days past due ⇔ still open 90 days after due
+        p_unpaid = survival_at(surv, UNPAID_DAYS + 1 - past_due)
+        days = past_due + median_wait(surv)
+        return Forecast(p_late, days, p_unpaid, bin_probabilities(surv)[:, :CASH_WEEKS], surv)
 
     def contributions(self, frame: pl.DataFrame, key: str = "late"):
         """Exact TreeSHAP values of one target's raw output (log-odds for binary targets).
@@ -168,7 +214,8 @@ class RiskModels:
         -------
         (values, base)
             ``values`` has shape (n, d) in the order of :attr:`features`; ``base`` has shape
-            (n,). ``base + values.sum(axis=1)`` equals the raw model output.
+            (n,). ``base + values.sum(axis=1)`` equals the raw model output (before the
+            monotone calibration of ``p_late``, which keeps the order and sign of reasons).
         """
         X = self.matrix(frame)
         booster = self.boosters[key]
@@ -184,8 +231,3 @@ class RiskModels:
         if booster is None:
             return np.full(X.shape[0], self.constants[key])
         return booster.predict(X, raw_score=True, num_threads=1)
-
-
-def expected_settled(as_of: dt.date, due: dt.date, days_late: float) -> dt.date:
-    """Expected settlement date: the due date plus expected days late, never before ``as_of``."""
-    return max(as_of, due + dt.timedelta(days=round(days_late)))

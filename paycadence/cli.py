@@ -135,7 +135,8 @@ def train(
         with console.status("ingesting", spinner="dots") if not quiet else _null() as status:
             checked = run_ingest(data, mapping=load_mapping(mapping) if mapping else None)
             if status:
-                status.update("training (features, three LightGBM models, MLflow)")
+                status.update("training (features, LightGBM late-payment and settlement "
+                              "models, MLflow)")
             result = run_train(checked.tables, params=cfg, as_of=day, data_dir=str(data))
         m = result.metrics
         if metrics_out is not None:
@@ -152,12 +153,23 @@ def train(
             ("p_unpaid_90d", "AUC", f"{m['unpaid_auc']:.3f}", f"{m['naive_unpaid_auc']:.3f}"),
             ("p_unpaid_90d", "Brier", f"{m['unpaid_brier']:.4f}",
              f"{m['naive_unpaid_brier']:.4f}"),
+            ("p_unpaid_90d", "ECE", f"{m['unpaid_ece']:.4f}", f"{m['naive_unpaid_ece']:.4f}"),
+            ("cash, 13 weeks", "WAPE", f"{m['cash_wape']:.3f}", f"{m['naive_cash_wape']:.3f}"),
         ]
+        for stage, label in (("new", "new (< 7 days old)"), ("before_due", "before due"),
+                             ("after_due", "after due")):
+            if f"late_auc_{stage}" in m:
+                rows.append((f"p_late, {label}", "AUC / ECE",
+                             f"{m[f'late_auc_{stage}']:.3f} / {m[f'late_ece_{stage}']:.3f}",
+                             f"{m[f'naive_late_auc_{stage}']:.3f} / "
+                             f"{m[f'naive_late_ece_{stage}']:.3f}"))
         if not quiet:
             console.print(_table(
                 f"holdout from {result.split_date} ({result.holdout_rows} snapshots; "
                 f"trained on {result.train_rows})",
                 ["forecast", "metric", "model", "naive reference"], rows))
+        console.print(f"p_late calibration: {result.models.calibrator.method} (lowest log-loss "
+                      "on the latest training days)", highlight=False)
         console.print(f"registered paycadence-risk version {result.version} as "
                       f"[bold]{result.alias}[/bold]: {result.reason}", highlight=False)
         console.print(f"MLflow run {result.run_id} in {tracking_uri()}", highlight=False)
@@ -187,6 +199,54 @@ def recommend(
             _print_recommendations(result.recommendations, f"recommendations as of {day}")
         console.print(f"{len(result.recommendations)} recommendations ({result.model_version}) "
                       f"written to {result.out}", highlight=False)
+        weeks = result.cash_forecast
+        console.print(f"expected cash, next 4 weeks: {sum(w['expected'] for w in weeks[:4]):,.2f}"
+                      f"; 13 weeks: {sum(w['expected'] for w in weeks):,.2f} (by week in "
+                      f"{result.cash_path})", highlight=False)
+    _run(go)
+
+
+@app.command()
+def models():
+    """List the registered model versions, their aliases and holdout metrics."""
+    from paycadence.config import get_settings
+    from paycadence.training import tracking
+
+    def go():
+        name = get_settings().model_name
+        versions = tracking.list_versions(name)
+        if not versions:
+            console.print(f"no registered versions of {name} in {tracking.tracking_uri()}",
+                          highlight=False)
+            return
+        rows = []
+        for v in versions:
+            m = v["metrics"]
+            created = dt.datetime.fromtimestamp(v["created"] / 1000, dt.UTC).strftime(
+                "%Y-%m-%d %H:%M") if v["created"] else ""
+            rows.append((v["version"], ", ".join(v["aliases"]) or "-", created,
+                         *(f"{m[k]:.4f}" if k in m else "-" for k in tracking.METRIC_TAGS),
+                         v["promotion"][:60]))
+        console.print(_table(f"{name} in {tracking.tracking_uri()}",
+                             ["version", "aliases", "created (UTC)", "p_late AUC", "Brier",
+                              "ECE", "days MAE", "unpaid AUC", "why"], rows))
+    _run(go)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Model version to promote.")],
+    alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+):
+    """Move an alias (champion by default) to a model version on purpose."""
+    from paycadence.config import get_settings
+    from paycadence.training import tracking
+
+    def go():
+        name = get_settings().model_name
+        was = tracking.promote(name, version, alias)
+        console.print(f"{name}@{alias} → version {version} (was {was or 'unset'}); a running "
+                      "service picks it up on restart", highlight=False)
     _run(go)
 
 

@@ -113,7 +113,12 @@ class TrainParams(_Frozen):
     holdout_share: float = Field(0.25, gt=0, lt=1)
     embargo_days: int = Field(30, ge=0)
     horizon_days: int = Field(120, ge=91)
+    #: The latest share of training days that calibrates p_late (the rest fits the booster).
+    calibration_share: float = Field(0.2, gt=0, lt=1)
+    #: Person-period rows of the settlement-hazard model above which snapshots are sampled.
+    hazard_max_rows: int = Field(3_000_000, ge=1000)
     gate_auc_tolerance: float = Field(0.0, ge=0, le=1)
+    gate_brier_tolerance: float = Field(0.0, ge=0, le=1)
 
 
 class RecommendParams(_Frozen):

@@ -14,6 +14,7 @@ from paycadence.config import Policy
 from paycadence.data.ingest import IngestResult, ingest
 from paycadence.errors import InputError
 from paycadence.models import recommend
+from paycadence.models.recommend import book_cash_forecast
 from paycadence.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ class BatchResult:
     model_version: str
     model_detail: str
     ingest: IngestResult
+    cash_forecast: list[dict]
+    cash_path: Path
 
 
 def check_output(out: str | Path) -> Path:
@@ -53,7 +56,8 @@ def recommend_batch(
     """Recommend for every debtor with an open invoice on ``as_of`` and write ``out``.
 
     The data directory is validated like ``ingest`` (its quarantine and summary go beside
-    ``out``); the champion model is used, or the rule-based fallback when none loads.
+    ``out``); the champion model is used, or the rule-based fallback when none loads. The
+    book's expected cash per week for the next 13 weeks goes to ``<out>-cash-forecast.csv``.
     """
     out = check_output(out)
     checked = ingest(data_dir, out.parent / f"{out.stem}-ingest")
@@ -61,7 +65,10 @@ def recommend_batch(
     recs = recommend(checked.tables, as_of=as_of, policy=policy, models=engine.models,
                      model_version=engine.version)
     write_recommendations(recs, out)
-    return BatchResult(recs, out, engine.version, engine.detail, checked)
+    cash = book_cash_forecast(recs, as_of)
+    cash_path = out.parent / f"{out.stem}-cash-forecast.csv"
+    pl.DataFrame(cash).write_csv(cash_path)
+    return BatchResult(recs, out, engine.version, engine.detail, checked, cash, cash_path)
 
 
 def flat(rec: dict) -> dict:
@@ -75,6 +82,8 @@ def flat(rec: dict) -> dict:
         "propensity": rec["propensity"], "explored": rec["explored"],
         "model_version": rec["model_version"], "reason": rec["reason"],
         "explanation": json.dumps(rec["explanation"]), "invoices": json.dumps(rec["invoices"]),
+        "cash_13_weeks": round(sum(w["expected"] for w in rec["cash_forecast"]), 2),
+        "cash_forecast": json.dumps(rec["cash_forecast"]),
     }
 
 
@@ -94,7 +103,7 @@ def write_recommendations(recs: list[dict], out: str | Path) -> Path:
         "expected_days_late": pl.Float64, "p_unpaid_90d": pl.Float64,
         "expected_value": pl.Float64, "propensity": pl.Float64, "explored": pl.Boolean,
         "model_version": pl.String, "reason": pl.String, "explanation": pl.String,
-        "invoices": pl.String,
+        "invoices": pl.String, "cash_13_weeks": pl.Float64, "cash_forecast": pl.String,
     }, orient="row")
     if suffix == ".csv":
         frame.write_csv(out)

@@ -147,12 +147,22 @@ class InvoiceForecast(Risk):
     invoice_id: str
     expected_settled_on: dt.date
     open_amount: float
+    expected_cash_by_week: list[float] = Field(
+        description="expected payment in each of the next 13 weeks (week 1 starts on as_of)")
+
+
+class CashWeek(BaseModel):
+    week: int = Field(description="1 = as_of and the six days after it")
+    start: dt.date
+    end: dt.date
+    expected: float = Field(description="expected cash in, currency")
 
 
 class Reason(BaseModel):
     feature: str
     value: float | None = None
     contribution: float
+    effect: Literal["raises", "lowers"] | None = None
     text: str
 
 
@@ -164,6 +174,7 @@ class Recommendation(BaseModel):
     next_review_on: dt.date
     risk: Risk
     invoices: list[InvoiceForecast]
+    cash_forecast: list[CashWeek]
     expected_value: float
     propensity: float
     explanation: list[Reason]
@@ -174,6 +185,8 @@ class Recommendation(BaseModel):
 
 class RecommendResponse(BaseModel):
     recommendations: list[Recommendation]
+    cash_forecast: list[CashWeek] = Field(
+        description="the debtors of this request together, next 13 weeks")
 
 
 class FeedbackRequest(_In):

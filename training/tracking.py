@@ -72,3 +72,59 @@ def version_data_dir(name: str, version: str) -> str | None:
     if not run_id:
         return None
     return client.get_run(run_id).data.tags.get("data_dir") or None
+
+
+def list_versions(name: str) -> list[dict]:
+    """Every registered version of ``name``, newest first: version, aliases, creation time,
+    run, the holdout metrics recorded as tags and why it got its alias."""
+    from mlflow.exceptions import MlflowException
+
+    client = setup()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return []
+    aliases: dict[str, list[str]] = {}
+    try:
+        for alias, version in client.get_registered_model(name).aliases.items():
+            aliases.setdefault(str(version), []).append(alias)
+    except MlflowException:
+        pass
+    out = []
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        tags = dict(v.tags or {})
+        out.append({"version": str(v.version), "aliases": sorted(aliases.get(str(v.version), [])),
+                    "created": v.creation_timestamp, "run_id": v.run_id,
+                    "metrics": {k: float(tags[k]) for k in METRIC_TAGS if k in tags},
+                    "promotion": tags.get("promotion", "")})
+    return out
+
+
+#: Holdout metrics recorded on each model version (train.py sets them).
+METRIC_TAGS = ("late_auc", "late_brier", "late_ece", "days_mae", "unpaid_auc")
+
+
+def promote(name: str, version: str, alias: str = "champion") -> str | None:
+    """Point ``name@alias`` at ``version`` on purpose; returns the version it pointed at before.
+
+    Raises
+    ------
+    InputError
+        When ``name`` has no such version.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from paycadence.errors import InputError
+
+    client = setup()
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException:
+        raise InputError(f"model {name} has no version {version} in {tracking_uri()}") from None
+    before = alias_version(client, name, alias)
+    client.set_registered_model_alias(name, alias, str(version))
+    was = None if before is None else str(before.version)
+    client.set_model_version_tag(name, str(version), "promotion",
+                                 f"made {alias} by hand (paycadence promote); before: "
+                                 f"{was or 'none'}")
+    return was

@@ -20,6 +20,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import polars as pl
 
 from paycadence import __version__
@@ -27,9 +28,11 @@ from paycadence.config import Params
 from paycadence.data import COLUMNS, TABLE_NAMES, Tables, known_as_of
 from paycadence.errors import InputError
 from paycadence.features import FEATURES, build_snapshots, snapshot_dates
-from paycadence.models import DaysLateModel, LateRiskModel, RiskModels, naive_forecast
+from paycadence.models import LateRiskModel, RiskModels, calibration, naive_forecast
+from paycadence.models.calibration import Calibrator
+from paycadence.models.hazard import BIN_FEATURES, CASH_WEEKS, training_rows
 from paycadence.training import metrics as M
-from paycadence.training import tracking
+from paycadence.training import plots, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -98,44 +101,145 @@ def time_split(snaps: pl.DataFrame, *, holdout_share: float, embargo_days: int):
 
 
 def fit(train: pl.DataFrame, params: Params) -> RiskModels:
-    """Fit the three forecasts on labelled snapshots (censored rows left out per target)."""
+    """Fit the forecasts on labelled snapshots (censored rows left out per target).
+
+    ``p_late``: a LightGBM classifier on all but the latest ``train.calibration_share`` of the
+    training days, calibrated on those latest days (none, Platt or isotonic, whichever has the
+    lowest log-loss across their two halves). Settlement: the hazard model on person-period
+    rows of every training snapshot (sampled above ``train.hazard_max_rows``).
+    """
     p = params.train
     kw = {"n_estimators": p.n_estimators, "learning_rate": p.learning_rate,
           "num_leaves": p.num_leaves, "min_child_samples": p.min_child_samples,
           "random_state": p.seed}
-    fitted = {}
-    for key, label in LABELS.items():
-        rows = train.filter(pl.col(label).is_not_null())
-        if rows.height == 0:
-            raise InputError(f"no snapshot has a known '{label}' label: the history is too short")
-        X = rows.select(FEATURES).to_pandas()
-        y = rows[label].to_numpy()
-        est = DaysLateModel(**kw) if key == "days" else LateRiskModel(**kw)
-        fitted[key] = est.fit(X, y)
-    return RiskModels.from_estimators(FEATURES, fitted["late"], fitted["days"], fitted["unpaid"])
+    late_rows = train.filter(pl.col("y_late").is_not_null())
+    if late_rows.height == 0:
+        raise InputError("no snapshot has a known 'y_late' label: the history is too short")
+    days = late_rows["as_of"].unique().sort()
+    cut = days[min(int(len(days) * (1 - p.calibration_share)), len(days) - 1)]
+    fit_rows = late_rows.filter(pl.col("as_of") < cut)
+    calib_rows = late_rows.filter(pl.col("as_of") >= cut)
+    if fit_rows.height == 0 or len(days) < 3:
+        fit_rows, calib_rows = late_rows, late_rows.clear()
+    late = LateRiskModel(**kw).fit(fit_rows.select(FEATURES).to_pandas(),
+                                   fit_rows["y_late"].to_numpy())
+    calibrator = Calibrator()
+    if calib_rows.height:
+        raw = late.predict_proba(calib_rows.select(FEATURES).to_pandas())[:, 1]
+        calibrator = calibration.choose(raw, calib_rows["y_late"].to_numpy(),
+                                        calib_rows["as_of"].to_physical().to_numpy())
+    X, y = hazard_rows(train, max_rows=p.hazard_max_rows, seed=p.seed)
+    if y.size == 0:
+        raise InputError("no snapshot was followed long enough to learn when invoices are paid")
+    hazard = LateRiskModel(**kw).fit(pd.DataFrame(X, columns=[*FEATURES, *BIN_FEATURES]), y)
+    return RiskModels.from_estimators(FEATURES, late, hazard, calibrator=calibrator,
+                                      card={"calibration_rows": calib_rows.height,
+                                            "hazard_rows": int(y.size)})
+
+
+def hazard_rows(snaps: pl.DataFrame, *, max_rows: int, seed: int):
+    """Person-period rows (:func:`paycadence.models.hazard.training_rows`) of labelled
+    snapshots; when there would be more than ``max_rows``, a fixed random share of snapshots
+    is used."""
+    X = snaps.select(FEATURES).to_numpy().astype(np.float64)
+    past_due = snaps["days_past_due"].to_numpy().astype(np.float64)
+    t_settle = snaps["t_settle"].fill_null(np.nan).to_numpy().astype(np.float64)
+    t_observed = snaps["t_observed"].to_numpy().astype(np.float64)
+    rows, y, _ = training_rows(X, past_due, t_settle, t_observed)
+    if y.size > max_rows:
+        keep = np.random.default_rng(seed).random(X.shape[0]) < max_rows / y.size
+        rows, y, _ = training_rows(X[keep], past_due[keep], t_settle[keep], t_observed[keep])
+    return rows, y
+
+
+#: Stages of an invoice's life on the snapshot day, for p_late metrics per stage.
+STAGES = {
+    "new": pl.col("age_days") < 7,
+    "before_due": pl.col("days_past_due") <= 0,
+    "after_due": pl.col("days_past_due") > 0,
+}
+
+
+def predictions(models: RiskModels | None, holdout: pl.DataFrame) -> pl.DataFrame:
+    """The holdout's labels beside the forecasts of ``models`` (None: the naive reference)."""
+    pred = naive_forecast(holdout) if models is None else models.predict(holdout)
+    return holdout.select(*LABELS.values(), "as_of", "open_amount", "t_settle", "t_observed",
+                          stage=pl.struct(**STAGES)).with_columns(
+        pred.select("p_late", "expected_days_late", "p_unpaid_90d", "cash_weeks"))
 
 
 def evaluate(models: RiskModels | None, holdout: pl.DataFrame, prefix: str = "",
              horizon_days: int = 120) -> dict:
-    """Holdout metrics of ``models`` (None: the naive reference) for the three targets.
+    """Holdout metrics of ``models`` (None: the naive reference).
 
-    Days late are compared with both sides capped at ``horizon_days``, as the labels are.
+    ``late_*`` and ``unpaid_*``: AUC, Brier, log-loss, ECE (and ``late_auc_<stage>``,
+    ``late_ece_<stage>`` for invoices new, before and after due); ``days_mae``: days late,
+    both sides capped at ``horizon_days`` as the labels are; ``cash_wape``: the weekly cash
+    forecast of the held-out book against what came in (:func:`cash_error`).
     """
-    pred = naive_forecast(holdout) if models is None else models.predict(holdout)
-    pred = pred.with_columns(pl.col("expected_days_late").clip(upper_bound=horizon_days))
-    frame = holdout.select(*LABELS.values()).with_columns(
-        pred.select("p_late", "expected_days_late", "p_unpaid_90d"))
+    frame = predictions(models, holdout).with_columns(
+        pl.col("expected_days_late").clip(upper_bound=horizon_days))
     out = {}
     for key, label, col in (("late", "y_late", "p_late"), ("unpaid", "y_unpaid_90d",
                                                              "p_unpaid_90d")):
         rows = frame.filter(pl.col(label).is_not_null())
         for name, value in M.binary_metrics(rows[label].to_numpy(), rows[col].to_numpy()).items():
             out[f"{prefix}{key}_{name}"] = value
+    for stage in STAGES:
+        rows = frame.filter(pl.col("y_late").is_not_null() & pl.col("stage").struct.field(stage))
+        if rows.height:
+            m = M.binary_metrics(rows["y_late"].to_numpy(), rows["p_late"].to_numpy())
+            out |= {f"{prefix}late_auc_{stage}": m["auc"], f"{prefix}late_ece_{stage}": m["ece"],
+                    f"{prefix}late_n_{stage}": m["n"]}
     rows = frame.filter(pl.col("y_days_late").is_not_null())
     for name, value in M.regression_metrics(rows["y_days_late"].to_numpy(),
                                             rows["expected_days_late"].to_numpy()).items():
         out[f"{prefix}days_{name}"] = value
+    out[f"{prefix}cash_wape"] = cash_error(frame)
     return out
+
+
+def cash_error(frame: pl.DataFrame) -> float:
+    """Weighted absolute percentage error of the weekly cash forecast, over the snapshot days
+    followed for all 13 weeks: Σ |forecast − received| / Σ received, per (day, week) of the
+    held-out book (an invoice's open amount counts as received in the week it settled)."""
+    weeks = CASH_WEEKS
+    rows = frame.filter(pl.col("t_observed") >= 7 * weeks)
+    if rows.height == 0:
+        return float("nan")
+    days = rows["as_of"].to_physical().to_numpy()
+    day_ix = np.unique(days, return_inverse=True)[1]
+    forecast = np.zeros((day_ix.max() + 1, weeks))
+    np.add.at(forecast, day_ix, np.asarray(rows["cash_weeks"].to_list(), dtype=np.float64))
+    received = np.zeros_like(forecast)
+    t = rows["t_settle"].fill_null(np.inf).to_numpy()
+    inside = t < 7 * weeks
+    np.add.at(received, (day_ix[inside], (t[inside] // 7).astype(int)),
+              rows["open_amount"].to_numpy()[inside])
+    total = received.sum()
+    return float(np.abs(forecast - received).sum() / total) if total > 0 else float("nan")
+
+
+def gate(scores: dict, champion: dict | None, params: Params) -> tuple[bool, str]:
+    """Whether the new model becomes champion, and why: only when, on the same holdout, its
+    p_late AUC is at least the champion's − ``gate_auc_tolerance`` and its Brier score at most
+    the champion's + ``gate_brier_tolerance``."""
+    if champion is None:
+        return True, "first model (or none comparable): it becomes champion"
+    auc, brier = champion["champion_late_auc"], champion["champion_late_brier"]
+    if not (np.isfinite(auc) and np.isfinite(brier)):
+        return True, "champion could not be scored on this holdout: the new model replaces it"
+    t_auc, t_brier = params.train.gate_auc_tolerance, params.train.gate_brier_tolerance
+    fails = []
+    if scores["late_auc"] < auc - t_auc:
+        fails.append(f"p_late AUC {scores['late_auc']:.4f} < champion's {auc:.4f} − {t_auc}")
+    if scores["late_brier"] > brier + t_brier:
+        fails.append(f"Brier {scores['late_brier']:.4f} > champion's {brier:.4f} + {t_brier}")
+    if fails:
+        return False, "; ".join(fails) + " on the same holdout: stays challenger"
+    return True, (f"p_late AUC {scores['late_auc']:.4f} ≥ champion's {auc:.4f} − {t_auc} and "
+                  f"Brier {scores['late_brier']:.4f} ≤ {brier:.4f} + {t_brier} on the same "
+                  "holdout")
 
 
 def train(
@@ -184,30 +288,18 @@ def train(
 
     client = tracking.setup()
     champion = tracking.alias_version(client, model_name, "champion")
-    champion_auc, why = None, "first model: it becomes champion"
+    champ = None
     if champion is not None:
         try:
             path, _ = tracking.download_model(model_name, "champion")
             current = RiskModels.load(path)
             if current.features == models.features:
-                champion_auc = evaluate(current, holdout, prefix="champion_",
-                                        horizon_days=h)["champion_late_auc"]
+                champ = evaluate(current, holdout, prefix="champion_", horizon_days=h)
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("champion %s could not be evaluated: %s", champion.version, exc)
-    gate = params.train.gate_auc_tolerance
-    if champion is not None:
-        if champion_auc is None or np.isnan(champion_auc):
-            why = "champion could not be scored on this holdout: the new model replaces it"
-        elif scores["late_auc"] >= champion_auc - gate:
-            why = (f"p_late AUC {scores['late_auc']:.4f} ≥ champion's {champion_auc:.4f} "
-                   f"− {gate} on the same holdout")
-        else:
-            why = (f"p_late AUC {scores['late_auc']:.4f} < champion's {champion_auc:.4f} − {gate} "
-                   "on the same holdout: stays challenger")
-    promote = champion is None or champion_auc is None or np.isnan(champion_auc) or \
-        scores["late_auc"] >= champion_auc - gate
-    if champion_auc is not None:
-        scores["champion_late_auc"] = champion_auc
+    promote, why = gate(scores, champ, params)
+    if champ is not None:
+        scores |= {f"champion_{k}": champ[f"champion_{k}"] for k in ("late_auc", "late_brier")}
 
     card = {"trained_at_as_of": (as_of or last + dt.timedelta(days=1)).isoformat(),
             "split_date": split.isoformat(), "horizon_days": params.train.horizon_days}
@@ -223,6 +315,13 @@ def train(
                          "holdout_rows": str(holdout.height),
                          "snapshot_share": f"{share:.6f}"})
         mlflow.log_dict({"features": list(models.features)}, "features.json")
+        mlflow.set_tag("calibration", models.calibrator.method)
+        mlflow.log_dict(models.calibrator.to_dict(), "calibration.json")
+        frame = predictions(models, holdout)
+        naive = predictions(None, holdout)
+        mlflow.log_figure(plots.calibration(frame, naive), "calibration.png")
+        mlflow.log_figure(plots.shap_summary(models, holdout, seed=params.train.seed),
+                          "shap_summary.png")
         risk_dir = models.save(Path(tmp) / "risk")
         example = holdout.select(FEATURES).head(5).to_pandas()
         out = models.predict(holdout.head(5)).select(
@@ -236,7 +335,7 @@ def train(
         version = str(info.registered_model_version)
         alias = "champion" if promote else "challenger"
         client.set_registered_model_alias(model_name, alias, version)
-        for key in ("late_auc", "late_brier", "days_mae", "unpaid_auc"):
+        for key in ("late_auc", "late_brier", "late_ece", "days_mae", "unpaid_auc"):
             client.set_model_version_tag(model_name, version, key, f"{scores[key]:.6f}")
         client.set_model_version_tag(model_name, version, "promotion", why)
         mlflow.set_tag("promotion", why)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from paycadence.models.recommend import book_cash_forecast
 from paycadence.serving.deps import Authorized, EngineDep
 from paycadence.serving.schemas import RecommendRequest, RecommendResponse
 
@@ -13,4 +14,5 @@ router = APIRouter(tags=["recommend"], dependencies=[Authorized])
 @router.post("/recommend", response_model=RecommendResponse)
 def post_recommend(body: RecommendRequest, engine: EngineDep) -> dict:
     """Recommend each debtor's next action as of ``as_of`` (stateless with ``history``)."""
-    return {"recommendations": engine.recommend(body.as_of, body.debtors)}
+    recs = engine.recommend(body.as_of, body.debtors)
+    return {"recommendations": recs, "cash_forecast": book_cash_forecast(recs, body.as_of)}

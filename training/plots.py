@@ -1,0 +1,74 @@
+"""Figures logged with every training run: a calibration plot and a SHAP summary plot."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from paycadence.models import RiskModels  # noqa: E402
+
+BINS = 10
+TOP = 15
+SAMPLE = 2000
+
+
+def _reliability(ax, y: np.ndarray, p: np.ndarray, label: str, style: str) -> None:
+    idx = np.minimum((p * BINS).astype(int), BINS - 1)
+    xs, ys = [], []
+    for b in range(BINS):
+        mask = idx == b
+        if mask.any():
+            xs.append(p[mask].mean())
+            ys.append(y[mask].mean())
+    ax.plot(xs, ys, style, label=label)
+
+
+def calibration(model: pl.DataFrame, naive: pl.DataFrame):
+    """Reliability diagrams of ``p_late`` and ``p_unpaid_90d`` on the holdout: observed rate
+    against mean forecast per tenth, the model beside the naive reference.
+
+    ``model`` and ``naive`` are :func:`paycadence.training.train.predictions` frames.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    for ax, (label, col, title) in zip(axes, (("y_late", "p_late", "p_late"),
+                                              ("y_unpaid_90d", "p_unpaid_90d", "p_unpaid_90d")),
+                                       strict=True):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect")
+        for frame, name, style in ((model, "model", "o-"), (naive, "naive reference", "s:")):
+            rows = frame.filter(pl.col(label).is_not_null())
+            _reliability(ax, rows[label].to_numpy(), rows[col].to_numpy(), name, style)
+        ax.set(title=f"{title}: observed vs forecast (holdout)", xlabel="mean forecast",
+               ylabel="observed share", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def shap_summary(models: RiskModels, holdout: pl.DataFrame, *, seed: int = 0):
+    """SHAP summary of ``p_late`` on (a sample of) the holdout: per feature, each invoice's
+    contribution to the log-odds, coloured by the feature's value (low blue, high red),
+    features ordered by mean |contribution|."""
+    frame = holdout if holdout.height <= SAMPLE else holdout.sample(SAMPLE, seed=seed)
+    values, _ = models.contributions(frame)
+    X = models.matrix(frame)
+    order = np.argsort(-np.abs(values).mean(axis=0), kind="stable")[:TOP][::-1]
+    rng = np.random.default_rng(seed)
+    fig, ax = plt.subplots(figsize=(8, 0.38 * len(order) + 1.5))
+    for row, j in enumerate(order):
+        x = X[:, j]
+        finite = np.isfinite(x)
+        lo, hi = (np.nanpercentile(x, 5), np.nanpercentile(x, 95)) if finite.any() else (0, 1)
+        colour = np.where(finite, np.clip((x - lo) / ((hi - lo) or 1.0), 0, 1), 0.5)
+        ax.scatter(values[:, j], row + rng.uniform(-0.3, 0.3, len(x)), c=colour, cmap="coolwarm",
+                   s=6, alpha=0.6, linewidths=0)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(range(len(order)), [models.features[j] for j in order])
+    ax.set(xlabel="SHAP value (contribution to the log-odds of paying late)",
+           title="What drives p_late (holdout sample; colour: feature value, low → high)")
+    fig.tight_layout()
+    return fig
