@@ -31,12 +31,13 @@ class _LightGBMParams(BaseEstimator):
     """The LightGBM knobs the estimators take (stored only, as scikit-learn wants)."""
 
     def __init__(self, n_estimators=300, learning_rate=0.05, num_leaves=31,
-                 min_child_samples=40, random_state=None):
+                 min_child_samples=40, random_state=None, early_stopping_rounds=None):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_child_samples = min_child_samples
         self.random_state = random_state
+        self.early_stopping_rounds = early_stopping_rounds
 
 
 class LateRiskModel(ClassifierMixin, _LightGBMParams):
@@ -45,8 +46,13 @@ class LateRiskModel(ClassifierMixin, _LightGBMParams):
     Missing feature values (NaN) are allowed: LightGBM routes them on its own.
     """
 
-    def fit(self, X, y, sample_weight=None):
-        """Fit on features ``X`` (n, d) and binary labels ``y``; returns self."""
+    def fit(self, X, y, sample_weight=None, eval_set=None):
+        """Fit on features ``X`` (n, d) and binary labels ``y``; returns self.
+
+        With ``eval_set=(X_val, y_val)`` and ``early_stopping_rounds``, boosting stops when the
+        validation log-loss has not improved for that many rounds (at most ``n_estimators``);
+        ``best_iteration_`` is the number of trees kept.
+        """
         X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64)
         check_classification_targets(y)
         if sample_weight is not None:
@@ -62,7 +68,23 @@ class LateRiskModel(ClassifierMixin, _LightGBMParams):
             return self
         self.constant_ = None
         data = lgb.Dataset(X, label=encoded, weight=sample_weight, feature_name=_names(self))
-        self.booster_ = lgb.train(params, data, num_boost_round=self.n_estimators)
+        valid, callbacks = [], []
+        if eval_set is not None and self.early_stopping_rounds:
+            X_val, y_val = eval_set
+            X_val = validate_data(self, X_val, reset=False, ensure_all_finite="allow-nan",
+                                  dtype=np.float64)
+            y_val = np.searchsorted(self.classes_, np.asarray(y_val))
+            if len(np.unique(y_val)) == 2:
+                valid = [lgb.Dataset(X_val, label=y_val, reference=data)]
+                callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        booster = lgb.train({**params, "metric": "binary_logloss"}, data,
+                            num_boost_round=self.n_estimators, valid_sets=valid,
+                            callbacks=callbacks)
+        self.best_iteration_ = booster.best_iteration or self.n_estimators
+        if valid:  # keep only the trees up to the best round
+            booster = lgb.Booster(model_str=booster.model_to_string(
+                num_iteration=self.best_iteration_))
+        self.booster_ = booster
         return self
 
     def __sklearn_tags__(self):

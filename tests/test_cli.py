@@ -26,6 +26,10 @@ def test_recommend_writes_every_format(trained, sim_dir, tmp_path, mlflow_uri, t
     r = run("recommend", "--data", sim_dir, "--as-of", as_of, "--out", out, "--quiet")
     assert r.returncode == 0, r.stderr
     assert f"risk:{trained.version}" in r.stdout
+    assert "expected cash, next 4 weeks" in r.stdout
+    cash = pl.read_csv(tmp_path / "recs-cash-forecast.csv")
+    assert cash["week"].to_list() == list(range(1, 14))
+    assert cash["start"][0] == as_of and (cash["expected"] >= 0).all()
     if ext == "jsonl":
         rows = [json.loads(line) for line in out.read_text().splitlines()]
         assert rows and {"debtor_id", "action", "explanation", "propensity"} <= rows[0].keys()
@@ -74,6 +78,24 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path):
 
 
 def test_every_command_has_help():
-    for cmd in ("simulate", "ingest", "train", "recommend", "serve", "demo"):
+    for cmd in ("simulate", "ingest", "train", "recommend", "serve", "demo", "models",
+                "promote"):
         r = run(cmd, "--help")
         assert r.returncode == 0 and "Usage" in r.stdout
+
+
+def test_models_lists_versions_and_promote_moves_an_alias(trained, mlflow_uri):
+    r = run("models")
+    assert r.returncode == 0, r.stderr
+    assert "champion" in r.stdout and "p_late AUC" in r.stdout
+    r = run("promote", trained.version, "--alias", "reviewed")
+    assert r.returncode == 0, r.stderr
+    assert f"@reviewed → version {trained.version}" in r.stdout
+    from paycadence.training import tracking
+    from paycadence.training.train import MODEL_NAME
+
+    client = tracking.setup()
+    assert str(tracking.alias_version(client, MODEL_NAME, "reviewed").version) == trained.version
+    r = run("promote", "999")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "no version 999" in r.stderr

@@ -100,13 +100,19 @@ def time_split(snaps: pl.DataFrame, *, holdout_share: float, embargo_days: int):
     return train, holdout, split
 
 
+#: Boosting stops when the later days' log-loss has not improved for this many rounds.
+EARLY_STOPPING_ROUNDS = 30
+
+
 def fit(train: pl.DataFrame, params: Params) -> RiskModels:
     """Fit the forecasts on labelled snapshots (censored rows left out per target).
 
     ``p_late``: a LightGBM classifier on all but the latest ``train.calibration_share`` of the
-    training days, calibrated on those latest days (none, Platt or isotonic, whichever has the
-    lowest log-loss across their two halves). Settlement: the hazard model on person-period
-    rows of every training snapshot (sampled above ``train.hazard_max_rows``).
+    training days, its number of trees chosen by early stopping on those latest days, then
+    calibrated on them (none, Platt or isotonic, whichever has the lowest log-loss across
+    their two halves). Settlement: the hazard model on person-period rows of every training
+    snapshot (sampled above ``train.hazard_max_rows``), its number of trees chosen the same
+    way and then refit on all training days. ``train.n_estimators`` is the upper bound.
     """
     p = params.train
     kw = {"n_estimators": p.n_estimators, "learning_rate": p.learning_rate,
@@ -121,20 +127,36 @@ def fit(train: pl.DataFrame, params: Params) -> RiskModels:
     calib_rows = late_rows.filter(pl.col("as_of") >= cut)
     if fit_rows.height == 0 or len(days) < 3:
         fit_rows, calib_rows = late_rows, late_rows.clear()
-    late = LateRiskModel(**kw).fit(fit_rows.select(FEATURES).to_pandas(),
-                                   fit_rows["y_late"].to_numpy())
+    stop = {"early_stopping_rounds": EARLY_STOPPING_ROUNDS}
+    late = LateRiskModel(**kw, **stop).fit(
+        fit_rows.select(FEATURES).to_pandas(), fit_rows["y_late"].to_numpy(),
+        eval_set=(calib_rows.select(FEATURES).to_pandas(), calib_rows["y_late"].to_numpy())
+        if calib_rows.height else None)
     calibrator = Calibrator()
     if calib_rows.height:
         raw = late.predict_proba(calib_rows.select(FEATURES).to_pandas())[:, 1]
         calibrator = calibration.choose(raw, calib_rows["y_late"].to_numpy(),
                                         calib_rows["as_of"].to_physical().to_numpy())
+    # the settlement model: rounds chosen on the same split of days, then refit on all days
+    columns = [*FEATURES, *BIN_FEATURES]
+    early = train.filter(pl.col("as_of") < cut)
+    later = train.filter(pl.col("as_of") >= cut)
+    X_a, y_a = hazard_rows(early, max_rows=p.hazard_max_rows, seed=p.seed)
+    X_b, y_b = hazard_rows(later, max_rows=p.hazard_max_rows, seed=p.seed)
+    rounds = p.n_estimators
+    if y_a.size and y_b.size:
+        rounds = LateRiskModel(**kw, **stop).fit(
+            pd.DataFrame(X_a, columns=columns), y_a,
+            eval_set=(pd.DataFrame(X_b, columns=columns), y_b)).best_iteration_
     X, y = hazard_rows(train, max_rows=p.hazard_max_rows, seed=p.seed)
     if y.size == 0:
         raise InputError("no snapshot was followed long enough to learn when invoices are paid")
-    hazard = LateRiskModel(**kw).fit(pd.DataFrame(X, columns=[*FEATURES, *BIN_FEATURES]), y)
-    return RiskModels.from_estimators(FEATURES, late, hazard, calibrator=calibrator,
-                                      card={"calibration_rows": calib_rows.height,
-                                            "hazard_rows": int(y.size)})
+    hazard = LateRiskModel(**(kw | {"n_estimators": rounds})).fit(
+        pd.DataFrame(X, columns=columns), y)
+    return RiskModels.from_estimators(
+        FEATURES, late, hazard, calibrator=calibrator,
+        card={"calibration_rows": calib_rows.height, "hazard_rows": int(y.size),
+              "late_trees": int(late.best_iteration_), "hazard_trees": int(rounds)})
 
 
 def hazard_rows(snaps: pl.DataFrame, *, max_rows: int, seed: int):

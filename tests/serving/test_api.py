@@ -45,6 +45,21 @@ def test_two_hundred_debtors_with_history_in_one_call(server, tables, response_s
     recs = r.json()["recommendations"]
     assert len(recs) == len(body["debtors"])
     jsonschema.validate(r.json(), response_schema)
+    # the cash forecast: per invoice, per debtor (their sum) and for the request's book
+    book = r.json()["cash_forecast"]
+    assert [w["week"] for w in book] == list(range(1, 14))
+    assert book[0]["start"] == as_of.isoformat()
+    for rec in recs:
+        debtor = [w["expected"] for w in rec["cash_forecast"]]
+        by_invoice = [sum(i["expected_cash_by_week"][w] for i in rec["invoices"])
+                      for w in range(13)]
+        assert debtor == pytest.approx(by_invoice, abs=0.02 * max(len(rec["invoices"]), 1))
+        assert sum(debtor) <= sum(i["open_amount"] for i in rec["invoices"]) + 0.5
+        for reason in rec["explanation"]:
+            assert reason.get("effect") in (None, "raises", "lowers")
+    for w in range(13):
+        assert book[w]["expected"] == pytest.approx(
+            sum(rec["cash_forecast"][w]["expected"] for rec in recs), abs=0.01 * len(recs))
 
 
 def test_unknown_debtor_gets_a_cold_start_recommendation(server, response_schema):

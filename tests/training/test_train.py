@@ -57,17 +57,18 @@ def test_saved_models_load_identically(trained, tables, tmp_path):
     assert loaded.predict(frame).equals(trained.models.predict(frame))
 
 
-def test_same_data_params_seed_give_same_predictions(trained, tables, small_params):
+def test_same_data_params_seed_give_same_model_bit_for_bit(trained, tables, small_params):
+    from paycadence.features import build_snapshots, snapshot_dates
     from paycadence.training.train import fit
 
     frame = invoice_features(tables, as_of=tables.last_date)
-    from paycadence.features import build_snapshots, snapshot_dates
-
     dates = snapshot_dates(tables, every_days=14, min_history_days=60)[:20]
-    snaps = build_snapshots(tables, dates, horizon_days=120)
-    a = fit(snaps, small_params).predict(frame)
-    b = fit(snaps, small_params).predict(frame)
-    assert a.equals(b)
+    one = fit(build_snapshots(tables, dates, horizon_days=120), small_params)
+    two = fit(build_snapshots(tables, dates, horizon_days=120), small_params)
+    for key in ("late", "hazard"):
+        assert one.boosters[key].model_to_string() == two.boosters[key].model_to_string()
+    assert one.calibrator == two.calibrator
+    assert one.predict(frame).equals(two.predict(frame))
 
 
 def test_worse_model_stays_challenger(trained, tables, small_params):
@@ -111,3 +112,54 @@ def test_labels_are_censored_not_guessed():
     assert out["y_late"].to_list() == [0.0, 1.0, 1.0]  # c: unpaid a month after due → late
     assert out["y_unpaid_90d"].to_list() == [0.0, 0.0, None]  # c: 90 days not yet reached
     assert out["y_days_late"].to_list() == [-11.0, 20.0, None]
+
+
+def test_forecasts_are_one_settlement_distribution(trained, tables):
+    from paycadence.models.hazard import CASH_WEEKS, bin_probabilities, median_wait, survival_at
+
+    frame = invoice_features(tables, as_of=tables.last_date)
+    f = trained.models.predict_matrix(trained.models.matrix(frame))
+    dpd = frame["days_past_due"].to_numpy()
+    assert np.allclose(f.p_unpaid_90d, survival_at(f.survival, 91 - dpd))
+    assert np.allclose(f.expected_days_late - dpd, median_wait(f.survival))
+    assert np.allclose(f.week_probs, bin_probabilities(f.survival)[:, :CASH_WEEKS])
+    assert np.all(f.p_unpaid_90d[dpd > 90] == 1.0)
+    pred = trained.models.predict(frame)
+    cash = np.asarray(pred["cash_weeks"].to_list())
+    assert cash.shape == (frame.height, CASH_WEEKS)
+    assert np.all(cash.sum(axis=1) <= frame["open_amount"].to_numpy() + 0.01 * CASH_WEEKS)
+    assert (pred["expected_settled_on"] >= frame["as_of"]).all()
+
+
+def test_evaluation_reports_every_figure(trained):
+    m = trained.metrics
+    for key in ("late_auc", "late_brier", "late_log_loss", "late_ece", "unpaid_ece", "days_mae",
+                "naive_days_mae", "cash_wape", "naive_cash_wape", "late_auc_before_due",
+                "late_auc_after_due", "late_ece_new"):
+        assert key in m and np.isfinite(m[key]), key
+    assert m["late_ece"] < m["naive_late_ece"]
+    assert m["cash_wape"] < m["naive_cash_wape"]
+
+
+def test_run_logs_plots_calibration_and_lineage(trained, mlflow_uri):
+    client = tracking.setup()
+    names = {a.path for a in client.list_artifacts(trained.run_id)}
+    assert {"calibration.png", "shap_summary.png", "calibration.json", "features.json",
+            "metrics.json"} <= names
+    run = client.get_run(trained.run_id)
+    assert run.data.tags["calibration"] == trained.models.calibrator.method
+    assert run.data.params["train.calibration_share"] == "0.2"
+    version = client.get_model_version(MODEL_NAME, trained.version)
+    assert float(version.tags["late_ece"]) == pytest.approx(trained.metrics["late_ece"], abs=1e-6)
+
+
+def test_gate_needs_both_auc_and_brier(small_params):
+    from paycadence.training.train import gate
+
+    champion = {"champion_late_auc": 0.80, "champion_late_brier": 0.15}
+    assert gate({"late_auc": 0.81, "late_brier": 0.14}, champion, small_params)[0]
+    ok, why = gate({"late_auc": 0.81, "late_brier": 0.16}, champion, small_params)
+    assert not ok and "Brier" in why and "challenger" in why
+    ok, why = gate({"late_auc": 0.79, "late_brier": 0.14}, champion, small_params)
+    assert not ok and "AUC" in why
+    assert gate({"late_auc": 0.5, "late_brier": 0.3}, None, small_params)[0]
