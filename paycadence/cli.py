@@ -144,25 +144,24 @@ def train(
             metrics_out.write_text(json.dumps(
                 {"version": result.version, "alias": result.alias,
                  **{k: v for k, v in m.items() if v == v}}, indent=2), encoding="utf-8")
-        rows = [
-            ("p_late", "AUC", f"{m['late_auc']:.3f}", f"{m['naive_late_auc']:.3f}"),
-            ("p_late", "Brier", f"{m['late_brier']:.4f}", f"{m['naive_late_brier']:.4f}"),
-            ("p_late", "log-loss", f"{m['late_log_loss']:.4f}", f"{m['naive_late_log_loss']:.4f}"),
-            ("p_late", "ECE", f"{m['late_ece']:.4f}", f"{m['naive_late_ece']:.4f}"),
-            ("days late", "MAE (days)", f"{m['days_mae']:.2f}", f"{m['naive_days_mae']:.2f}"),
-            ("p_unpaid_90d", "AUC", f"{m['unpaid_auc']:.3f}", f"{m['naive_unpaid_auc']:.3f}"),
-            ("p_unpaid_90d", "Brier", f"{m['unpaid_brier']:.4f}",
-             f"{m['naive_unpaid_brier']:.4f}"),
-            ("p_unpaid_90d", "ECE", f"{m['unpaid_ece']:.4f}", f"{m['naive_unpaid_ece']:.4f}"),
-            ("cash, 13 weeks", "WAPE", f"{m['cash_wape']:.3f}", f"{m['naive_cash_wape']:.3f}"),
-        ]
+        def f(key: str, digits: int) -> str:
+            value = m.get(key, float("nan"))
+            return f"{value:.{digits}f}" if value == value else "n/a"
+
+        rows = [(name, metric, f(key, d), f(f"naive_{key}", d)) for name, metric, key, d in (
+            ("p_late", "AUC", "late_auc", 3), ("p_late", "Brier", "late_brier", 4),
+            ("p_late", "log-loss", "late_log_loss", 4), ("p_late", "ECE", "late_ece", 4),
+            ("days late", "MAE (days)", "days_mae", 2),
+            ("p_unpaid_90d", "AUC", "unpaid_auc", 3), ("p_unpaid_90d", "Brier", "unpaid_brier", 4),
+            ("p_unpaid_90d", "ECE", "unpaid_ece", 4),
+            ("cash, 13 weeks", "WAPE", "cash_wape", 3))]
         for stage, label in (("new", "new (< 7 days old)"), ("before_due", "before due"),
                              ("after_due", "after due")):
             if f"late_auc_{stage}" in m:
                 rows.append((f"p_late, {label}", "AUC / ECE",
-                             f"{m[f'late_auc_{stage}']:.3f} / {m[f'late_ece_{stage}']:.3f}",
-                             f"{m[f'naive_late_auc_{stage}']:.3f} / "
-                             f"{m[f'naive_late_ece_{stage}']:.3f}"))
+                             f"{f(f'late_auc_{stage}', 3)} / {f(f'late_ece_{stage}', 3)}",
+                             f"{f(f'naive_late_auc_{stage}', 3)} / "
+                             f"{f(f'naive_late_ece_{stage}', 3)}"))
         if not quiet:
             console.print(_table(
                 f"holdout from {result.split_date} ({result.holdout_rows} snapshots; "

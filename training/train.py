@@ -1,10 +1,11 @@
 """Train, evaluate and register the risk forecasts, tracked in MLflow.
 
 :func:`train` builds labelled snapshots from the history, splits them by time (train on the
-past, hold out the most recent snapshots, with an embargo between), fits the three LightGBM
-models, compares them with the naive reference on the holdout, and registers the result. The
-new version becomes ``champion`` only when it is at least as good as the current champion on
-this same holdout; otherwise it is ``challenger`` and the result says why.
+past, hold out the most recent snapshots, with an embargo between), fits the calibrated
+late-payment model and the settlement-hazard model, compares them with the naive reference on
+the holdout, and registers the result. The new version becomes ``champion`` only when it is at
+least as good as the current champion on this same holdout (:func:`gate`); otherwise it is
+``challenger`` and the result says why.
 """
 
 from __future__ import annotations
