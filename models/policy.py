@@ -239,3 +239,143 @@ def _next_review(state, risks, on, policy, action, ids) -> dt.date:
 def present_value(amount: float, p_unpaid: float, settle_in_days: float, annual_rate: float):
     """Expected present value (currency) of an open amount under the forecasts."""
     return amount * (1 - p_unpaid) * math.exp(-annual_rate * max(settle_in_days, 0) / 365)
+
+
+#: Channels the value policy weighs against waiting (collection keeps the schedule's rule).
+VALUE_CHANNELS = ("email", "sms", "letter", "phone", "payment_plan")
+
+
+@dataclass(frozen=True)
+class ActionValue:
+    """What one allowed action is worth today for one debtor (currency)."""
+
+    action: str
+    invoice_ids: tuple[str, ...]
+    gain: float  # expected value of the extra money brought in within the response window
+    cost: float
+    value: float  # gain − cost; waiting is worth 0
+
+
+def action_values(
+    state: DebtorState,
+    on: dt.date,
+    policy: Policy,
+    uplift: dict[str, dict[str, float]],
+    worth: dict[str, float],
+    allowed: dict[str, tuple],
+    merits_plan: bool,
+) -> list[ActionValue]:
+    """Value of every allowed contact against waiting.
+
+    Parameters
+    ----------
+    uplift
+        action → invoice id → q(x, action) − q(x, wait): the extra chance the invoice is
+        settled within the response window if the action is taken today.
+    worth
+        invoice id → value of one currency unit of it arriving within the window rather than
+        as it would otherwise (its open amount × (p_unpaid_90d + the cost of capital over the
+        wait it saves)); see :func:`worth_of_speed`.
+    merits_plan
+        A payment plan is only weighed for a debtor who merits one.
+    """
+    out = []
+    overdue = {i.invoice_id for i in state.invoices if (on - i.due_date).days > 0}
+    for action in VALUE_CHANNELS:
+        if action not in allowed or (action == "payment_plan" and not merits_plan):
+            continue
+        ids = tuple(i for i in allowed[action] if i in overdue)
+        if not ids:
+            continue
+        gain = sum(max(uplift[action].get(i, 0.0), -1.0) * worth.get(i, 0.0) for i in ids)
+        cost = policy.costs.of(action)
+        out.append(ActionValue(action, ids, gain, cost, gain - cost))
+    return out
+
+
+def worth_of_speed(open_amount: float, p_unpaid_90d: float, wait_days: float,
+                   annual_rate: float) -> float:
+    """Value (currency) of an invoice's open amount arriving now rather than as forecast:
+    the share that would otherwise never come (``p_unpaid_90d``) plus the cost of capital
+    over the days it would otherwise take."""
+    carry = (1.0 - p_unpaid_90d) * (1.0 - math.exp(-annual_rate * max(wait_days, 0.0) / 365))
+    return open_amount * (p_unpaid_90d + carry)
+
+
+def decide_value(
+    state: DebtorState,
+    risks: dict[str, InvoiceRisk],
+    on: dt.date,
+    policy: Policy,
+    *,
+    uplift: dict[str, dict[str, float]],
+    worth: dict[str, float],
+    merits_plan: bool = False,
+) -> Choice:
+    """The adaptive decision: the schedule's timing, the channel worth most for this debtor.
+
+    When a reminder is due (the risk-sharpened schedule of :func:`decide`), each contact the
+    guard allows is valued by :func:`action_values` (learnt response against waiting, times
+    what speed is worth, minus the action's cost) and the best one is sent. Timing and
+    collection keep the schedule's rules: the logged history varies the channel far more than
+    the day (the schedule explored a channel on its decision days, while a wait only shifted a
+    reminder by a day), so the learnt response is trusted for the channel, not yet for
+    skipping a reminder. With share ``exploration.share`` an allowed action is drawn uniformly
+    instead (exact propensity), and the guard has the last word.
+    """
+    allowed = allowed_actions(state, on, policy)
+    greedy, ids, step, reason = _greedy(state, risks, on, policy, allowed, merits_plan)
+    if greedy in CONTACTS:
+        # the schedule says a reminder is due today: the channel is the one worth most for
+        # this debtor (learnt response, net of cost), among those the guard allows
+        values = [v for v in action_values(state, on, policy, uplift, worth, allowed,
+                                           merits_plan) if set(v.invoice_ids) & set(ids)]
+        best = max(values, key=lambda v: (v.value, -STRENGTH[v.action]), default=None)
+        if best is not None and best.action != greedy:
+            scheduled = next((v for v in values if v.action == greedy), None)
+            greedy, ids = best.action, best.invoice_ids
+            over = scheduled.action if scheduled else "the schedule's channel"
+            reason += (f"; {best.action} chosen over {over}: worth {best.value:.2f} for this "
+                       f"debtor (expected {best.gain:.2f} sooner, cost {best.cost:.2f})")
+            if scheduled is not None:
+                reason += f" against {scheduled.value:.2f}"
+        elif best is not None:
+            reason += f"; {best.action} is the channel worth most for this debtor"
+    explore = policy.exploration.share
+    u_explore, u_pick = _uniform(policy.exploration.seed, state.debtor_id, on)
+    options = sorted(allowed, key=lambda a: STRENGTH[a] * 10 + len(a))
+    chosen, chosen_ids, explored = greedy, ids, False
+    if explore > 0 and u_explore < explore and len(options) > 1:
+        pick = options[min(int(u_pick * len(options)), len(options) - 1)]
+        if pick != greedy:
+            chosen, chosen_ids, explored, step = pick, allowed[pick], True, None
+            reason = f"exploring: {pick} chosen at random among {len(options)} allowed actions"
+    propensity = (1 - explore) * (chosen == greedy) + explore / len(options) if explore > 0 \
+        else 1.0
+    if len(options) == 1:
+        propensity = 1.0
+    broken = violations(chosen, chosen_ids, state, on, policy)
+    if broken:
+        chosen, chosen_ids, step, propensity = "wait", (), None, 1.0
+        reason = f"held back by the rules: {broken[0]}"
+    if chosen in CONTACTS and step is None:
+        step = 1 + max((inv.contacts for inv in state.invoices if inv.invoice_id in chosen_ids),
+                       default=0)
+    review = _value_review(state, on, policy, chosen)
+    return Choice(chosen, tuple(chosen_ids), step, review, float(propensity), explored, reason)
+
+
+CONTACTS = ("email", "sms", "letter", "phone", "payment_plan")
+
+
+def _value_review(state: DebtorState, on: dt.date, policy: Policy, action: str) -> dt.date:
+    """When to look again: the next day a contact is allowed while something is overdue,
+    else the day after the next due date (a week when nothing is open)."""
+    open_ = [i for i in state.invoices if not (i.in_collection or i.disputed)]
+    if not open_:
+        return on + dt.timedelta(days=7)
+    earliest = next_contact_day(state, on, policy, action in CONTACTS)
+    if any((on - i.due_date).days > 0 for i in open_):
+        return earliest
+    first_due = min(i.due_date for i in open_) + dt.timedelta(days=1)
+    return max(first_due, earliest)

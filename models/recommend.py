@@ -18,7 +18,15 @@ from paycadence.config import Policy
 from paycadence.data import Tables
 from paycadence.features import UNPAID_DAYS, debtor_states, describe, invoice_features
 from paycadence.models.hazard import CASH_WEEKS
-from paycadence.models.policy import PLAN_MERIT, InvoiceRisk, decide, present_value
+from paycadence.models.policy import (
+    PLAN_MERIT,
+    VALUE_CHANNELS,
+    InvoiceRisk,
+    decide,
+    decide_value,
+    present_value,
+    worth_of_speed,
+)
 from paycadence.models.risk import RiskModels
 
 logger = logging.getLogger(__name__)
@@ -96,7 +104,7 @@ def recommend(
     rows = features.with_columns(
         forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d",
                          "cash_weeks")
-    ).with_row_index("_i")
+    ).with_columns(_uplifts(features, models)).with_row_index("_i")
     by_debtor = rows.partition_by("debtor_id", as_dict=True, maintain_order=True)
     out = [_one(debtor_id, by_debtor.get((debtor_id,)), states.get(debtor_id), as_of, policy,
                 model_version) for debtor_id in wanted]
@@ -122,7 +130,15 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
     first = recs[0]
     merits = (first["n_settled"] or 0) >= 1 and not any(r["in_collection"] for r in recs) and \
         max(r["p_unpaid_90d"] for r in recs) >= PLAN_MERIT
-    choice = decide(state, risks, as_of, policy, merits_plan=merits)
+    if "up_email" in first:  # an action-response model was learnt: the adaptive policy
+        uplift = {a: {r["invoice_id"]: r[f"up_{a}"] for r in recs} for a in VALUE_CHANNELS}
+        worth = {r["invoice_id"]: worth_of_speed(
+            r["open_amount"], r["p_unpaid_90d"], r["expected_days_late"] - r["days_past_due"],
+            policy.annual_cost_of_capital) for r in recs}
+        choice = decide_value(state, risks, as_of, policy, uplift=uplift, worth=worth,
+                              merits_plan=merits)
+    else:
+        choice = decide(state, risks, as_of, policy, merits_plan=merits)
     weights = np.array([max(r["open_amount"], 1e-9) for r in recs])
     risk = {
         k: float(np.average([r[k] for r in recs], weights=weights))
@@ -164,6 +180,16 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
         "reason": choice.reason,
         "explored": choice.explored,
     }
+
+
+def _uplifts(features: pl.DataFrame, models: RiskModels | None) -> list[pl.Series]:
+    """``up_<action>``: q(x, action) − q(x, wait) per invoice row, when there is a response
+    model (none: no columns, and the schedule policy decides)."""
+    if models is None or not models.has_response or features.height == 0:
+        return []
+    X = models.matrix(features)
+    base = models.response(X, "wait")
+    return [pl.Series(f"up_{a}", models.response(X, a) - base) for a in VALUE_CHANNELS]
 
 
 def cash_forecast(weeks: list[list[float]], as_of: dt.date) -> list[dict]:

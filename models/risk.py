@@ -31,12 +31,15 @@ from paycadence.models.hazard import (
     survival,
     survival_at,
 )
+from paycadence.models.response import ACTION_FEATURES, with_action
 
 logger = logging.getLogger(__name__)
 
-#: The boosters: ``late`` (is the invoice paid after its due date) and ``hazard``
-#: (:mod:`paycadence.models.hazard`: when it is paid).
+#: The boosters: ``late`` (is the invoice paid after its due date), ``hazard``
+#: (:mod:`paycadence.models.hazard`: when it is paid) and, when the history logged actions,
+#: ``response`` (:mod:`paycadence.models.response`: what an action today changes).
 TARGETS = ("late", "hazard")
+OPTIONAL = ("response",)
 CARD = "card.json"
 
 
@@ -86,10 +89,10 @@ class RiskModels:
     calibrator: Calibrator = field(default_factory=Calibrator)
 
     @classmethod
-    def from_estimators(cls, features, late, hazard, *, calibrator: Calibrator | None = None,
-                        card=None) -> RiskModels:
+    def from_estimators(cls, features, late, hazard, *, response=None,
+                        calibrator: Calibrator | None = None, card=None) -> RiskModels:
         """Bundle fitted :class:`paycadence.models.estimators.LateRiskModel` (or boosters)."""
-        boosters, constants = {}, {}
+        boosters, constants = {"response": _booster(response)}, {}
         for key, est in {"late": late, "hazard": hazard}.items():
             booster = _booster(est)
             boosters[key] = booster
@@ -130,13 +133,13 @@ class RiskModels:
             raise ValueError(f"{directory}: saved by a version with other settlement bins; "
                              "retrain")
         boosters = {}
-        for key in TARGETS:
+        for key in (*TARGETS, *OPTIONAL):
             path = directory / f"{key}.txt"
-            if key in constants:
+            if key in constants or (key in OPTIONAL and not path.exists()):
                 boosters[key] = None
                 continue
             booster = lgb.Booster(model_file=str(path))
-            want = features + (BIN_FEATURES if key == "hazard" else ())
+            want = features + {"hazard": BIN_FEATURES, "response": ACTION_FEATURES}.get(key, ())
             if tuple(booster.feature_name()) != want:
                 raise ValueError(f"{path}: trained on other features than the card lists")
             boosters[key] = booster
@@ -206,6 +209,18 @@ class RiskModels:
         p_unpaid = survival_at(surv, UNPAID_DAYS + 1 - past_due)
         days = past_due + median_wait(surv)
         return Forecast(p_late, days, p_unpaid, bin_probabilities(surv)[:, :CASH_WEEKS], surv)
+
+    @property
+    def has_response(self) -> bool:
+        """Whether an action-response model was learnt (the history logged actions)."""
+        return self.boosters.get("response") is not None
+
+    def response(self, X: np.ndarray, action: str) -> np.ndarray:
+        """P(settled within 14 days | features ``X``, ``action`` today), per row."""
+        booster = self.boosters.get("response")
+        if booster is None:
+            raise ValueError("no action-response model in this bundle")
+        return booster.predict(with_action(X, action), num_threads=1)
 
     def contributions(self, frame: pl.DataFrame, key: str = "late"):
         """Exact TreeSHAP values of one target's raw output (log-odds for binary targets).

@@ -29,9 +29,12 @@ from paycadence.config import Params
 from paycadence.data import COLUMNS, TABLE_NAMES, Tables, known_as_of
 from paycadence.errors import InputError
 from paycadence.features import FEATURES, build_snapshots, snapshot_dates
+from paycadence.features import label as label_snapshots
+from paycadence.features.pit import features_at
 from paycadence.models import LateRiskModel, RiskModels, calibration, naive_forecast
 from paycadence.models.calibration import Calibrator
 from paycadence.models.hazard import BIN_FEATURES, CASH_WEEKS, training_rows
+from paycadence.models.response import ACTION_FEATURES, design, response_rows
 from paycadence.training import metrics as M
 from paycadence.training import plots, tracking
 
@@ -105,7 +108,28 @@ def time_split(snaps: pl.DataFrame, *, holdout_share: float, embargo_days: int):
 EARLY_STOPPING_ROUNDS = 30
 
 
-def fit(train: pl.DataFrame, params: Params) -> RiskModels:
+def treated_rows(tables: Tables, *, before: dt.date, horizon_days: int,
+                 data_end: dt.date) -> pl.DataFrame:
+    """Labelled feature rows of every (invoice, day) on which a logged action named the
+    invoice, for days before ``before``: the treated rows of the response model (the day's
+    action, its logged propensity, the features as of that morning)."""
+    acts = tables.actions.filter(pl.col("sent_on") < before).select(
+        "invoice_id", as_of="sent_on", action="channel",
+        propensity=pl.col("propensity") if "propensity" in tables.actions.columns
+        else pl.lit(None, dtype=pl.Float64),
+    ).unique(["invoice_id", "as_of"], keep="first", maintain_order=True)
+    if acts.height == 0:
+        return pl.DataFrame()
+    owners = tables.invoices.select("invoice_id", "debtor_id")
+    points = acts.join(owners, on="invoice_id").select("debtor_id", "as_of").unique()
+    frame = features_at(tables, points, max_days_past_due=horizon_days).collect()
+    frame = frame.join(acts, on=["invoice_id", "as_of"], how="inner")
+    if frame.height == 0:
+        return pl.DataFrame()
+    return label_snapshots(frame, tables, data_end=data_end, horizon_days=horizon_days)
+
+
+def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None) -> RiskModels:
     """Fit the forecasts on labelled snapshots (censored rows left out per target).
 
     ``p_late``: a LightGBM classifier on all but the latest ``train.calibration_share`` of the
@@ -154,10 +178,36 @@ def fit(train: pl.DataFrame, params: Params) -> RiskModels:
         raise InputError("no snapshot was followed long enough to learn when invoices are paid")
     hazard = LateRiskModel(**(kw | {"n_estimators": rounds})).fit(
         pd.DataFrame(X, columns=columns), y)
+    response, card = None, {}
+    if treated is not None and treated.height:
+        response, card = fit_response(train, treated, cut, kw)
     return RiskModels.from_estimators(
-        FEATURES, late, hazard, calibrator=calibrator,
+        FEATURES, late, hazard, response=response, calibrator=calibrator,
         card={"calibration_rows": calib_rows.height, "hazard_rows": int(y.size),
-              "late_trees": int(late.best_iteration_), "hazard_trees": int(rounds)})
+              "late_trees": int(late.best_iteration_), "hazard_trees": int(rounds), **card})
+
+
+def fit_response(train: pl.DataFrame, treated: pl.DataFrame, cut: dt.date, kw: dict):
+    """The action-response model (:mod:`paycadence.models.response`): rounds chosen by early
+    stopping on the days from ``cut`` on, then refit on all rows, inverse-propensity weighted."""
+    rows = response_rows(train, treated)
+    if rows.height == 0 or rows["y"].n_unique() < 2:
+        return None, {}
+    columns = [*FEATURES, *ACTION_FEATURES]
+    early, later = rows.filter(pl.col("as_of") < cut), rows.filter(pl.col("as_of") >= cut)
+    rounds = kw["n_estimators"]
+    if early.height and later.height and later["y"].n_unique() == 2:
+        rounds = LateRiskModel(**kw, early_stopping_rounds=EARLY_STOPPING_ROUNDS).fit(
+            pd.DataFrame(design(early), columns=columns), early["y"].to_numpy(),
+            sample_weight=early["weight"].to_numpy(),
+            eval_set=(pd.DataFrame(design(later), columns=columns), later["y"].to_numpy()),
+        ).best_iteration_
+    model = LateRiskModel(**(kw | {"n_estimators": rounds})).fit(
+        pd.DataFrame(design(rows), columns=columns), rows["y"].to_numpy(),
+        sample_weight=rows["weight"].to_numpy())
+    counts = rows.group_by("action").len()
+    return model, {"response_trees": int(rounds), "response_rows": rows.height,
+                   "response_rows_by_action": dict(counts.iter_rows())}
 
 
 def hazard_rows(snaps: pl.DataFrame, *, max_rows: int, seed: int):
@@ -304,7 +354,9 @@ def train(
     share = float(snaps["sampled_share"][0])
     logger.info("snapshots: %d train, %d holdout, split at %s (%.1f%% of debtor-days kept)",
                 train_rows.height, holdout.height, split, 100 * share)
-    models = fit(train_rows, params)
+    treated = treated_rows(tables, before=split - dt.timedelta(days=params.train.embargo_days),
+                           horizon_days=params.train.horizon_days, data_end=last)
+    models = fit(train_rows, params, treated)
     h = params.train.horizon_days
     scores = {**evaluate(models, holdout, horizon_days=h),
               **evaluate(None, holdout, prefix="naive_", horizon_days=h)}
