@@ -311,6 +311,7 @@ def decide_value(
     uplift: dict[str, dict[str, float]],
     worth: dict[str, float],
     merits_plan: bool = False,
+    responds: dict[str, float] | None = None,
 ) -> Choice:
     """The adaptive decision: the schedule's timing, the channel worth most for this debtor.
 
@@ -325,6 +326,10 @@ def decide_value(
     """
     allowed = allowed_actions(state, on, policy)
     greedy, ids, step, reason = _greedy(state, risks, on, policy, allowed, merits_plan)
+    if greedy == "wait":
+        early = _early_reminder(state, on, allowed, responds or {})
+        if early is not None:
+            greedy, ids, reason = early
     if greedy in CONTACTS:
         # the schedule says a reminder is due today: the channel is the one worth most for
         # this debtor (learnt response, net of cost), among those the guard allows
@@ -366,6 +371,33 @@ def decide_value(
 
 
 CONTACTS = ("email", "sms", "letter", "phone", "payment_plan")
+#: A debtor who paid within a week after at least this share of its reminders on a channel is
+#: reminded as soon as an invoice is overdue and again a week after the last contact, rather
+#: than on the schedule's days: for it, a reminder is what makes the money come.
+RESPONSIVE = 0.5
+REMIND_AGAIN_DAYS = 7
+
+
+def _early_reminder(state: DebtorState, on: dt.date, allowed: dict[str, tuple],
+                    responds: dict[str, float]):
+    """(channel, invoice ids, reason) of an earlier reminder for a debtor who responds to
+    reminders, or None. ``responds``: channel → the debtor's share of reminders on it that
+    were followed by payment within a week (features ``resp_<channel>``)."""
+    ranked = sorted(((rate, ch) for ch, rate in responds.items()
+                     if rate is not None and rate >= RESPONSIVE and ch in allowed), reverse=True)
+    if not ranked:
+        return None
+    last = max(state.contact_days, default=None)
+    if last is not None and (on - last).days < REMIND_AGAIN_DAYS:
+        return None
+    rate, channel = ranked[0]
+    ids = tuple(i.invoice_id for i in state.invoices if i.invoice_id in allowed[channel]
+                and (on - i.due_date).days >= 1 and i.contacts < 3)
+    if not ids:
+        return None
+    return channel, ids, (f"responds to reminders: paid within a week after {rate:.0%} of "
+                          f"its {channel} reminders, so it is reminded now rather than on the "
+                          "schedule's day")
 
 
 def _value_review(state: DebtorState, on: dt.date, policy: Policy, action: str) -> dt.date:

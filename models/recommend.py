@@ -72,6 +72,7 @@ def recommend(
     debtor_ids: Iterable[str] | None = None,
     opted_out: dict[str, frozenset] | None = None,
     open_invoice_ids: Iterable[str] | None = None,
+    explain: bool = True,
 ) -> list[dict]:
     """Recommendations for every debtor with an open invoice on ``as_of`` (or those named).
 
@@ -85,6 +86,8 @@ def recommend(
         Debtors to answer for, even those with nothing open (they get ``wait``).
     open_invoice_ids
         Only these invoices count as open (a caller's list of its open invoices).
+    explain
+        Add the SHAP reasons (the backtest skips them: it only needs the decisions).
 
     Returns
     -------
@@ -108,7 +111,11 @@ def recommend(
     by_debtor = rows.partition_by("debtor_id", as_dict=True, maintain_order=True)
     out = [_one(debtor_id, by_debtor.get((debtor_id,)), states.get(debtor_id), as_of, policy,
                 model_version) for debtor_id in wanted]
-    _explain(out, rows, models)
+    if explain:
+        _explain(out, rows, models)
+    else:
+        for rec in out:
+            rec.pop("_focus", None)
     return out
 
 
@@ -135,8 +142,9 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
         worth = {r["invoice_id"]: worth_of_speed(
             r["open_amount"], r["p_unpaid_90d"], r["expected_days_late"] - r["days_past_due"],
             policy.annual_cost_of_capital) for r in recs}
+        responds = {c: first.get(f"resp_{c}") for c in ("email", "sms", "letter", "phone")}
         choice = decide_value(state, risks, as_of, policy, uplift=uplift, worth=worth,
-                              merits_plan=merits)
+                              merits_plan=merits, responds=responds)
     else:
         choice = decide(state, risks, as_of, policy, merits_plan=merits)
     weights = np.array([max(r["open_amount"], 1e-9) for r in recs])

@@ -104,6 +104,24 @@ def time_split(snaps: pl.DataFrame, *, holdout_share: float, embargo_days: int):
     return train, holdout, split
 
 
+def fit_models(tables: Tables, params: Params) -> RiskModels:
+    """Fit the forecasts and the response model on a whole history, without a holdout or
+    MLflow (the backtest's learnt policy; ``train`` is the tracked, gated way)."""
+    last = tables.last_date
+    if last is None:
+        raise InputError("no invoices to train on")
+    dates = snapshot_dates(tables, every_days=params.features.snapshot_every_days,
+                           min_history_days=params.features.min_history_days)
+    snaps = build_snapshots(tables, dates, horizon_days=params.train.horizon_days, data_end=last,
+                            max_rows=params.features.max_snapshot_rows,
+                            seed=params.features.snapshot_seed)
+    if snaps.height == 0:
+        raise InputError("no open invoice on any snapshot date: nothing to learn from")
+    treated = treated_rows(tables, before=last + dt.timedelta(days=1),
+                           horizon_days=params.train.horizon_days, data_end=last)
+    return fit(snaps, params, treated)
+
+
 #: Boosting stops when the later days' log-loss has not improved for this many rounds.
 EARLY_STOPPING_ROUNDS = 30
 

@@ -1,0 +1,176 @@
+"""Backtest: one simulated company run under several policies, with common random numbers.
+
+The learnt policy's models are trained on the logged history of *another* company drawn from
+the same simulator (seed + :data:`TRAIN_SEED_OFFSET`, the fixed schedule exploring 10% of the
+time), so that the backtest never scores a model on the debtors it learnt from. Then the
+company of ``seed`` is simulated three times over the same days: under the fixed schedule
+(no exploration), under no dunning at all, and under the learnt policy — which decides
+through :func:`paycadence.models.recommend`, the very code ``/recommend`` runs. Each invoice's
+luck is drawn at issue (docs/simulator.md), so the three runs differ only by what the policies
+did.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+from paycadence.config import CONTACT_CHANNELS, Params, Policy
+from paycadence.data import Tables, settlements
+from paycadence.data.sim_policy import (
+    DebtorContext,
+    Decision,
+    ScheduleLoggingPolicy,
+    contact_step,
+    schedule_decision_day,
+)
+from paycadence.data.simulate import simulate
+from paycadence.guard import DebtorState, audit_actions
+from paycadence.models import RiskModels, recommend
+
+logger = logging.getLogger(__name__)
+
+TRAIN_SEED_OFFSET = 10_000
+#: Invoices due at least this many days before the end are scored (their outcome is known).
+SCORED_BEFORE_END = 90
+
+
+class NoDunning:
+    """Never acts: the world without reminders."""
+
+    def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
+        return Decision("wait", (), 1.0, schedule_action="wait", n_allowed=1)
+
+
+class LearntPolicy:
+    """The product's own decision, asked on the schedule's decision days through
+    :func:`paycadence.models.recommend` with the debtor's history as known that morning."""
+
+    def __init__(self, policy: Policy, models: RiskModels | None, version: str = "backtest"):
+        self.policy, self.models, self.version = policy, models, version
+        self.calls = 0
+
+    def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
+        """The schedule's decision days, and every day something is overdue and the last
+        contact is a week old (when an earlier reminder may be worth it)."""
+        if schedule_decision_day(state, on, self.policy, context):
+            return True
+        if not any(d > 0 for d in context.days_past_due.values()):
+            return False
+        last = max(state.contact_days, default=None)
+        return last is None or (on - last).days >= 7
+
+    def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
+        self.calls += 1
+        rec = recommend(context.history(), as_of=on, policy=self.policy, models=self.models,
+                        model_version=self.version, debtor_ids=[state.debtor_id],
+                        explain=False)[0]
+        ids = tuple(rec["invoice_ids"])
+        return Decision(rec["action"], ids, float(rec["propensity"]), bool(rec["explored"]),
+                        contact_step(state, rec["action"], ids))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one policy achieved on the company (currency in the invoices' currency)."""
+
+    policy: str
+    net_value: float
+    collected: float
+    contact_costs: float
+    collection_fees: float
+    mean_days_late: float
+    unpaid_90d: float
+    contacts_per_invoice: float
+    handovers: int
+    violations: int
+    invoices_scored: int
+
+
+def outcome(name: str, tables: Tables, policy: Policy) -> Outcome:
+    """Score one simulated run.
+
+    ``net_value``: payments discounted to the first day at ``annual_cost_of_capital``, minus
+    the cost of every action and the agency's fee on what it recovered. ``mean_days_late``:
+    over invoices due at least 90 days before the end, settlement − due (0 when early; an
+    invoice still open counts until the end). ``unpaid_90d``: the open amount of those invoices
+    90 days after their due date. ``violations``: the guard's audit of the whole action log.
+    """
+    start = tables.invoices["issue_date"].min()
+    end = tables.last_date
+    rate = policy.annual_cost_of_capital
+    pay = tables.payments.join(tables.invoices.select("invoice_id", "issue_date"),
+                               on="invoice_id")
+    collected = float(pay["amount"].sum() or 0.0)
+    discounted = float(pay.select(
+        (pl.col("amount") * ((pl.col("paid_on") - start).dt.total_days().cast(pl.Float64)
+                             * (-rate / 365)).exp()).sum()).item() or 0.0)
+    acts = tables.actions
+    costs = float(sum(policy.costs.of(a) * n for a, n in acts.group_by("channel").len()
+                      .iter_rows()))
+    handed = acts.filter(pl.col("channel") == "collection")["invoice_id"].unique()
+    recovered = pay.filter(pl.col("invoice_id").is_in(handed.implode())).join(
+        acts.filter(pl.col("channel") == "collection").select("invoice_id", "sent_on"),
+        on="invoice_id").filter(pl.col("paid_on") >= pl.col("sent_on"))
+    fees = policy.collection_fee_rate * float(recovered["amount"].sum() or 0.0)
+    settled = settlements(tables.invoices.lazy(), tables.payments.lazy()).collect()
+    scored = tables.invoices.filter(
+        pl.col("due_date") <= end - dt.timedelta(days=SCORED_BEFORE_END)).join(
+        settled, on="invoice_id", how="left")
+    late = scored.select((pl.coalesce("settled_on", pl.lit(end)) - pl.col("due_date"))
+                         .dt.total_days().clip(lower_bound=0).mean()).item()
+    cut = pay.join(scored.select("invoice_id", "due_date"), on="invoice_id").filter(
+        pl.col("paid_on") <= pl.col("due_date") + pl.duration(days=90)).group_by(
+        "invoice_id").agg(pl.col("amount").sum().alias("by90"))
+    unpaid = scored.join(cut, on="invoice_id", how="left").select(
+        (pl.col("amount") - pl.col("by90").fill_null(0.0)).clip(lower_bound=0).sum()).item()
+    contacts = acts.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).height
+    broken = audit_actions(acts.to_dicts(), tables.invoices.to_dicts(),
+                           tables.disputes.to_dicts(), tables.debtors.to_dicts(), policy)
+    n_inv = max(tables.invoices.height, 1)
+    return Outcome(name, discounted - costs - fees, collected, costs, fees,
+                   float(late or 0.0), float(unpaid or 0.0), contacts / n_inv,
+                   int(handed.len()), len(broken), scored.height)
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    outcomes: list[Outcome]
+    train_seed: int
+    models: RiskModels | None
+    learnt_calls: int
+
+
+def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None = None,
+                 params: Params | None = None, start: dt.date = dt.date(2024, 1, 1)
+                 ) -> BacktestResult:
+    """Train on another company of the same simulator, then run the fixed schedule, no
+    dunning and the learnt policy on the company of ``seed`` (see the module docstring)."""
+    from paycadence.training.train import fit_models
+
+    policy = policy or Policy()
+    params = params or Params()
+    history = simulate(n_debtors, days=days, seed=seed + TRAIN_SEED_OFFSET, start=start,
+                       policy=policy)
+    models = fit_models(history.tables, params)
+    runs = {
+        "fixed schedule": ScheduleLoggingPolicy(policy, epsilon=0.0, seed=seed),
+        "no dunning": NoDunning(),
+        "learnt policy": LearntPolicy(policy, models),
+    }
+    out = []
+    for name, decider in runs.items():
+        result = simulate(n_debtors, days=days, seed=seed, start=start, policy=policy,
+                          logging_policy=decider)
+        out.append(outcome(name, result.tables, policy))
+        logger.info("backtest %s: %s", name, out[-1])
+    return BacktestResult(out, seed + TRAIN_SEED_OFFSET, models, runs["learnt policy"].calls)
+
+
+def relative(a: float, b: float) -> float:
+    """(a − b) / |b|, NaN when b is 0."""
+    return (a - b) / abs(b) if b else math.nan
