@@ -79,7 +79,7 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path):
 
 def test_every_command_has_help():
     for cmd in ("simulate", "ingest", "train", "recommend", "serve", "demo", "models",
-                "promote"):
+                "promote", "evaluate", "backtest"):
         r = run(cmd, "--help")
         assert r.returncode == 0 and "Usage" in r.stdout
 
@@ -99,3 +99,21 @@ def test_models_lists_versions_and_promote_moves_an_alias(trained, mlflow_uri):
     r = run("promote", "999")
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "no version 999" in r.stderr
+
+
+def test_evaluate_prints_the_three_estimates(trained, sim_dir, mlflow_uri):
+    r = run("evaluate", "--data", sim_dir)
+    assert r.returncode == 0, r.stderr
+    for text in ("logging policy (observed)", "IPS", "self-normalised IPS", "doubly robust",
+                 "effective sample size"):
+        assert text in r.stdout
+
+
+def test_evaluate_without_a_decision_log_is_one_line(tmp_path, sim_dir):
+    import shutil
+
+    for name in ("debtors.csv", "invoices.csv"):
+        shutil.copy(sim_dir / name, tmp_path / name)
+    r = run("evaluate", "--data", tmp_path)
+    assert r.returncode == 2 and "no decisions.csv" in r.stderr
+    assert r.stderr.strip().count("\n") == 0

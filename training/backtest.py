@@ -91,7 +91,8 @@ class Outcome:
     invoices_scored: int
 
 
-def outcome(name: str, tables: Tables, policy: Policy) -> Outcome:
+def outcome(name: str, tables: Tables, policy: Policy, *, start: dt.date, end: dt.date
+            ) -> Outcome:
     """Score one simulated run.
 
     ``net_value``: payments discounted to the first day at ``annual_cost_of_capital``, minus
@@ -99,9 +100,8 @@ def outcome(name: str, tables: Tables, policy: Policy) -> Outcome:
     over invoices due at least 90 days before the end, settlement − due (0 when early; an
     invoice still open counts until the end). ``unpaid_90d``: the open amount of those invoices
     90 days after their due date. ``violations``: the guard's audit of the whole action log.
+    ``start`` and ``end`` are the first and last simulated days (the same for every policy).
     """
-    start = tables.invoices["issue_date"].min()
-    end = tables.last_date
     rate = policy.annual_cost_of_capital
     pay = tables.payments.join(tables.invoices.select("invoice_id", "issue_date"),
                                on="invoice_id")
@@ -166,7 +166,8 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
     for name, decider in runs.items():
         result = simulate(n_debtors, days=days, seed=seed, start=start, policy=policy,
                           logging_policy=decider)
-        out.append(outcome(name, result.tables, policy))
+        out.append(outcome(name, result.tables, policy, start=start,
+                           end=start + dt.timedelta(days=days - 1)))
         logger.info("backtest %s: %s", name, out[-1])
     return BacktestResult(out, seed + TRAIN_SEED_OFFSET, models, runs["learnt policy"].calls)
 

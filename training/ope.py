@@ -1,0 +1,224 @@
+"""Off-policy evaluation: what a candidate policy would have earned on the logged decisions.
+
+Each logged decision (a debtor on a day, the action taken and the probability it was taken
+with) is scored by its **reward**: what the debtor's invoices open that morning brought in over
+the next :data:`REWARD_DAYS` days, discounted at the policy file's ``annual_cost_of_capital``,
+minus the action's cost (and the agency's fee on money recovered after a hand-over). The
+candidate policy is asked, through :func:`paycadence.models.recommend` with the history as
+known that morning, what it would have done; its probability of the logged action is
+``(1 − ε)·[action = its choice] + ε / k`` (``k`` actions allowed, as logged). Three estimators
+of its mean reward per decision, each with a bootstrap interval over debtors:
+
+- **IPS**: the mean of ``π(a|x) / p · r``;
+- **SNIPS**: the same, divided by the mean weight (less variance, slightly biased);
+- **DR** (doubly robust): a reward model ``q(x, a)`` (LightGBM on the decision's features and
+  action) plus the IPS-weighted correction of its errors; right when either the model or the
+  propensities are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from paycadence.config import ACTIONS, Policy
+from paycadence.data import Tables
+from paycadence.errors import InputError
+from paycadence.features import FEATURES
+from paycadence.features.pit import features_at
+from paycadence.models import RiskModels, recommend
+
+logger = logging.getLogger(__name__)
+
+REWARD_DAYS = 30
+BOOTSTRAP = 300
+DECISION_COLUMNS = ("debtor_id", "decided_on", "action", "propensity")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class OpeResult:
+    """The logging policy's observed value and the candidate's estimates (per decision)."""
+
+    decisions: int
+    supported: int  # logged decisions where the candidate's own choice is the logged action
+    agreement: float  # their share
+    effective_n: float  # (Σw)² / Σw²
+    logged: Estimate
+    ips: Estimate
+    snips: Estimate
+    dr: Estimate
+    by_action: dict = field(default_factory=dict)
+
+
+def read_decisions(data_dir) -> pl.DataFrame:
+    """``decisions.csv`` (or ``.parquet``) of a data directory: the logged decisions, waits
+    included, with ``debtor_id, decided_on, action, propensity`` (``n_allowed`` optional)."""
+    from pathlib import Path
+
+    folder = Path(data_dir)
+    for name in ("decisions.parquet", "decisions.csv"):
+        path = folder / name
+        if path.exists():
+            frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(
+                path, try_parse_dates=True, infer_schema_length=None)
+            break
+    else:
+        raise InputError(f"{folder}: no decisions.csv: off-policy evaluation needs the logged "
+                         "decisions, waits included, with their propensities (docs/policy.md)")
+    missing = [c for c in DECISION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path.name}: required column '{missing[0]}' is missing")
+    frame = frame.with_columns(pl.col("decided_on").cast(pl.Date),
+                               pl.col("propensity").cast(pl.Float64))
+    bad = frame.filter(~pl.col("action").is_in(list(ACTIONS)) | (pl.col("propensity") <= 0)
+                       | (pl.col("propensity") > 1) | pl.col("propensity").is_null())
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise InputError(f"{path.name}: {bad.height} decisions with an unknown action or a "
+                         f"propensity outside (0, 1], e.g. {row['debtor_id']} on "
+                         f"{row['decided_on']}: {row['action']} / {row['propensity']}")
+    return frame
+
+
+def rewards(tables: Tables, decisions: pl.DataFrame, policy: Policy) -> np.ndarray:
+    """Each decision's reward (see the module docstring), in decision order."""
+    rate = policy.annual_cost_of_capital
+    d = decisions.with_row_index("_k").select("_k", "debtor_id", "decided_on", "action")
+    inv = tables.invoices.select("invoice_id", "debtor_id", "issue_date")
+    pay = tables.payments.join(inv, on="invoice_id")
+    # payments, in the window, on invoices issued by the decision day and not settled before it
+    day = pl.col("decided_on")
+    rows = d.join(pay, on="debtor_id").filter(
+        (pl.col("issue_date") <= day) & (pl.col("paid_on") >= day)
+        & (pl.col("paid_on") < day + pl.duration(days=REWARD_DAYS)))
+    handed = tables.actions.filter(pl.col("channel") == "collection").group_by(
+        "invoice_id").agg(pl.col("sent_on").min().alias("handed_on"))
+    fee = policy.collection_fee_rate
+    money = rows.join(handed, on="invoice_id", how="left").with_columns(
+        value=pl.col("amount") * ((pl.col("paid_on") - pl.col("decided_on")).dt.total_days()
+                                  .cast(pl.Float64) * (-rate / 365)).exp()
+        * pl.when(pl.col("handed_on") <= pl.col("paid_on")).then(1 - fee).otherwise(1.0),
+    ).group_by("_k").agg(pl.col("value").sum())
+    out = d.join(money, on="_k", how="left").sort("_k")
+    costs = np.array([policy.costs.of(a) for a in out["action"].to_list()])
+    return out["value"].fill_null(0.0).to_numpy() - costs
+
+
+def _candidate(tables: Tables, decisions: pl.DataFrame, policy: Policy,
+               models: RiskModels | None) -> list[str]:
+    """The candidate's own (unexplored) choice at every logged decision, in order."""
+    greedy = policy.model_copy(update={"exploration": policy.exploration.model_copy(
+        update={"share": 0.0})})
+    choice: dict[tuple[str, dt.date], str] = {}
+    for (day,), part in decisions.group_by("decided_on", maintain_order=True):
+        ids = part["debtor_id"].unique().to_list()
+        recs = recommend(tables, as_of=day, policy=greedy, models=models, debtor_ids=ids,
+                         explain=False)
+        for rec in recs:
+            choice[(rec["debtor_id"], day)] = rec["action"]
+    return [choice.get((r, day), "wait") for r, day in
+            zip(decisions["debtor_id"].to_list(), decisions["decided_on"].to_list(),
+                strict=True)]
+
+
+def _context(tables: Tables, decisions: pl.DataFrame) -> np.ndarray:
+    """One feature row per decision: the features of the debtor's most overdue open invoice
+    that morning and its total open amount (zeros when nothing is open)."""
+    points = decisions.select("debtor_id", as_of="decided_on").unique()
+    feats = features_at(tables, points).collect()
+    focus = feats.sort("days_past_due", descending=True).group_by(
+        "debtor_id", "as_of", maintain_order=True).agg(
+        pl.col(FEATURES).first(), total_open=pl.col("open_amount").sum())
+    joined = decisions.select("debtor_id", as_of="decided_on").join(
+        focus, on=["debtor_id", "as_of"], how="left", maintain_order="left")
+    return joined.select(*FEATURES, "total_open").to_numpy().astype(np.float64)
+
+
+def _reward_model(X: np.ndarray, actions: list[str], r: np.ndarray, seed: int):
+    """q(x, a): LightGBM regression of the reward on the context and the action."""
+    import lightgbm as lgb
+
+    onehot = np.array([[a == b for b in ACTIONS] for a in actions], dtype=np.float64)
+    params = {"learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 20,
+              "deterministic": True, "force_col_wise": True, "num_threads": 1, "verbose": -1,
+              "seed": seed, "objective": "regression"}
+    booster = lgb.train(params, lgb.Dataset(np.column_stack([X, onehot]), label=r),
+                        num_boost_round=150)
+
+    def q(action: str) -> np.ndarray:
+        oh = np.zeros((X.shape[0], len(ACTIONS)))
+        oh[:, ACTIONS.index(action)] = 1.0
+        return booster.predict(np.column_stack([X, oh]), num_threads=1)
+
+    return q
+
+
+def estimate(r: np.ndarray, w: np.ndarray, direct: np.ndarray, q_logged: np.ndarray,
+             groups: np.ndarray, *, seed: int = 0) -> tuple[list[Estimate], float]:
+    """The four estimates (logged mean, IPS, SNIPS, DR) with 95% bootstrap intervals over
+    ``groups`` (debtors: their decisions are resampled together), and the effective sample
+    size (Σw)² / Σw².
+
+    ``r`` rewards, ``w`` = π(a|x) / p importance weights, ``direct`` = E_π[q(x, ·)], and
+    ``q_logged`` = q(x, logged action), per logged decision.
+    """
+
+    def point(idx: np.ndarray) -> tuple[float, float, float, float]:
+        ww, rr = w[idx], r[idx]
+        snips = float(np.sum(ww * rr) / np.sum(ww)) if np.sum(ww) > 0 else math.nan
+        return (float(np.mean(rr)), float(np.mean(ww * rr)), snips,
+                float(np.mean(direct[idx] + ww * (rr - q_logged[idx]))))
+
+    whole = point(np.arange(len(r)))
+    rng = np.random.default_rng(seed)
+    keys = np.unique(groups)
+    members = {g: np.flatnonzero(groups == g) for g in keys}
+    draws = np.array([point(np.concatenate([members[g] for g in
+                                            rng.choice(keys, size=len(keys), replace=True)]))
+                      for _ in range(BOOTSTRAP)])
+    lo, hi = np.nanpercentile(draws, 2.5, axis=0), np.nanpercentile(draws, 97.5, axis=0)
+    n_eff = float(w.sum() ** 2 / np.sum(w ** 2)) if np.sum(w ** 2) > 0 else 0.0
+    return [Estimate(whole[j], float(lo[j]), float(hi[j])) for j in range(4)], n_eff
+
+
+def evaluate_policy(tables: Tables, decisions: pl.DataFrame, policy: Policy,
+                    models: RiskModels | None, *, seed: int = 0) -> OpeResult:
+    """IPS, SNIPS and DR estimates of the candidate policy's mean reward per decision."""
+    if decisions.height == 0:
+        raise InputError("no logged decisions to evaluate on")
+    decisions = decisions.sort("decided_on", "debtor_id")
+    r = rewards(tables, decisions, policy)
+    logged = decisions["action"].to_list()
+    p = decisions["propensity"].to_numpy()
+    own = _candidate(tables, decisions, policy, models)
+    eps = policy.exploration.share
+    k = decisions["n_allowed"].fill_null(len(ACTIONS)).to_numpy() if "n_allowed" in \
+        decisions.columns else np.full(len(logged), len(ACTIONS))
+    k = np.maximum(k, 1)
+    match = np.array([a == b for a, b in zip(logged, own, strict=True)])
+    pi = (1 - eps) * match + eps / k
+    w = pi / p
+    X = _context(tables, decisions)
+    q = _reward_model(X, logged, r, seed)
+    q_logged = np.select([np.array(logged) == a for a in ACTIONS], [q(a) for a in ACTIONS])
+    q_own = np.select([np.array(own) == a for a in ACTIONS], [q(a) for a in ACTIONS])
+    # E_π[q] = (1 − ε) q(own) + ε · mean over allowed actions; the allowed set is not logged,
+    # so the ε part uses the logged action's q as its stand-in
+    direct = (1 - eps) * q_own + eps * q_logged
+    est, n_eff = estimate(r, w, direct, q_logged, decisions["debtor_id"].to_numpy(), seed=seed)
+    by_action = {str(a): int(n) for a, n in zip(*np.unique(own, return_counts=True),
+                                                 strict=True)}
+    return OpeResult(len(r), int(match.sum()), float(match.mean()), n_eff,
+                     est[0], est[1], est[2], est[3], by_action)
