@@ -119,6 +119,9 @@ def train(
     metrics_out: Annotated[Path | None, typer.Option(
         "--metrics-out", help="Also write the holdout metrics as JSON (for DVC).")] = None,
     mapping: MapOpt = None,
+    feedback: Annotated[bool, typer.Option(
+        "--feedback/--no-feedback", help="Also learn from the rows posted to /feedback "
+        "(PAYCADENCE_DATABASE_URL, when that store exists).")] = True,
     quiet: Quiet = False,
 ):
     """Ingest, build features, train and evaluate the forecasts; register them in MLflow."""
@@ -134,10 +137,13 @@ def train(
         day = _date(as_of, "--as-of")
         with console.status("ingesting", spinner="dots") if not quiet else _null() as status:
             checked = run_ingest(data, mapping=load_mapping(mapping) if mapping else None)
+            tables = checked.tables
+            if feedback:
+                tables = _with_feedback(tables)
             if status:
                 status.update("training (features, LightGBM late-payment and settlement "
                               "models, MLflow)")
-            result = run_train(checked.tables, params=cfg, as_of=day, data_dir=str(data))
+            result = run_train(tables, params=cfg, as_of=day, data_dir=str(data))
         m = result.metrics
         if metrics_out is not None:
             metrics_out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +179,21 @@ def train(
                       f"[bold]{result.alias}[/bold]: {result.reason}", highlight=False)
         console.print(f"MLflow run {result.run_id} in {tracking_uri()}", highlight=False)
     _run(go)
+
+
+def _with_feedback(tables):
+    """The tables plus what ``/feedback`` stored (when the store exists)."""
+    from paycadence.config import get_settings
+    from paycadence.serving.store import merge_feedback
+
+    url = get_settings().database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return tables
+    merged, added = merge_feedback(tables, url)
+    if any(added.values()):
+        console.print("learning also from /feedback rows: " + ", ".join(
+            f"{n} {name}" for name, n in added.items() if n), highlight=False)
+    return merged
 
 
 @app.command()

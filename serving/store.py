@@ -149,3 +149,30 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
+
+
+def merge_feedback(tables: Tables, url: str) -> tuple[Tables, dict[str, int]]:
+    """``tables`` plus the rows the feedback store holds that they lack (by natural key, the
+    stored row winning for a dispute's resolution); returns the merged tables and the number of
+    rows added per table. Used by ``paycadence train`` so that outcomes posted to
+    ``/feedback`` are learnt from."""
+    store = FeedbackStore(url)
+    try:
+        stored = store.load()
+    finally:
+        store.close()
+    out, added = {}, {}
+    for name, frame in tables.items():
+        cols = list(COLUMNS[name])
+        extra = getattr(stored, name).select(cols)
+        keys = list(KEYS[name])
+        if name == "disputes":
+            both = pl.concat([frame.select(cols), extra]).sort(
+                "resolved_on", nulls_last=False).unique(keys, keep="last", maintain_order=True)
+            added[name] = both.height - frame.height
+            out[name] = both
+            continue
+        new = extra.join(frame.select(keys), on=keys, how="anti")
+        added[name] = new.height
+        out[name] = pl.concat([frame.select(cols), new]) if new.height else frame.select(cols)
+    return Tables(**out), added
