@@ -17,6 +17,7 @@ from paycadence.config import OPTABLE_CHANNELS, Policy
 from paycadence.guard import (
     WINDOW_DAYS,
     DebtorState,
+    InvoiceState,
     allowed_actions,
     contact_allowed_today,
     violations,
@@ -326,11 +327,16 @@ def decide_value(
     """
     allowed = allowed_actions(state, on, policy)
     greedy, ids, step, reason = _greedy(state, risks, on, policy, allowed, merits_plan)
+    early = None
     if greedy == "wait":
         early = _early_reminder(state, on, allowed, responds or {})
-        if early is not None:
+        if early is not None:  # its channel is the one the debtor answers: kept as is
             greedy, ids, reason = early
-    if greedy in CONTACTS:
+    elif greedy in CONTACTS and _coming_anyway(state, risks, on, ids, policy):
+        greedy, ids, step = "wait", (), None
+        reason = (f"the reminder can wait: the settlement model expects the money within "
+                  f"{SOON_DAYS} days (a contact saved; asked again tomorrow)")
+    if greedy in CONTACTS and early is None:
         # the schedule says a reminder is due today: the channel is the one worth most for
         # this debtor (learnt response, net of cost), among those the guard allows
         values = [v for v in action_values(state, on, policy, uplift, worth, allowed,
@@ -376,6 +382,33 @@ CONTACTS = ("email", "sms", "letter", "phone", "payment_plan")
 #: than on the schedule's days: for it, a reminder is what makes the money come.
 RESPONSIVE = 0.5
 REMIND_AGAIN_DAYS = 7
+#: A due reminder is held back while every invoice it names is expected (median) to be paid
+#: within this many days, for at most GRACE_DAYS after the reminder's day.
+SOON_DAYS = 3
+GRACE_DAYS = 7
+
+
+def _coming_anyway(state: DebtorState, risks: dict[str, InvoiceRisk], on: dt.date,
+                   ids: tuple[str, ...], policy: Policy) -> bool:
+    """Whether every invoice a due reminder names is expected to be paid within SOON_DAYS
+    days without it, and the reminder is at most GRACE_DAYS late by then."""
+    if not ids:
+        return False
+    for inv in state.invoices:
+        if inv.invoice_id not in ids:
+            continue
+        risk = risks.get(inv.invoice_id)
+        past_due = (on - inv.due_date).days
+        if risk is None or risk.expected_days_late - past_due > SOON_DAYS or \
+                risk.p_unpaid_90d > 0.05 or past_due > _step_day_of(inv, policy) + GRACE_DAYS:
+            return False
+    return True
+
+
+def _step_day_of(inv: InvoiceState, policy: Policy) -> int:
+    """Days past due of the invoice's next reminder by the policy file's schedule."""
+    s = policy.schedule
+    return (s.first_reminder, s.second_reminder, s.final_notice)[min(inv.contacts, 2)]
 
 
 def _early_reminder(state: DebtorState, on: dt.date, allowed: dict[str, tuple],

@@ -16,7 +16,7 @@ from paycadence.guard import (
     audit_actions,
     violations,
 )
-from paycadence.models.policy import InvoiceRisk, decide
+from paycadence.models.policy import VALUE_CHANNELS, InvoiceRisk, decide, decide_value
 
 D0 = dt.date(2025, 3, 3)
 
@@ -77,6 +77,80 @@ def test_decide_breaks_no_rule_whatever_the_scores(state, policy, p, merits):
     assert violations(choice.action, choice.invoice_ids, state, D0, policy) == []
     assert 0 < choice.propensity <= 1
     assert choice.next_review_on > D0
+
+
+@given(state=states(), policy=policies(),
+       p=st.lists(st.floats(0, 1), min_size=5, max_size=5), merits=st.booleans(),
+       up=st.lists(st.floats(-1, 1), min_size=25, max_size=25),
+       worth=st.lists(st.floats(0, 1e5), min_size=5, max_size=5),
+       resp=st.lists(st.none() | st.floats(0, 1), min_size=4, max_size=4),
+       days_late=st.floats(-30, 400))
+@settings(max_examples=300, deadline=None)
+def test_adaptive_decision_breaks_no_rule_whatever_the_model_says(state, policy, p, merits, up,
+                                                                  worth, resp, days_late):
+    """Any uplift, any worth, any response history, any forecast: never a rule broken."""
+    risks = {inv.invoice_id: InvoiceRisk(inv.invoice_id, p[i], p[-1 - i], days_late)
+             for i, inv in enumerate(state.invoices)}
+    uplift = {a: {inv.invoice_id: up[5 * j + i] for i, inv in enumerate(state.invoices)}
+              for j, a in enumerate(VALUE_CHANNELS)}
+    worths = {inv.invoice_id: worth[i] for i, inv in enumerate(state.invoices)}
+    responds = dict(zip(("email", "sms", "letter", "phone"), resp, strict=True))
+    choice = decide_value(state, risks, D0, policy, uplift=uplift, worth=worths,
+                          merits_plan=merits, responds=responds)
+    assert choice.action in ACTIONS
+    assert violations(choice.action, choice.invoice_ids, state, D0, policy) == []
+    assert 0 < choice.propensity <= 1
+    assert choice.next_review_on > D0
+    assert choice.reason
+
+
+def _debtor(contacts=0, past_due=20, last_contact=None, opted=frozenset()):
+    inv = InvoiceState("I0", D0 - dt.timedelta(days=past_due), 800.0, contacts, False, False)
+    days = () if last_contact is None else (D0 - dt.timedelta(days=last_contact),)
+    return DebtorState("D", (inv,), days, opted)
+
+
+def _quiet():
+    return Policy(exploration={"share": 0.0, "seed": 0})
+
+
+def test_the_channel_worth_most_is_sent():
+    state = _debtor(contacts=1, past_due=18, last_contact=16)
+    risks = {"I0": InvoiceRisk("I0", 0.9, 0.4, 60.0)}
+    uplift = {a: {"I0": 0.01} for a in VALUE_CHANNELS} | {"phone": {"I0": 0.30}}
+    choice = decide_value(state, risks, D0, _quiet(), uplift=uplift, worth={"I0": 400.0})
+    assert choice.action == "phone"  # 0.30 × 400 − 6.00 beats 0.01 × 400 − 0.05
+    assert "phone" in choice.reason
+    uplift["phone"]["I0"] = 0.012  # no longer pays for the call
+    assert decide_value(state, risks, D0, _quiet(), uplift=uplift,
+                        worth={"I0": 400.0}).action != "phone"
+
+
+def test_a_responsive_debtor_is_reminded_early_on_its_channel():
+    state = _debtor(contacts=0, past_due=1)
+    risks = {"I0": InvoiceRisk("I0", 0.7, 0.1, 10.0)}
+    uplift = {a: {"I0": 0.0} for a in VALUE_CHANNELS}
+    quiet = _quiet()
+    assert decide_value(state, risks, D0, quiet, uplift=uplift, worth={"I0": 1.0}).action == \
+        "wait"  # the schedule's first reminder is at due + 2
+    choice = decide_value(state, risks, D0, quiet, uplift=uplift, worth={"I0": 1.0},
+                          responds={"sms": 0.8, "email": 0.3})
+    assert choice.action == "sms" and "responds" in choice.reason
+    opted = _debtor(contacts=0, past_due=1, opted=frozenset({"sms"}))
+    assert decide_value(opted, risks, D0, quiet, uplift=uplift, worth={"I0": 1.0},
+                        responds={"sms": 0.8}).action == "wait"
+
+
+def test_a_reminder_waits_when_the_money_is_coming_anyway():
+    state = _debtor(contacts=0, past_due=2)
+    soon = {"I0": InvoiceRisk("I0", 0.3, 0.0, 3.0)}  # median: paid in a day
+    uplift = {a: {"I0": 0.0} for a in VALUE_CHANNELS}
+    choice = decide_value(state, soon, D0, _quiet(), uplift=uplift, worth={"I0": 1.0})
+    assert choice.action == "wait" and "can wait" in choice.reason
+    late = {"I0": InvoiceRisk("I0", 0.3, 0.0, 3.0)}
+    stale = _debtor(contacts=0, past_due=20)  # a week past the grace: remind whatever it says
+    assert decide_value(stale, late, D0, _quiet(), uplift=uplift,
+                        worth={"I0": 1.0}).action != "wait"
 
 
 @st.composite
