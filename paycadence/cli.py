@@ -275,6 +275,8 @@ def backtest(
     policy: PolicyOpt = None,
     params: Annotated[Path | None, typer.Option("--params", help="params.yaml for the "
                                                 "models' training.")] = None,
+    ope: Annotated[bool, typer.Option("--ope/--no-ope", help="Also check the off-policy "
+                                      "estimate against the simulated truth.")] = True,
 ):
     """Replay one simulated company under the fixed schedule, no dunning and the learnt policy."""
     from paycadence.config import load_params, load_policy
@@ -284,7 +286,7 @@ def backtest(
         pol, cfg = load_policy(policy), load_params(params)
         with console.status(f"training on company {seed + 10_000}, then running company {seed} "
                             "under three policies"):
-            result = run_backtest(debtors, days, seed, policy=pol, params=cfg)
+            result = run_backtest(debtors, days, seed, policy=pol, params=cfg, ope=ope)
         fixed = result.outcomes[0]
         rows = [(o.policy, f"{o.net_value:,.0f}",
                  f"{relative(o.net_value, fixed.net_value):+.2%}", f"{o.mean_days_late:.1f}",
@@ -302,6 +304,15 @@ def backtest(
                       f"per invoice {learnt.contacts_per_invoice:.2f} vs "
                       f"{fixed.contacts_per_invoice:.2f} ({result.learnt_calls} decisions asked "
                       "of recommend)", highlight=False)
+        c = result.ope
+        if c is not None:
+            console.print(
+                f"off-policy check on company {result.train_seed} ({c.decisions} logged "
+                f"decisions, value per decision = money in within 30 days − costs): learnt policy "
+                f"estimated DR {c.dr:,.2f} (IPS {c.ips:,.2f}, SNIPS {c.snips:,.2f}) vs "
+                f"{c.simulated:,.2f} when it really runs there "
+                f"(DR off by {relative(c.dr, c.simulated):+.1%}); the logging policy earned "
+                f"{c.logged:,.2f}", highlight=False)
     _run(go)
 
 

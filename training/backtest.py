@@ -138,18 +138,37 @@ def outcome(name: str, tables: Tables, policy: Policy, *, start: dt.date, end: d
 
 
 @dataclass(frozen=True)
+class OpeCheck:
+    """The off-policy estimate of the learnt policy on the training company's logged
+    decisions, next to the value it really earns there when it runs (per decision)."""
+
+    simulated: float
+    dr: float
+    ips: float
+    snips: float
+    logged: float
+    decisions: int
+
+
+@dataclass(frozen=True)
 class BacktestResult:
     outcomes: list[Outcome]
     train_seed: int
     models: RiskModels | None
     learnt_calls: int
+    ope: OpeCheck | None = None
 
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None = None,
-                 params: Params | None = None, start: dt.date = dt.date(2024, 1, 1)
-                 ) -> BacktestResult:
+                 params: Params | None = None, start: dt.date = dt.date(2024, 1, 1),
+                 ope: bool = False) -> BacktestResult:
     """Train on another company of the same simulator, then run the fixed schedule, no
-    dunning and the learnt policy on the company of ``seed`` (see the module docstring)."""
+    dunning and the learnt policy on the company of ``seed`` (see the module docstring).
+
+    With ``ope``, also estimate the learnt policy off-policy on the training company's logged
+    decisions (:func:`paycadence.training.ope.evaluate_policy`) and run it on that company to
+    compare the estimate with the value per decision it really earns there.
+    """
     from paycadence.training.train import fit_models
 
     policy = policy or Policy()
@@ -169,7 +188,18 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
         out.append(outcome(name, result.tables, policy, start=start,
                            end=start + dt.timedelta(days=days - 1)))
         logger.info("backtest %s: %s", name, out[-1])
-    return BacktestResult(out, seed + TRAIN_SEED_OFFSET, models, runs["learnt policy"].calls)
+    check = None
+    if ope:
+        from paycadence.training.ope import evaluate_policy, rewards
+
+        estimate = evaluate_policy(history.tables, history.decisions, policy, models)
+        own = simulate(n_debtors, days=days, seed=seed + TRAIN_SEED_OFFSET, start=start,
+                       policy=policy, logging_policy=LearntPolicy(policy, models))
+        truth = rewards(own.tables, own.decisions, policy)
+        check = OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
+                         estimate.snips.value, estimate.logged.value, estimate.decisions)
+    return BacktestResult(out, seed + TRAIN_SEED_OFFSET, models, runs["learnt policy"].calls,
+                          check)
 
 
 def relative(a: float, b: float) -> float:

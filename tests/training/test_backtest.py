@@ -14,7 +14,7 @@ def result():
     base = Params()
     params = base.model_copy(update={"train": TrainParams(**(base.train.model_dump() | {
         "n_estimators": 60}))})
-    return run_backtest(25, 240, 3, params=params)
+    return run_backtest(25, 240, 3, params=params, ope=True)
 
 
 def test_three_policies_no_rule_broken(result):
@@ -37,3 +37,12 @@ def test_common_random_numbers_same_company(result):
 def test_dunning_brings_money_in_sooner_than_none(result):
     fixed, none, _ = result.outcomes
     assert fixed.mean_days_late < none.mean_days_late
+
+
+def test_off_policy_estimate_sits_next_to_the_simulated_truth(result):
+    import math
+
+    c = result.ope
+    assert c is not None and c.decisions > 0
+    for value in (c.simulated, c.dr, c.ips, c.snips, c.logged):
+        assert math.isfinite(value)
