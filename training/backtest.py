@@ -50,8 +50,10 @@ class LearntPolicy:
     """The product's own decision, asked on the schedule's decision days through
     :func:`paycadence.models.recommend` with the debtor's history as known that morning."""
 
-    def __init__(self, policy: Policy, models: RiskModels | None, version: str = "backtest"):
+    def __init__(self, policy: Policy, models: RiskModels | None, version: str = "backtest",
+                 *, schedule_days_only: bool = False):
         self.policy, self.models, self.version = policy, models, version
+        self.schedule_days_only = schedule_days_only
         self.calls = 0
 
     def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
@@ -59,7 +61,7 @@ class LearntPolicy:
         contact is a week old (when an earlier reminder may be worth it)."""
         if schedule_decision_day(state, on, self.policy, context):
             return True
-        if not any(d > 0 for d in context.days_past_due.values()):
+        if self.schedule_days_only or not any(d > 0 for d in context.days_past_due.values()):
             return False
         last = max(state.contact_days, default=None)
         return last is None or (on - last).days >= 7
@@ -193,8 +195,11 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
         from paycadence.training.ope import evaluate_policy, rewards
 
         estimate = evaluate_policy(history.tables, history.decisions, policy, models)
+        # asked on the days the logging policy was asked (the schedule's decision days), so
+        # that the truth and the estimate average over the same kind of decision
         own = simulate(n_debtors, days=days, seed=seed + TRAIN_SEED_OFFSET, start=start,
-                       policy=policy, logging_policy=LearntPolicy(policy, models))
+                       policy=policy, logging_policy=LearntPolicy(policy, models,
+                                                                  schedule_days_only=True))
         truth = rewards(own.tables, own.decisions, policy)
         check = OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
                          estimate.snips.value, estimate.logged.value, estimate.decisions)
