@@ -132,7 +132,7 @@ def train(
     from paycadence.training.tracking import tracking_uri
 
     def go():
-        load_policy(policy)
+        pol = load_policy(policy)
         cfg = load_params(params)
         day = _date(as_of, "--as-of")
         with console.status("ingesting", spinner="dots") if not quiet else _null() as status:
@@ -143,7 +143,7 @@ def train(
             if status:
                 status.update("training (features, LightGBM late-payment and settlement "
                               "models, MLflow)")
-            result = run_train(tables, params=cfg, as_of=day, data_dir=str(data))
+            result = run_train(tables, params=cfg, as_of=day, data_dir=str(data), policy=pol)
         m = result.metrics
         if metrics_out is not None:
             metrics_out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +173,13 @@ def train(
                 f"holdout from {result.split_date} ({result.holdout_rows} snapshots; "
                 f"trained on {result.train_rows})",
                 ["forecast", "metric", "model", "naive reference"], rows))
+        if "ope_dr" in m:
+            console.print(
+                f"off-policy value per decision on the holdout's {m['ope_decisions']:.0f} logged "
+                f"decisions: logging policy {m['ope_logged']:,.2f}; this model's policy "
+                f"{m['ope_dr']:,.2f} doubly robust ({m['ope_dr_low']:,.2f} … "
+                f"{m['ope_dr_high']:,.2f}), IPS {m['ope_ips']:,.2f}, SNIPS {m['ope_snips']:,.2f}",
+                highlight=False)
         console.print(f"p_late calibration: {result.models.calibrator.method} (lowest log-loss "
                       "on the latest training days)", highlight=False)
         console.print(f"registered paycadence-risk version {result.version} as "

@@ -119,6 +119,9 @@ class TrainParams(_Frozen):
     hazard_max_rows: int = Field(3_000_000, ge=1000)
     gate_auc_tolerance: float = Field(0.0, ge=0, le=1)
     gate_brier_tolerance: float = Field(0.0, ge=0, le=1)
+    #: When set, a new model must also not lose more than this share of the champion's
+    #: off-policy (doubly robust) value per decision on the holdout's logged decisions.
+    gate_ope_margin: float | None = Field(None, ge=0, le=1)
 
 
 class RecommendParams(_Frozen):

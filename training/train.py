@@ -25,7 +25,7 @@ import pandas as pd
 import polars as pl
 
 from paycadence import __version__
-from paycadence.config import Params
+from paycadence.config import Params, Policy
 from paycadence.data import COLUMNS, TABLE_NAMES, Tables, known_as_of
 from paycadence.errors import InputError
 from paycadence.features import FEATURES, build_snapshots, snapshot_dates
@@ -311,6 +311,25 @@ def cash_error(frame: pl.DataFrame) -> float:
     return float(np.abs(forecast - received).sum() / total) if total > 0 else float("nan")
 
 
+def _off_policy(tables: Tables, data_dir: str | None, split: dt.date, policy: Policy,
+                models: RiskModels, prefix: str) -> dict:
+    """Off-policy estimates on the decision log of ``data_dir`` from ``split`` on (none when
+    there is no log); see :mod:`paycadence.training.ope`."""
+    from paycadence.training.ope import evaluate_policy, read_decisions
+
+    if data_dir is None or not any((Path(data_dir) / f"decisions.{e}").exists()
+                                   for e in ("csv", "parquet")):
+        return {}
+    decisions = read_decisions(data_dir).filter(pl.col("decided_on") >= split)
+    if decisions.height == 0:
+        return {}
+    r = evaluate_policy(tables, decisions, policy, models)
+    return {f"{prefix}logged": r.logged.value, f"{prefix}ips": r.ips.value,
+            f"{prefix}snips": r.snips.value, f"{prefix}dr": r.dr.value,
+            f"{prefix}dr_low": r.dr.low, f"{prefix}dr_high": r.dr.high,
+            f"{prefix}decisions": float(r.decisions), f"{prefix}agreement": r.agreement}
+
+
 def gate(scores: dict, champion: dict | None, params: Params) -> tuple[bool, str]:
     """Whether the new model becomes champion, and why: only when, on the same holdout, its
     p_late AUC is at least the champion's − ``gate_auc_tolerance`` and its Brier score at most
@@ -340,8 +359,14 @@ def train(
     as_of: dt.date | None = None,
     data_dir: str | None = None,
     model_name: str = MODEL_NAME,
+    policy: Policy | None = None,
 ) -> TrainResult:
     """Build snapshots, fit, evaluate against the naive reference, log and register in MLflow.
+
+    When ``data_dir`` holds a decision log (``decisions.csv``), the new model's policy is also
+    evaluated off-policy on the logged decisions of the holdout period (``ope_*`` metrics);
+    with ``train.gate_ope_margin`` set, the champion is evaluated the same way and the new
+    model is promoted only if its doubly robust value is not worse by more than that share.
 
     Parameters
     ----------
@@ -391,6 +416,21 @@ def train(
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("champion %s could not be evaluated: %s", champion.version, exc)
     promote, why = gate(scores, champ, params)
+    ope_scores = _off_policy(tables, data_dir, split, policy or Policy(), models, "ope_")
+    scores |= ope_scores
+    margin = params.train.gate_ope_margin
+    if promote and champ is not None and margin is not None and ope_scores:
+        theirs = _off_policy(tables, data_dir, split, policy or Policy(), current,
+                             "champion_ope_")
+        scores |= theirs
+        floor = theirs["champion_ope_dr"] - margin * abs(theirs["champion_ope_dr"])
+        if scores["ope_dr"] < floor:
+            promote = False
+            why = (f"off-policy value {scores['ope_dr']:.2f} per decision < champion's "
+                   f"{theirs['champion_ope_dr']:.2f} − {margin:.0%}: stays challenger")
+        else:
+            why += (f"; off-policy value {scores['ope_dr']:.2f} ≥ champion's "
+                    f"{theirs['champion_ope_dr']:.2f} − {margin:.0%}")
     if champ is not None:
         scores |= {f"champion_{k}": champ[f"champion_{k}"] for k in ("late_auc", "late_brier")}
 

@@ -139,6 +139,10 @@ def test_evaluation_reports_every_figure(trained):
         assert key in m and np.isfinite(m[key]), key
     assert m["late_ece"] < m["naive_late_ece"]
     assert m["cash_wape"] < m["naive_cash_wape"]
+    # the simulated data dir carries its decision log: the policy is evaluated off-policy
+    for key in ("ope_logged", "ope_ips", "ope_snips", "ope_dr", "ope_decisions"):
+        assert key in m and np.isfinite(m[key]), key
+    assert m["ope_dr_low"] <= m["ope_dr"] <= m["ope_dr_high"]
 
 
 def test_run_logs_plots_calibration_and_lineage(trained, mlflow_uri):
@@ -163,3 +167,15 @@ def test_gate_needs_both_auc_and_brier(small_params):
     ok, why = gate({"late_auc": 0.79, "late_brier": 0.14}, champion, small_params)
     assert not ok and "AUC" in why
     assert gate({"late_auc": 0.5, "late_brier": 0.3}, None, small_params)[0]
+
+
+def test_off_policy_gate_is_applied_when_set(tables, small_params, mlflow_uri, sim_dir):
+    """With train.gate_ope_margin, promotion also asks the off-policy estimate."""
+    name = "paycadence-risk-ope-gate"
+    first = train(tables, params=small_params, data_dir=str(sim_dir), model_name=name)
+    assert first.alias == "champion"
+    gated = small_params.model_copy(update={"train": small_params.train.model_copy(
+        update={"gate_ope_margin": 0.5})})
+    second = train(tables, params=gated, data_dir=str(sim_dir), model_name=name)
+    assert "off-policy value" in second.reason
+    assert "champion_ope_dr" in second.metrics
