@@ -32,6 +32,7 @@ LOW_RISK_DELAY_DAYS = 5
 PLAN_MERIT = 0.2
 #: Open amount from which a high-risk second reminder is a phone call rather than an sms.
 PHONE_FROM_AMOUNT = 500.0
+CONTACTS = ("email", "sms", "letter", "phone", "payment_plan")
 STRENGTH = {"wait": 0, "email": 1, "sms": 2, "payment_plan": 3, "letter": 3, "phone": 4,
             "collection": 5}
 
@@ -135,6 +136,16 @@ def decide(
     """
     allowed = allowed_actions(state, on, policy)
     greedy, ids, step, reason = _greedy(state, risks, on, policy, allowed, merits_plan)
+    chosen, chosen_ids, step, propensity, explored, reason = _explore_and_guard(
+        state, on, policy, allowed, greedy, ids, step, reason)
+    review = _next_review(state, risks, on, policy, chosen, chosen_ids)
+    return Choice(chosen, tuple(chosen_ids), step, review, float(propensity), explored, reason)
+
+
+def _explore_and_guard(state, on, policy, allowed, greedy, ids, step, reason):
+    """Explore with share ``exploration.share`` (uniform over the allowed actions, exact
+    propensity), let the guard have the last word, and number the reminder; returns
+    ``(action, invoice ids, step, propensity, explored, reason)``."""
     explore = policy.exploration.share
     u_explore, u_pick = _uniform(policy.exploration.seed, state.debtor_id, on)
     options = sorted(allowed, key=lambda a: STRENGTH[a] * 10 + len(a))
@@ -142,8 +153,7 @@ def decide(
     if explore > 0 and u_explore < explore and len(options) > 1:
         pick = options[min(int(u_pick * len(options)), len(options) - 1)]
         if pick != greedy:
-            chosen, chosen_ids, explored = pick, allowed[pick], True
-            step = None
+            chosen, chosen_ids, explored, step = pick, allowed[pick], True, None
             reason = f"exploring: {pick} chosen at random among {len(options)} allowed actions"
     propensity = (1 - explore) * (chosen == greedy) + explore / len(options) if explore > 0 \
         else 1.0
@@ -153,11 +163,10 @@ def decide(
     if broken:  # the guard has the last word, whatever chose the action
         chosen, chosen_ids, step, propensity = "wait", (), None, 1.0
         reason = f"held back by the rules: {broken[0]}"
-    if chosen in ("email", "sms", "letter", "phone", "payment_plan") and step is None:
+    if chosen in CONTACTS and step is None:
         step = 1 + max((inv.contacts for inv in state.invoices if inv.invoice_id in chosen_ids),
                        default=0)
-    review = _next_review(state, risks, on, policy, chosen, chosen_ids)
-    return Choice(chosen, tuple(chosen_ids), step, review, float(propensity), explored, reason)
+    return chosen, chosen_ids, step, propensity, explored, reason
 
 
 def _greedy(state, risks, on, policy, allowed, merits_plan):
@@ -352,31 +361,12 @@ def decide_value(
                 reason += f" against {scheduled.value:.2f}"
         elif best is not None:
             reason += f"; {best.action} is the channel worth most for this debtor"
-    explore = policy.exploration.share
-    u_explore, u_pick = _uniform(policy.exploration.seed, state.debtor_id, on)
-    options = sorted(allowed, key=lambda a: STRENGTH[a] * 10 + len(a))
-    chosen, chosen_ids, explored = greedy, ids, False
-    if explore > 0 and u_explore < explore and len(options) > 1:
-        pick = options[min(int(u_pick * len(options)), len(options) - 1)]
-        if pick != greedy:
-            chosen, chosen_ids, explored, step = pick, allowed[pick], True, None
-            reason = f"exploring: {pick} chosen at random among {len(options)} allowed actions"
-    propensity = (1 - explore) * (chosen == greedy) + explore / len(options) if explore > 0 \
-        else 1.0
-    if len(options) == 1:
-        propensity = 1.0
-    broken = violations(chosen, chosen_ids, state, on, policy)
-    if broken:
-        chosen, chosen_ids, step, propensity = "wait", (), None, 1.0
-        reason = f"held back by the rules: {broken[0]}"
-    if chosen in CONTACTS and step is None:
-        step = 1 + max((inv.contacts for inv in state.invoices if inv.invoice_id in chosen_ids),
-                       default=0)
+    chosen, chosen_ids, step, propensity, explored, reason = _explore_and_guard(
+        state, on, policy, allowed, greedy, ids, step, reason)
     review = _value_review(state, on, policy, chosen)
     return Choice(chosen, tuple(chosen_ids), step, review, float(propensity), explored, reason)
 
 
-CONTACTS = ("email", "sms", "letter", "phone", "payment_plan")
 #: A debtor who paid within a week after at least this share of its reminders on a channel is
 #: reminded as soon as an invoice is overdue and again a week after the last contact, rather
 #: than on the schedule's days: for it, a reminder is what makes the money come.

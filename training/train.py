@@ -104,9 +104,8 @@ def time_split(snaps: pl.DataFrame, *, holdout_share: float, embargo_days: int):
     return train, holdout, split
 
 
-def fit_models(tables: Tables, params: Params) -> RiskModels:
-    """Fit the forecasts and the response model on a whole history, without a holdout or
-    MLflow (the backtest's learnt policy; ``train`` is the tracked, gated way)."""
+def snapshots(tables: Tables, params: Params) -> tuple[pl.DataFrame, dt.date]:
+    """The labelled training snapshots of ``params`` and the data's last day."""
     last = tables.last_date
     if last is None:
         raise InputError("no invoices to train on")
@@ -117,6 +116,13 @@ def fit_models(tables: Tables, params: Params) -> RiskModels:
                             seed=params.features.snapshot_seed)
     if snaps.height == 0:
         raise InputError("no open invoice on any snapshot date: nothing to learn from")
+    return snaps, last
+
+
+def fit_models(tables: Tables, params: Params) -> RiskModels:
+    """Fit the forecasts and the response model on a whole history, without a holdout or
+    MLflow (the backtest's learnt policy; ``train`` is the tracked, gated way)."""
+    snaps, last = snapshots(tables, params)
     treated = treated_rows(tables, before=last + dt.timedelta(days=1),
                            horizon_days=params.train.horizon_days, data_end=last)
     return fit(snaps, params, treated)
@@ -382,16 +388,7 @@ def train(
 
     if as_of is not None:
         tables = cut_tables(tables, as_of)
-    last = tables.last_date
-    if last is None:
-        raise InputError("no invoices to train on")
-    dates = snapshot_dates(tables, every_days=params.features.snapshot_every_days,
-                           min_history_days=params.features.min_history_days)
-    snaps = build_snapshots(tables, dates, horizon_days=params.train.horizon_days, data_end=last,
-                            max_rows=params.features.max_snapshot_rows,
-                            seed=params.features.snapshot_seed)
-    if snaps.height == 0:
-        raise InputError("no open invoice on any snapshot date: nothing to learn from")
+    snaps, last = snapshots(tables, params)
     train_rows, holdout, split = time_split(
         snaps, holdout_share=params.train.holdout_share, embargo_days=params.train.embargo_days)
     share = float(snaps["sampled_share"][0])
