@@ -368,10 +368,11 @@ def decide_value(
 
 
 #: A debtor who paid within a week after at least this share of its reminders on a channel is
-#: reminded as soon as an invoice is overdue and again a week after the last contact, rather
-#: than on the schedule's days: for it, a reminder is what makes the money come.
+#: reminded as soon as an invoice is overdue and again REMIND_AGAIN_DAYS after the last contact
+#: (its first two reminders), rather than on the schedule's days: for it, a reminder is what
+#: makes the money come. The schedule takes over from the third.
 RESPONSIVE = 0.5
-REMIND_AGAIN_DAYS = 7
+REMIND_AGAIN_DAYS = 10
 #: A due reminder is held back while every invoice it names is expected (median) to be paid
 #: within this many days, for at most GRACE_DAYS after the reminder's day.
 SOON_DAYS = 3
@@ -415,7 +416,7 @@ def _early_reminder(state: DebtorState, on: dt.date, allowed: dict[str, tuple],
         return None
     rate, channel = ranked[0]
     ids = tuple(i.invoice_id for i in state.invoices if i.invoice_id in allowed[channel]
-                and (on - i.due_date).days >= 1 and i.contacts < 3)
+                and (on - i.due_date).days >= 1 and i.contacts < 2)
     if not ids:
         return None
     return channel, ids, (f"responds to reminders: paid within a week after {rate:.0%} of "
