@@ -237,15 +237,14 @@ def _explain(recs: list[dict], rows: pl.DataFrame, models: RiskModels | None) ->
                 "text": describe("share_late", row) + " (rule-based fallback, no model)"}]
             continue
         order = np.argsort(-np.abs(values[k]), kind="stable")[:TOP_REASONS]
-        rec["explanation"] = [
-            {
-                "feature": models.features[j],
-                "value": None if row.get(models.features[j]) is None else
-                round(float(row[models.features[j]]), 4),
-                "contribution": round(float(values[k][j]), 4),
-                "effect": "raises" if values[k][j] > 0 else "lowers",
-                "text": f"{describe(models.features[j], row)} "
-                        f"({'raises' if values[k][j] > 0 else 'lowers'} the risk of late payment)",
-            }
-            for j in order
-        ]
+        rec["explanation"] = [_reason(models.features[j], float(values[k][j]), row)
+                              for j in order]
+
+
+def _reason(feature: str, contribution: float, row: dict) -> dict:
+    """One explanation entry: the feature, its value, its SHAP contribution and its words."""
+    effect = "raises" if contribution > 0 else "lowers"
+    return {"feature": feature,
+            "value": None if row.get(feature) is None else round(float(row[feature]), 4),
+            "contribution": round(contribution, 4), "effect": effect,
+            "text": f"{describe(feature, row)} ({effect} the risk of late payment)"}

@@ -192,11 +192,7 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
     later = train.filter(pl.col("as_of") >= cut)
     X_a, y_a = hazard_rows(early, max_rows=p.hazard_max_rows, seed=p.seed)
     X_b, y_b = hazard_rows(later, max_rows=p.hazard_max_rows, seed=p.seed)
-    rounds = p.n_estimators
-    if y_a.size and y_b.size:
-        rounds = LateRiskModel(**kw, **stop).fit(
-            pd.DataFrame(X_a, columns=columns), y_a,
-            eval_set=(pd.DataFrame(X_b, columns=columns), y_b)).best_iteration_
+    rounds = _early_rounds(kw, columns, X_a, y_a, X_b, y_b)
     X, y = hazard_rows(train, max_rows=p.hazard_max_rows, seed=p.seed)
     if y.size == 0:
         raise InputError("no snapshot was followed long enough to learn when invoices are paid")
@@ -211,6 +207,17 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
               "late_trees": int(late.best_iteration_), "hazard_trees": int(rounds), **card})
 
 
+def _early_rounds(kw: dict, columns: list[str], X_a: np.ndarray, y_a: np.ndarray,
+                  X_b: np.ndarray, y_b: np.ndarray, weight: np.ndarray | None = None) -> int:
+    """Trees to keep: boosting on the earlier rows, stopped early on the later ones (the
+    ``n_estimators`` bound when either side is empty or the later rows hold one class)."""
+    if not (y_a.size and y_b.size and len(np.unique(y_b)) == 2):
+        return kw["n_estimators"]
+    return LateRiskModel(**kw, early_stopping_rounds=EARLY_STOPPING_ROUNDS).fit(
+        pd.DataFrame(X_a, columns=columns), y_a, sample_weight=weight,
+        eval_set=(pd.DataFrame(X_b, columns=columns), y_b)).best_iteration_
+
+
 def fit_response(train: pl.DataFrame, treated: pl.DataFrame, cut: dt.date, kw: dict):
     """The action-response model (:mod:`paycadence.models.response`): rounds chosen by early
     stopping on the days from ``cut`` on, then refit on all rows, inverse-propensity weighted."""
@@ -219,13 +226,8 @@ def fit_response(train: pl.DataFrame, treated: pl.DataFrame, cut: dt.date, kw: d
         return None, {}
     columns = [*FEATURES, *ACTION_FEATURES]
     early, later = rows.filter(pl.col("as_of") < cut), rows.filter(pl.col("as_of") >= cut)
-    rounds = kw["n_estimators"]
-    if early.height and later.height and later["y"].n_unique() == 2:
-        rounds = LateRiskModel(**kw, early_stopping_rounds=EARLY_STOPPING_ROUNDS).fit(
-            pd.DataFrame(design(early), columns=columns), early["y"].to_numpy(),
-            sample_weight=early["weight"].to_numpy(),
-            eval_set=(pd.DataFrame(design(later), columns=columns), later["y"].to_numpy()),
-        ).best_iteration_
+    rounds = _early_rounds(kw, columns, design(early), early["y"].to_numpy(), design(later),
+                           later["y"].to_numpy(), weight=early["weight"].to_numpy())
     model = LateRiskModel(**(kw | {"n_estimators": rounds})).fit(
         pd.DataFrame(design(rows), columns=columns), rows["y"].to_numpy(),
         sample_weight=rows["weight"].to_numpy())
