@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from paycadence.config import OPTABLE_CHANNELS, Policy
 from paycadence.guard import (
@@ -58,6 +58,8 @@ class Choice:
     propensity: float
     explored: bool
     reason: str
+    #: action → (probability, invoice ids): every action the decision could have drawn today
+    options: dict = field(default_factory=dict)
 
 
 def _uniform(seed: int, debtor_id: str, on: dt.date) -> tuple[float, float]:
@@ -136,37 +138,79 @@ def decide(
     """
     allowed = allowed_actions(state, on, policy)
     greedy, ids, step, reason = _greedy(state, risks, on, policy, allowed, merits_plan)
-    chosen, chosen_ids, step, propensity, explored, reason = _explore_and_guard(
-        state, on, policy, allowed, greedy, ids, step, reason)
+    chosen, chosen_ids, step, propensity, explored, reason, options = _explore_and_guard(
+        state, on, policy, allowed, greedy, ids, step, reason, merits_plan)
     review = _next_review(state, risks, on, policy, chosen, chosen_ids)
-    return Choice(chosen, tuple(chosen_ids), step, review, float(propensity), explored, reason)
+    return Choice(chosen, tuple(chosen_ids), step, review, float(propensity), explored, reason,
+                  options)
 
 
-def _explore_and_guard(state, on, policy, allowed, greedy, ids, step, reason):
-    """Explore with share ``exploration.share`` (uniform over the allowed actions, exact
-    propensity), let the guard have the last word, and number the reminder; returns
-    ``(action, invoice ids, step, propensity, explored, reason)``."""
-    explore = policy.exploration.share
-    u_explore, u_pick = _uniform(policy.exploration.seed, state.debtor_id, on)
-    options = sorted(allowed, key=lambda a: STRENGTH[a] * 10 + len(a))
-    chosen, chosen_ids, explored = greedy, ids, False
-    if explore > 0 and u_explore < explore and len(options) > 1:
-        pick = options[min(int(u_pick * len(options)), len(options) - 1)]
-        if pick != greedy:
-            chosen, chosen_ids, explored, step = pick, allowed[pick], True, None
-            reason = f"exploring: {pick} chosen at random among {len(options)} allowed actions"
-    propensity = (1 - explore) * (chosen == greedy) + explore / len(options) if explore > 0 \
-        else 1.0
-    if len(options) == 1:
-        propensity = 1.0
-    broken = violations(chosen, chosen_ids, state, on, policy)
+def _explore_and_guard(state, on, policy, allowed, greedy, ids, step, reason, merits_plan):
+    """Let the guard check the greedy action, explore with share ``exploration.share`` among
+    the candidates :func:`_candidates` names (uniformly, exact propensity), and number the
+    reminder.
+
+    Returns ``(action, invoice ids, step, propensity, explored, reason, options)`` where
+    ``options`` maps every action the decision could have taken today to its probability and
+    the invoices it would have named: the whole distribution the decision was drawn from.
+    """
+    broken = violations(greedy, ids, state, on, policy)
     if broken:  # the guard has the last word, whatever chose the action
-        chosen, chosen_ids, step, propensity = "wait", (), None, 1.0
+        greedy, ids, step = "wait", (), None
         reason = f"held back by the rules: {broken[0]}"
+    named = {greedy: tuple(ids)}
+    for action in _candidates(greedy, allowed, policy, merits_plan):
+        if action in named:
+            continue
+        cand = _explored_ids(state, on, action, allowed.get(action, ()))
+        if not violations(action, cand, state, on, policy):
+            named[action] = cand
+    names = sorted(named, key=lambda a: STRENGTH[a] * 10 + len(a))
+    explore = policy.exploration.share if len(names) > 1 else 0.0
+    probs = {a: explore / len(names) + (1.0 - explore) * (a == greedy) for a in names}
+    chosen, explored = greedy, False
+    u_explore, u_pick = _uniform(policy.exploration.seed, state.debtor_id, on)
+    if explore > 0 and u_explore < explore:
+        pick = names[min(int(u_pick * len(names)), len(names) - 1)]
+        if pick != greedy:
+            chosen, explored, step = pick, True, None
+            reason = (f"exploring: {pick} chosen at random among {len(names)} candidate "
+                      f"actions instead of {greedy}")
+    chosen_ids = named[chosen]
     if chosen in CONTACTS and step is None:
         step = 1 + max((inv.contacts for inv in state.invoices if inv.invoice_id in chosen_ids),
                        default=0)
-    return chosen, chosen_ids, step, propensity, explored, reason
+    options = {a: (probs[a], named[a]) for a in names}
+    return chosen, chosen_ids, step, probs[chosen], explored, reason, options
+
+
+def _candidates(greedy: str, allowed: dict[str, tuple], policy: Policy,
+                merits_plan: bool) -> list[str]:
+    """Actions exploration may draw besides ``greedy`` (see :class:`Exploration`).
+
+    ``near_best``: on a contact day the other contacts the guard allows (a payment plan only
+    for a debtor who merits one) and waiting; on a hand-over day waiting; on a day the policy
+    waits, nothing — exploring never adds a contact. ``all``: every allowed action.
+    """
+    if policy.exploration.among == "all":
+        return [a for a in allowed]
+    if greedy == "collection":
+        return ["wait"]
+    if greedy not in CONTACTS:
+        return []
+    return [a for a in CONTACTS if a in allowed and (a != "payment_plan" or merits_plan)] + \
+        ["wait"]
+
+
+def _explored_ids(state: DebtorState, on: dt.date, action: str, eligible: tuple) -> tuple:
+    """Invoices an explored action names: a contact the overdue eligible ones (else all
+    eligible); a payment plan and a hand-over every eligible one; waiting none."""
+    if action == "wait":
+        return ()
+    if action in ("payment_plan", "collection"):
+        return tuple(eligible)
+    overdue = {i.invoice_id for i in state.invoices if (on - i.due_date).days > 0}
+    return tuple(i for i in eligible if i in overdue) or tuple(eligible)
 
 
 def _greedy(state, risks, on, policy, allowed, merits_plan):
@@ -361,10 +405,11 @@ def decide_value(
                 reason += f" against {scheduled.value:.2f}"
         elif best is not None:
             reason += f"; {best.action} is the channel worth most for this debtor"
-    chosen, chosen_ids, step, propensity, explored, reason = _explore_and_guard(
-        state, on, policy, allowed, greedy, ids, step, reason)
+    chosen, chosen_ids, step, propensity, explored, reason, options = _explore_and_guard(
+        state, on, policy, allowed, greedy, ids, step, reason, merits_plan)
     review = _value_review(state, on, policy, chosen)
-    return Choice(chosen, tuple(chosen_ids), step, review, float(propensity), explored, reason)
+    return Choice(chosen, tuple(chosen_ids), step, review, float(propensity), explored, reason,
+                  options)
 
 
 #: A debtor who paid within a week after at least this share of its reminders on a channel is

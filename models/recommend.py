@@ -92,8 +92,9 @@ def recommend(
     Returns
     -------
     list of dict
-        One contract recommendation (CONTRACT.md §4) per debtor, plus ``reason`` and
-        ``explored``.
+        One contract recommendation (CONTRACT.md §4) per debtor, plus ``reason``,
+        ``explored`` and ``alternatives`` (every action the decision could have drawn, with its
+        probability and invoices: the distribution ``propensity`` comes from).
     """
     features = invoice_features(tables, as_of=as_of, invoice_ids=open_invoice_ids)
     if debtor_ids is not None:
@@ -127,6 +128,7 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
             "risk": {"p_late": 0.0, "expected_days_late": 0.0, "p_unpaid_90d": 0.0},
             "invoices": [], "cash_forecast": cash_forecast([], as_of),
             "expected_value": 0.0, "propensity": 1.0,
+            "alternatives": [{"action": "wait", "probability": 1.0, "invoice_ids": []}],
             "explanation": [{"feature": "n_open", "value": 0.0, "contribution": 0.0,
                              "text": "no open invoice"}],
             "model_version": model_version, "reason": "nothing open", "explored": False,
@@ -182,6 +184,8 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
         "cash_forecast": cash_forecast([r["cash_weeks"] for r in recs], as_of),
         "expected_value": round(float(value), 2),
         "propensity": round(choice.propensity, 6),
+        "alternatives": [{"action": a, "probability": round(prob, 6), "invoice_ids": list(ids)}
+                         for a, (prob, ids) in choice.options.items()],
         "explanation": [],
         "_focus": focus["_i"],  # the invoice whose factors _explain adds
         "model_version": model_version,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -62,10 +62,17 @@ class PaymentPlan(_Frozen):
 
 
 class Exploration(_Frozen):
-    """Share of decisions that explore uniformly among allowed actions."""
+    """How the policy explores (docs/policy.md).
+
+    ``share`` of the decisions explore, uniformly over the candidates ``among`` names:
+    ``near_best`` (default) — only on a day the policy would contact or hand over, among the
+    other contacts the guard allows and waiting, so exploring never adds a contact;
+    ``all`` — on any decision, among every allowed action.
+    """
 
     share: float = Field(0.05, ge=0, le=1)
     seed: int = 0
+    among: Literal["near_best", "all"] = "near_best"
 
 
 class Schedule(_Frozen):

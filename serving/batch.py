@@ -84,6 +84,7 @@ def flat(rec: dict) -> dict:
         "explanation": json.dumps(rec["explanation"]), "invoices": json.dumps(rec["invoices"]),
         "cash_13_weeks": round(sum(w["expected"] for w in rec["cash_forecast"]), 2),
         "cash_forecast": json.dumps(rec["cash_forecast"]),
+        "alternatives": json.dumps(rec.get("alternatives", [])),
     }
 
 
@@ -104,6 +105,7 @@ def write_recommendations(recs: list[dict], out: str | Path) -> Path:
         "expected_value": pl.Float64, "propensity": pl.Float64, "explored": pl.Boolean,
         "model_version": pl.String, "reason": pl.String, "explanation": pl.String,
         "invoices": pl.String, "cash_13_weeks": pl.Float64, "cash_forecast": pl.String,
+        "alternatives": pl.String,
     }, orient="row")
     if suffix == ".csv":
         frame.write_csv(out)

@@ -166,6 +166,12 @@ class Reason(BaseModel):
     text: str
 
 
+class Alternative(BaseModel):
+    action: Action
+    probability: float = Field(description="chance the decision draws this action today")
+    invoice_ids: list[str]
+
+
 class Recommendation(BaseModel):
     debtor_id: str
     action: Action
@@ -181,6 +187,9 @@ class Recommendation(BaseModel):
     model_version: str
     reason: str
     explored: bool
+    alternatives: list[Alternative] = Field(
+        default=[], description="every action the decision could have drawn today, with its "
+        "probability (they sum to 1; the chosen one's is `propensity`)")
 
 
 class RecommendResponse(BaseModel):

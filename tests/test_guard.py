@@ -34,9 +34,26 @@ def rules(draw):
 
 @st.composite
 def policies(draw):
-    return Policy(rules=draw(rules()), exploration={"share": draw(st.sampled_from([0, 0.05, 0.5,
-                                                                                  1.0])),
-                                                    "seed": draw(st.integers(0, 5))})
+    return Policy(rules=draw(rules()), exploration={
+        "share": draw(st.sampled_from([0, 0.05, 0.5, 1.0])), "seed": draw(st.integers(0, 5)),
+        "among": draw(st.sampled_from(["near_best", "all"]))})
+
+
+def _check_distribution(choice, state, policy):
+    """The decision's whole distribution: probabilities sum to one, the chosen action's is its
+    propensity, no action in it breaks a rule, and near-best exploration never contacts on a
+    day the greedy choice waits."""
+    from paycadence.models.policy import CONTACTS
+
+    probs = {a: p for a, (p, _) in choice.options.items()}
+    assert abs(sum(probs.values()) - 1.0) < 1e-9
+    assert choice.action in probs and abs(probs[choice.action] - choice.propensity) < 1e-12
+    assert tuple(choice.options[choice.action][1]) == tuple(choice.invoice_ids)
+    for action, (_, ids) in choice.options.items():
+        assert violations(action, ids, state, D0, policy) == []
+    greedy = max(probs, key=probs.get) if policy.exploration.share < 0.5 else None
+    if policy.exploration.among == "near_best" and greedy == "wait":
+        assert not set(probs) & set(CONTACTS), "exploring never adds a contact"
 
 
 @st.composite
@@ -77,6 +94,7 @@ def test_decide_breaks_no_rule_whatever_the_scores(state, policy, p, merits):
     assert violations(choice.action, choice.invoice_ids, state, D0, policy) == []
     assert 0 < choice.propensity <= 1
     assert choice.next_review_on > D0
+    _check_distribution(choice, state, policy)
 
 
 @given(state=states(), policy=policies(),
@@ -102,6 +120,7 @@ def test_adaptive_decision_breaks_no_rule_whatever_the_model_says(state, policy,
     assert 0 < choice.propensity <= 1
     assert choice.next_review_on > D0
     assert choice.reason
+    _check_distribution(choice, state, policy)
 
 
 def _debtor(contacts=0, past_due=20, last_contact=None, opted=frozenset()):
