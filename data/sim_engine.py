@@ -24,7 +24,6 @@ from paycadence.config import ACTIONS, CONTACT_CHANNELS, Policy
 from paycadence.data.sim_policy import DebtorContext, Decision, DecisionPolicy
 from paycadence.data.sim_world import (
     INSOLVENT_RECOVERY,
-    KINDS,
     N_EVENTS,
     N_INSTALMENTS,
     N_OFFERS,
@@ -44,6 +43,7 @@ from paycadence.data.sim_world import (
     U_UNRESOLVED,
     U_WIDTH,
     Debtor,
+    Kind,
     bank_day,
     daily_hazard,
 )
@@ -97,10 +97,10 @@ class _Invoice:
             self.resolve_on is None or t < self.resolve_on)
 
 
-def _plan_dispute(inv: _Invoice, kind: str) -> None:
+def _plan_dispute(inv: _Invoice, kind: Kind) -> None:
     """Whether and when this invoice will be disputed, from its own draws."""
     u = inv.u
-    if u[U_DISPUTE] >= KINDS[kind].dispute:
+    if u[U_DISPUTE] >= kind.dispute:
         return
     if u[U_DISPUTE_EARLY] < 0.4:  # soon after issue: the goods or the bill look wrong
         opened = inv.issue + 1 + int(u[U_DISPUTE_OFFSET] * 10)
@@ -140,8 +140,8 @@ class DebtorRun:
                            draws[k])
             kind = debtor.kind_on(self.dates[t])
             inv.never_pay = debtor.insolvent and kind == "defaulting" or (
-                inv.u[U_NEVER] < KINDS[kind].never_pay)
-            _plan_dispute(inv, kind)
+                inv.u[U_NEVER] < debtor.world.kinds[kind].never_pay)
+            _plan_dispute(inv, debtor.world.kinds[kind])
             self.invoices.append(inv)
         self.rows: dict[str, list[tuple]] = {name: [] for name in (*TABLES, "decisions")}
         self.contact_days: tuple[dt.date, ...] = ()
@@ -243,7 +243,7 @@ class DebtorRun:
         self.history = (*self.history, (today, action, tuple(decision.invoice_ids)))
         for inv in named:
             inv.seen = None
-        kind = KINDS[self.debtor.kind_on(today)]
+        kind = self.debtor.world.kinds[self.debtor.kind_on(today)]
         if action in CONTACT_CHANNELS:
             self.contact_days = (*self.contact_days, today)
             for inv in named:
@@ -291,7 +291,8 @@ class DebtorRun:
 
     def _payments(self, open_: list[_Invoice], t: int, kind: str) -> None:
         """What arrives on day ``t``: booked transfers, instalments, recoveries, payments."""
-        debtor, k = self.debtor, KINDS[kind]
+        debtor = self.debtor
+        k = debtor.world.kinds[kind]
         for inv in open_:
             if inv.pending is not None:
                 if inv.pending[0] <= t:

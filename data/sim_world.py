@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -96,6 +96,68 @@ HAZARD_CAP = 0.95
 RESOLVED_BOOST, RESOLVED_DAYS = 0.15, 10.0
 DECAY = tuple(math.exp(-a / DECAY_DAYS) for a in range(MAX_EFFECT_DAYS + 1))
 
+
+@dataclass(frozen=True)
+class World:
+    """The behavioural assumptions of a simulated company: who its debtors are and how
+    reminders move them. :data:`PROJECT_WORLD` is the one every default uses (and
+    docs/simulator.md explains); :data:`OTHER_WORLD` is a company built on different
+    assumptions, to try a policy on a world it was not designed on.
+
+    Attributes
+    ----------
+    kinds
+        The six kinds (same names as :data:`KINDS`) with their shares and traits.
+    channel_boost
+        Boost of one contact per channel, the day after it is sent.
+    decay_days, fatigue
+        e-folding time of a boost; factor on each further contact's boost.
+    preferred
+        Chance of each preferred channel (email, sms, letter, phone) by segment.
+    base_scale
+        Factor on every kind's daily chance of paying without reminders.
+    """
+
+    name: str = "project"
+    kinds: dict = field(default_factory=lambda: dict(KINDS))
+    channel_boost: dict = field(default_factory=lambda: dict(CHANNEL_BOOST))
+    decay_days: float = DECAY_DAYS
+    fatigue: float = FATIGUE
+    preferred: dict = field(default_factory=lambda: dict(PREFERRED))
+    base_scale: float = 1.0
+
+    def __post_init__(self):
+        if set(self.kinds) != set(KINDS) or abs(sum(k.share for k in self.kinds.values())
+                                                 - 1.0) > 1e-9:
+            raise ValueError(f"world {self.name}: needs the kinds {', '.join(KINDS)} with "
+                             "shares summing to 1")
+        object.__setattr__(self, "decay", tuple(math.exp(-a / self.decay_days)
+                                                for a in range(MAX_EFFECT_DAYS + 1)))
+
+
+PROJECT_WORLD = World()
+#: Another company: a worse book (more cash-strapped and defaulting debtors), letters and calls
+#: work better than emails, reminders fade more slowly but tire faster, b2b debtors prefer
+#: letters and b2c debtors sms, and everybody pays a little less by itself.
+OTHER_WORLD = World(
+    name="other",
+    kinds={
+        "punctual": replace(KINDS["punctual"], share=0.22),
+        "forgetful": replace(KINDS["forgetful"], share=0.14, response=2.5),
+        "slow_but_sure": replace(KINDS["slow_but_sure"], share=0.24, response=1.0),
+        "cash_strapped": replace(KINDS["cash_strapped"], share=0.20, plan_accept=0.6),
+        "disputing": replace(KINDS["disputing"], share=0.08),
+        "defaulting": replace(KINDS["defaulting"], share=0.12, never_pay=0.4),
+    },
+    channel_boost={"email": 0.05, "sms": 0.10, "letter": 0.20, "phone": 0.25,
+                   "payment_plan": 0.12},
+    decay_days=10.0,
+    fatigue=0.5,
+    preferred={"b2b": (0.25, 0.05, 0.55, 0.15), "b2c": (0.25, 0.55, 0.10, 0.10)},
+    base_scale=0.8,
+)
+WORLDS = {w.name: w for w in (PROJECT_WORLD, OTHER_WORLD)}
+
 # Roles of the uniforms drawn for each invoice at issue (one row of U_WIDTH per invoice).
 U_DISPUTE, U_DISPUTE_EARLY, U_DISPUTE_OFFSET, U_DISPUTE_DAYS, U_UNRESOLVED = 0, 1, 2, 3, 4
 U_NEVER = 5
@@ -130,6 +192,7 @@ class Debtor:
     changed_on: dt.date | None
     kind_after: str | None
     left_on: dt.date | None
+    world: World = PROJECT_WORLD
 
     def kind_on(self, day: dt.date) -> str:
         """The kind in force on ``day`` (after a sudden change, the worse one)."""
@@ -143,9 +206,10 @@ class Debtor:
         return "GBP" if self.country == "GB" else "EUR"
 
 
-def draw_debtor(i: int, rng: np.random.Generator, start: dt.date, days: int) -> Debtor:
+def draw_debtor(i: int, rng: np.random.Generator, start: dt.date, days: int,
+                world: World = PROJECT_WORLD) -> Debtor:
     """Draw one debtor's traits from its trait stream (the order of draws is fixed)."""
-    kind = KIND_NAMES[rng.choice(len(KINDS), p=[k.share for k in KINDS.values()])]
+    kind = KIND_NAMES[rng.choice(len(KINDS), p=[world.kinds[k].share for k in KIND_NAMES])]
     segment = "b2b" if rng.random() < B2B_SHARE else "b2c"
     country = COUNTRIES[rng.choice(len(COUNTRIES), p=COUNTRY_WEIGHTS)]
     subscription = rng.random() < (0.30 if segment == "b2b" else 0.75)
@@ -156,7 +220,7 @@ def draw_debtor(i: int, rng: np.random.Generator, start: dt.date, days: int) -> 
         mean_amount = float(rng.lognormal(math.log(45), 0.5))
         term = 30 if rng.random() < 0.1 else 14
     channels = list(OPTABLE_CHANNELS)
-    preferred = channels[rng.choice(4, p=PREFERRED[segment])]
+    preferred = channels[rng.choice(4, p=world.preferred[segment])]
     response = {}
     for channel in channels:
         low, high = NON_PREFERRED[segment][channel]
@@ -186,7 +250,7 @@ def draw_debtor(i: int, rng: np.random.Generator, start: dt.date, days: int) -> 
         mean_amount=mean_amount, term_days=term, pace=float(rng.lognormal(0.0, 0.25)),
         slow_lag=int(rng.integers(5, 36)), insolvent=bool(rng.random() < INSOLVENT_SHARE),
         preferred=preferred, response=response, opted_out=opted,
-        changed_on=changed_on, kind_after=kind_after, left_on=left_on,
+        changed_on=changed_on, kind_after=kind_after, left_on=left_on, world=world,
     )
 
 
@@ -237,7 +301,8 @@ def base_hazard(kind: str, days_past_due: int, slow_lag: int) -> float:
 
 
 def reminder_boost(response: dict[str, float], kind_response: float,
-                   contacts: list[tuple[int, str]], day: int) -> float:
+                   contacts: list[tuple[int, str]], day: int,
+                   world: World = PROJECT_WORLD) -> float:
     """Extra daily chance of paying from the contacts about one invoice.
 
     Parameters
@@ -259,21 +324,22 @@ def reminder_boost(response: dict[str, float], kind_response: float,
     """
     total = 0.0
     fatigue = 1.0
+    boost, decay = world.channel_boost, world.decay
     for sent, channel in contacts:
         age = day - sent
         if 1 <= age <= MAX_EFFECT_DAYS:
-            total += (CHANNEL_BOOST[channel] * response.get(channel, 1.0) * fatigue
-                      * DECAY[age - 1])
-        fatigue *= FATIGUE
+            total += boost[channel] * response.get(channel, 1.0) * fatigue * decay[age - 1]
+        fatigue *= world.fatigue
     return total * kind_response
 
 
 def daily_hazard(debtor: Debtor, kind: str, days_past_due: int,
                  contacts: list[tuple[int, str]], day: int, resolved: int | None = None) -> float:
     """Chance that an open, undisputed invoice is paid on day index ``day`` (capped)."""
-    h = base_hazard(kind, days_past_due, debtor.slow_lag) * debtor.pace
+    world = debtor.world
+    h = base_hazard(kind, days_past_due, debtor.slow_lag) * debtor.pace * world.base_scale
     if contacts:
-        h += reminder_boost(debtor.response, KINDS[kind].response, contacts, day)
+        h += reminder_boost(debtor.response, world.kinds[kind].response, contacts, day, world)
     if resolved is not None and day >= resolved:
         h += RESOLVED_BOOST * math.exp(-(day - resolved) / RESOLVED_DAYS)
     return min(h, HAZARD_CAP)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from paycadence.data.sim_policy import (
     ScheduleLoggingPolicy,
     schedule_decision_day,
 )
-from paycadence.data.sim_world import Debtor, draw_debtor, issue_invoices
+from paycadence.data.sim_world import PROJECT_WORLD, Debtor, World, draw_debtor, issue_invoices
 from paycadence.data.tables import COLUMNS, Tables
 from paycadence.guard import DebtorState
 
@@ -79,6 +80,8 @@ def simulate(
     policy: Policy | None = None,
     logging_policy: DecisionPolicy | None = None,
     exploration_share: float = 0.10,
+    only: Iterable[int] | None = None,
+    world: World = PROJECT_WORLD,
 ) -> SimulationResult:
     """Simulate ``n_debtors`` debtors over ``days`` days from ``start``.
 
@@ -104,6 +107,12 @@ def simulate(
         other on the schedule's decision days.
     exploration_share
         ε of the default logging policy, in [0, 1].
+    only
+        Simulate only these debtor indices of the company (each is exactly what it is in the
+        whole company: its streams do not depend on the others).
+    world
+        The behavioural assumptions (:data:`~paycadence.data.sim_world.PROJECT_WORLD`, or
+        another :class:`~paycadence.data.sim_world.World` such as ``OTHER_WORLD``).
 
     Returns
     -------
@@ -123,9 +132,9 @@ def simulate(
     traits, worlds = trait_root.spawn(n_debtors), world_root.spawn(n_debtors)
     rows: dict[str, list[tuple]] = {name: [] for name in (*TABLES, "decisions")}
     debtors, truth = [], []
-    for i in range(n_debtors):
+    for i in range(n_debtors) if only is None else sorted(set(only)):
         trait_rng = np.random.default_rng(traits[i])
-        debtor = draw_debtor(i, trait_rng, start, days)
+        debtor = draw_debtor(i, trait_rng, start, days, world)
         issued = issue_invoices(debtor, trait_rng, start, days)
         run = DebtorRun(debtor, issued, np.random.default_rng(worlds[i]), start, days, policy,
                         decider, decision_day)

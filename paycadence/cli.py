@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -28,6 +29,16 @@ PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy YAML (d
                                                 )]
 MapOpt = Annotated[str | None, typer.Option(
     "--map", help="Column-mapping YAML for an ERP export, or a shipped mapping name (ibm-ar).")]
+
+
+class WorldName(StrEnum):
+    project = "project"
+    other = "other"
+
+
+WorldOpt = Annotated[WorldName, typer.Option(
+    "--world", help="Simulated world: the project's own, or another company built on different "
+    "assumptions (docs/simulator.md).")]
 ParamsOpt = Annotated[Path | None, typer.Option("--params", help="params.yaml (default: shipped)."
                                                 )]
 
@@ -70,16 +81,19 @@ def simulate(
     days: Annotated[int, typer.Option(min=60, help="Days of history.")] = 730,
     start: Annotated[str, typer.Option(help="First day of the history (YYYY-MM-DD).")] = (
         "2024-01-01"),
+    world: WorldOpt = WorldName.project,
     quiet: Quiet = False,
 ):
     """Write a simulated company's receivables (the five contract tables)."""
+    from paycadence.data.sim_world import WORLDS
     from paycadence.data.simulate import simulate as run
     from paycadence.data.simulate import write_simulation
 
     def go():
         t = time.perf_counter()
         with console.status("simulating", spinner="dots") if not quiet else _null():
-            result = run(debtors, days=days, seed=seed, start=_date(start, "--start"))
+            result = run(debtors, days=days, seed=seed, start=_date(start, "--start"),
+                         world=WORLDS[world.value])
             paths = write_simulation(result, out)
         rows = [(name, frame.height) for name, frame in result.tables.items()]
         if not quiet:
@@ -284,26 +298,31 @@ def backtest(
                                                 "models' training.")] = None,
     ope: Annotated[bool, typer.Option("--ope/--no-ope", help="Also check the off-policy "
                                       "estimate against the simulated truth.")] = True,
+    world: WorldOpt = WorldName.project,
 ):
     """Replay one simulated company under the fixed schedule, no dunning and the learnt policy."""
     from paycadence.config import load_params, load_policy
+    from paycadence.data.sim_world import WORLDS
     from paycadence.training.backtest import relative, run_backtest
 
     def go():
         pol, cfg = load_policy(policy), load_params(params)
         with console.status(f"training on company {seed + 10_000}, then running company {seed} "
                             "under three policies"):
-            result = run_backtest(debtors, days, seed, policy=pol, params=cfg, ope=ope)
+            result = run_backtest(debtors, days, seed, policy=pol, params=cfg, ope=ope,
+                                  world=WORLDS[world.value])
         fixed = result.outcomes[0]
         rows = [(o.policy, f"{o.net_value:,.0f}",
                  f"{relative(o.net_value, fixed.net_value):+.2%}", f"{o.mean_days_late:.1f}",
-                 f"{o.unpaid_90d:,.0f}", f"{o.contacts_per_invoice:.2f}", str(o.handovers),
-                 str(o.violations)) for o in result.outcomes]
+                 f"{o.mean_days_late_paid:.1f}", f"{o.unpaid_90d:,.0f}",
+                 f"{o.contacts_per_invoice:.2f}", f"{o.reminders_per_invoice:.2f}",
+                 str(o.handovers), str(o.violations)) for o in result.outcomes]
         console.print(_table(
             f"backtest: {debtors} debtors × {days} days, seed {seed} "
             f"({fixed.invoices_scored} invoices due ≥ 90 days before the end scored)",
-            ["policy", "net value", "vs fixed", "mean days late", "unpaid at due+90",
-             "contacts / invoice", "hand-overs", "rule violations"], rows))
+            ["policy", "net value", "vs fixed", "mean days late", "days late (paid)",
+             "unpaid at due+90", "contacts / invoice", "reminders / invoice", "hand-overs",
+             "rule violations"], rows))
         learnt = result.outcomes[-1]
         console.print(f"learnt policy vs fixed schedule: net value "
                       f"{relative(learnt.net_value, fixed.net_value):+.2%}, mean days late "
@@ -317,7 +336,7 @@ def backtest(
                 f"off-policy check on company {result.train_seed} ({c.decisions} logged "
                 f"decisions, value per decision = money in within 30 days − costs): learnt policy "
                 f"estimated DR {c.dr:,.2f} (IPS {c.ips:,.2f}, SNIPS {c.snips:,.2f}) vs "
-                f"{c.simulated:,.2f} when it really runs there "
+                f"{c.simulated:,.2f} simulated on the same decisions "
                 f"(DR off by {relative(c.dr, c.simulated):+.1%}); the logging policy earned "
                 f"{c.logged:,.2f}", highlight=False)
     _run(go)

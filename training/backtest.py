@@ -17,6 +17,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from paycadence.config import CONTACT_CHANNELS, Params, Policy
@@ -28,6 +29,7 @@ from paycadence.data.sim_policy import (
     contact_step,
     schedule_decision_day,
 )
+from paycadence.data.sim_world import PROJECT_WORLD, World
 from paycadence.data.simulate import simulate
 from paycadence.guard import DebtorState, audit_actions
 from paycadence.models import RiskModels, recommend
@@ -50,10 +52,8 @@ class LearntPolicy:
     """The product's own decision, asked on the schedule's decision days through
     :func:`paycadence.models.recommend` with the debtor's history as known that morning."""
 
-    def __init__(self, policy: Policy, models: RiskModels | None, version: str = "backtest",
-                 *, schedule_days_only: bool = False):
+    def __init__(self, policy: Policy, models: RiskModels | None, version: str = "backtest"):
         self.policy, self.models, self.version = policy, models, version
-        self.schedule_days_only = schedule_days_only
         self.calls = 0
 
     def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
@@ -61,7 +61,7 @@ class LearntPolicy:
         contact is a week old (when an earlier reminder may be worth it)."""
         if schedule_decision_day(state, on, self.policy, context):
             return True
-        if self.schedule_days_only or not any(d > 0 for d in context.days_past_due.values()):
+        if not any(d > 0 for d in context.days_past_due.values()):
             return False
         last = max(state.contact_days, default=None)
         return last is None or (on - last).days >= 7
@@ -91,6 +91,8 @@ class Outcome:
     handovers: int
     violations: int
     invoices_scored: int
+    reminders_per_invoice: float = 0.0
+    mean_days_late_paid: float = 0.0
 
 
 def outcome(name: str, tables: Tables, policy: Policy, *, start: dt.date, end: dt.date
@@ -98,10 +100,15 @@ def outcome(name: str, tables: Tables, policy: Policy, *, start: dt.date, end: d
     """Score one simulated run.
 
     ``net_value``: payments discounted to the first day at ``annual_cost_of_capital``, minus
-    the cost of every action and the agency's fee on what it recovered. ``mean_days_late``:
-    over invoices due at least 90 days before the end, settlement − due (0 when early; an
-    invoice still open counts until the end). ``unpaid_90d``: the open amount of those invoices
-    90 days after their due date. ``violations``: the guard's audit of the whole action log.
+    the cost of every action and the agency's fee on what it recovered. A contact is counted
+    as CONTRACT.md §2 counts it: the action rows of one debtor on one day on one channel are
+    one email, call or letter (and cost once); each hand-over of an invoice costs once.
+    ``contacts_per_invoice``: those contacts per invoice issued; ``reminders_per_invoice``: the
+    contact rows (one per invoice named) per invoice. ``mean_days_late``: over invoices due at
+    least 90 days before the end, settlement − due (0 when early; an invoice still open counts
+    until the end); ``mean_days_late_paid``: the same over those of them that were settled.
+    ``unpaid_90d``: the open amount of those invoices 90 days after their due date.
+    ``violations``: the guard's audit of the whole action log.
     ``start`` and ``end`` are the first and last simulated days (the same for every policy).
     """
     rate = policy.annual_cost_of_capital
@@ -112,8 +119,13 @@ def outcome(name: str, tables: Tables, policy: Policy, *, start: dt.date, end: d
         (pl.col("amount") * ((pl.col("paid_on") - start).dt.total_days().cast(pl.Float64)
                              * (-rate / 365)).exp()).sum()).item() or 0.0)
     acts = tables.actions
-    costs = float(sum(policy.costs.of(a) * n for a, n in acts.group_by("channel").len()
+    contacts = acts.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).join(
+        tables.invoices.select("invoice_id", "debtor_id"), on="invoice_id").select(
+        "debtor_id", "sent_on", "channel").unique()
+    costs = float(sum(policy.costs.of(a) * n for a, n in contacts.group_by("channel").len()
                       .iter_rows()))
+    costs += policy.costs.of("collection") * acts.filter(
+        pl.col("channel") == "collection").height
     handed = acts.filter(pl.col("channel") == "collection")["invoice_id"].unique()
     recovered = pay.filter(pl.col("invoice_id").is_in(handed.implode())).join(
         acts.filter(pl.col("channel") == "collection").select("invoice_id", "sent_on"),
@@ -123,26 +135,93 @@ def outcome(name: str, tables: Tables, policy: Policy, *, start: dt.date, end: d
     scored = tables.invoices.filter(
         pl.col("due_date") <= end - dt.timedelta(days=SCORED_BEFORE_END)).join(
         settled, on="invoice_id", how="left")
-    late = scored.select((pl.coalesce("settled_on", pl.lit(end)) - pl.col("due_date"))
-                         .dt.total_days().clip(lower_bound=0).mean()).item()
+    days_late = (pl.coalesce("settled_on", pl.lit(end)) - pl.col("due_date")).dt.total_days() \
+        .clip(lower_bound=0)
+    late = scored.select(days_late.mean()).item()
+    late_paid = scored.filter(pl.col("settled_on").is_not_null()).select(days_late.mean()).item()
     cut = pay.join(scored.select("invoice_id", "due_date"), on="invoice_id").filter(
         pl.col("paid_on") <= pl.col("due_date") + pl.duration(days=90)).group_by(
         "invoice_id").agg(pl.col("amount").sum().alias("by90"))
     unpaid = scored.join(cut, on="invoice_id", how="left").select(
         (pl.col("amount") - pl.col("by90").fill_null(0.0)).clip(lower_bound=0).sum()).item()
-    contacts = acts.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).height
+    reminders = acts.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).height
     broken = audit_actions(acts.to_dicts(), tables.invoices.to_dicts(),
                            tables.disputes.to_dicts(), tables.debtors.to_dicts(), policy)
     n_inv = max(tables.invoices.height, 1)
     return Outcome(name, discounted - costs - fees, collected, costs, fees,
-                   float(late or 0.0), float(unpaid or 0.0), contacts / n_inv,
-                   int(handed.len()), len(broken), scored.height)
+                   float(late or 0.0), float(unpaid or 0.0), contacts.height / n_inv,
+                   int(handed.len()), len(broken), scored.height, reminders / n_inv,
+                   float(late_paid or 0.0))
+
+
+class OneStepDeviation:
+    """The logging policy on every day but one, where a given action is taken instead.
+
+    The logging policy is still asked on that day, so that its own random draws stay in step
+    with the logged run: before the day the two runs are the same, after it the logging policy
+    carries on from wherever the other action left the debtor.
+    """
+
+    def __init__(self, logging_policy: ScheduleLoggingPolicy, on: dt.date, action: str,
+                 invoice_ids: tuple[str, ...]):
+        self.logging, self.on, self.action, self.ids = logging_policy, on, action, invoice_ids
+
+    def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
+        return on == self.on or self.logging.is_decision_day(state, on, context)
+
+    def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
+        logged = self.logging.decide(state, on, context)
+        if on != self.on:
+            return logged
+        ids = self.ids if self.action != "wait" else ()
+        return Decision(self.action, ids, 1.0, False, contact_step(state, self.action, ids))
+
+
+def one_step_truth(n_debtors: int, days: int, seed: int, start: dt.date, policy: Policy,
+                   decisions: pl.DataFrame, options: list[dict], logged: np.ndarray,
+                   *, exploration_share: float = 0.10,
+                   world: World = PROJECT_WORLD) -> np.ndarray:
+    """What the candidate really earns on each logged decision, by simulation.
+
+    The off-policy estimators answer one question per logged decision: the mean reward
+    (:func:`paycadence.training.ope.rewards`) had the candidate decided that morning, the
+    logging policy deciding before and after. The simulator can answer it exactly: for every
+    action the candidate could draw there (``options``: action → (probability, invoice ids)),
+    the debtor is simulated again with that action on that day (:class:`OneStepDeviation`,
+    common random numbers), and the rewards are averaged with the candidate's probabilities.
+    An action equal to the logged one, naming the same invoices, reuses the logged reward
+    ``logged`` (the run would be the same).
+    """
+    from paycadence.training.ope import rewards
+
+    out = np.zeros(decisions.height)
+    rows = decisions.select("debtor_id", "decided_on", "action", "invoice_ids").iter_rows()
+    for k, ((debtor_id, day, action, ids), option) in enumerate(zip(rows, options,
+                                                                   strict=True)):
+        logged_ids = frozenset(filter(None, (ids or "").split(";")))
+        total = 0.0
+        for alt, (prob, alt_ids) in option.items():
+            if prob <= 0:
+                continue
+            if alt == action and frozenset(alt_ids) == logged_ids:
+                total += prob * float(logged[k])
+                continue
+            deviation = OneStepDeviation(ScheduleLoggingPolicy(policy, exploration_share, seed),
+                                         day, alt, tuple(alt_ids))
+            run = simulate(n_debtors, days=days, seed=seed, start=start, policy=policy,
+                           logging_policy=deviation, only=[int(debtor_id[1:])], world=world)
+            one = pl.DataFrame({"debtor_id": [debtor_id], "decided_on": [day],
+                                "action": [alt]})
+            total += prob * float(rewards(run.tables, one, policy)[0])
+        out[k] = total
+    return out
 
 
 @dataclass(frozen=True)
 class OpeCheck:
-    """The off-policy estimate of the learnt policy on the training company's logged
-    decisions, next to the value it really earns there when it runs (per decision)."""
+    """The off-policy estimates of the learnt policy on the training company's logged
+    decisions, next to what it really earns on those decisions (:func:`one_step_truth`),
+    both per decision."""
 
     simulated: float
     dr: float
@@ -163,20 +242,21 @@ class BacktestResult:
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None = None,
                  params: Params | None = None, start: dt.date = dt.date(2024, 1, 1),
-                 ope: bool = False) -> BacktestResult:
+                 ope: bool = False, world: World = PROJECT_WORLD) -> BacktestResult:
     """Train on another company of the same simulator, then run the fixed schedule, no
     dunning and the learnt policy on the company of ``seed`` (see the module docstring).
 
+    ``world`` is the simulator's set of behavioural assumptions (both companies use it).
     With ``ope``, also estimate the learnt policy off-policy on the training company's logged
-    decisions (:func:`paycadence.training.ope.evaluate_policy`) and run it on that company to
-    compare the estimate with the value per decision it really earns there.
+    decisions (:func:`paycadence.training.ope.evaluate_policy`) and simulate what it really
+    earns on each of them (:func:`one_step_truth`), to compare the two.
     """
     from paycadence.training.train import fit_models
 
     policy = policy or Policy()
     params = params or Params()
     history = simulate(n_debtors, days=days, seed=seed + TRAIN_SEED_OFFSET, start=start,
-                       policy=policy)
+                       policy=policy, world=world)
     models = fit_models(history.tables, params)
     runs = {
         "fixed schedule": ScheduleLoggingPolicy(policy, epsilon=0.0, seed=seed),
@@ -186,21 +266,20 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
     out = []
     for name, decider in runs.items():
         result = simulate(n_debtors, days=days, seed=seed, start=start, policy=policy,
-                          logging_policy=decider)
+                          logging_policy=decider, world=world)
         out.append(outcome(name, result.tables, policy, start=start,
                            end=start + dt.timedelta(days=days - 1)))
         logger.info("backtest %s: %s", name, out[-1])
     check = None
     if ope:
-        from paycadence.training.ope import evaluate_policy, rewards
+        from paycadence.training.ope import candidate_options, evaluate_policy, rewards
 
-        estimate = evaluate_policy(history.tables, history.decisions, policy, models)
-        # asked on the days the logging policy was asked (the schedule's decision days), so
-        # that the truth and the estimate average over the same kind of decision
-        own = simulate(n_debtors, days=days, seed=seed + TRAIN_SEED_OFFSET, start=start,
-                       policy=policy, logging_policy=LearntPolicy(policy, models,
-                                                                  schedule_days_only=True))
-        truth = rewards(own.tables, own.decisions, policy)
+        decisions = history.decisions.sort("decided_on", "debtor_id")
+        estimate = evaluate_policy(history.tables, decisions, policy, models)
+        options = candidate_options(history.tables, decisions, policy, models)
+        logged = rewards(history.tables, decisions, policy)
+        truth = one_step_truth(n_debtors, days, seed + TRAIN_SEED_OFFSET, start, policy,
+                               decisions, options, logged, world=world)
         check = OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
                          estimate.snips.value, estimate.logged.value, estimate.decisions)
     return BacktestResult(out, seed + TRAIN_SEED_OFFSET, models, runs["learnt policy"].calls,

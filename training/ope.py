@@ -6,7 +6,8 @@ the next :data:`REWARD_DAYS` days, discounted at the policy file's ``annual_cost
 minus the action's cost (and the agency's fee on money recovered after a hand-over). The
 candidate policy is asked, through :func:`paycadence.models.recommend` with the history as
 known that morning, what it would have done; its probability of the logged action is
-``(1 − ε)·[action = its choice] + ε / k`` (``k`` actions allowed, as logged). Three estimators
+exactly what its recommendation says (the ``alternatives``: its choice with ``1 − ε``
+plus its share of the exploration, docs/policy.md). Three estimators
 of its mean reward per decision, each with a bootstrap interval over debtors:
 
 - **IPS**: the mean of ``π(a|x) / p · r``;
@@ -116,21 +117,29 @@ def rewards(tables: Tables, decisions: pl.DataFrame, policy: Policy) -> np.ndarr
     return out["value"].fill_null(0.0).to_numpy() - costs
 
 
-def _candidate(tables: Tables, decisions: pl.DataFrame, policy: Policy,
-               models: RiskModels | None) -> list[str]:
-    """The candidate's own (unexplored) choice at every logged decision, in order."""
-    greedy = policy.model_copy(update={"exploration": policy.exploration.model_copy(
-        update={"share": 0.0})})
-    choice: dict[tuple[str, dt.date], str] = {}
+def candidate_options(tables: Tables, decisions: pl.DataFrame, policy: Policy,
+                      models: RiskModels | None) -> list[dict[str, tuple[float, tuple]]]:
+    """The candidate's whole decision at every logged decision, in order: action →
+    (probability, invoice ids), exploration included (the ``alternatives`` of its
+    recommendation), asked through :func:`paycadence.models.recommend` as of that morning."""
+    options: dict[tuple[str, dt.date], dict] = {}
     for (day,), part in decisions.group_by("decided_on", maintain_order=True):
         ids = part["debtor_id"].unique().to_list()
-        recs = recommend(tables, as_of=day, policy=greedy, models=models, debtor_ids=ids,
+        recs = recommend(tables, as_of=day, policy=policy, models=models, debtor_ids=ids,
                          explain=False)
         for rec in recs:
-            choice[(rec["debtor_id"], day)] = rec["action"]
-    return [choice.get((r, day), "wait") for r, day in
+            options[(rec["debtor_id"], day)] = {
+                alt["action"]: (float(alt["probability"]), tuple(alt["invoice_ids"]))
+                for alt in rec["alternatives"]}
+    wait = {"wait": (1.0, ())}
+    return [options.get((r, day), wait) for r, day in
             zip(decisions["debtor_id"].to_list(), decisions["decided_on"].to_list(),
                 strict=True)]
+
+
+def _greedy(option: dict[str, tuple[float, tuple]]) -> str:
+    """The candidate's own choice: its most probable action."""
+    return max(option.items(), key=lambda kv: kv[1][0])[0]
 
 
 def _context(tables: Tables, decisions: pl.DataFrame) -> np.ndarray:
@@ -202,21 +211,17 @@ def evaluate_policy(tables: Tables, decisions: pl.DataFrame, policy: Policy,
     r = rewards(tables, decisions, policy)
     logged = decisions["action"].to_list()
     p = decisions["propensity"].to_numpy()
-    own = _candidate(tables, decisions, policy, models)
-    eps = policy.exploration.share
-    k = decisions["n_allowed"].fill_null(len(ACTIONS)).to_numpy() if "n_allowed" in \
-        decisions.columns else np.full(len(logged), len(ACTIONS))
-    k = np.maximum(k, 1)
+    opts = candidate_options(tables, decisions, policy, models)
+    own = [_greedy(o) for o in opts]
     match = np.array([a == b for a, b in zip(logged, own, strict=True)])
-    pi = (1 - eps) * match + eps / k
+    pi = np.array([o.get(a, (0.0, ()))[0] for o, a in zip(opts, logged, strict=True)])
     w = pi / p
     X = _context(tables, decisions)
     q = _reward_model(X, logged, r, seed)
-    q_logged = np.select([np.array(logged) == a for a in ACTIONS], [q(a) for a in ACTIONS])
-    q_own = np.select([np.array(own) == a for a in ACTIONS], [q(a) for a in ACTIONS])
-    # E_π[q] = (1 − ε) q(own) + ε · mean over allowed actions; the allowed set is not logged,
-    # so the ε part uses the logged action's q as its stand-in
-    direct = (1 - eps) * q_own + eps * q_logged
+    q_all = {a: q(a) for a in ACTIONS}
+    q_logged = np.select([np.array(logged) == a for a in ACTIONS], [q_all[a] for a in ACTIONS])
+    direct = np.array([sum(prob * q_all[a][i] for a, (prob, _) in o.items())
+                       for i, o in enumerate(opts)])
     est, n_eff = estimate(r, w, direct, q_logged, decisions["debtor_id"].to_numpy(), seed=seed)
     by_action = {str(a): int(n) for a, n in zip(*np.unique(own, return_counts=True),
                                                  strict=True)}

@@ -369,3 +369,31 @@ def test_policies_see_only_what_is_known_on_the_morning():
     spied = simulate(15, days=240, seed=4, logging_policy=_Spy(Policy(), EPS, seed=4))
     assert _Spy.calls == plain.decisions.height > 0
     assert spied.tables.actions.equals(plain.tables.actions)
+
+
+def test_another_world_is_another_company_under_the_same_rules():
+    """OTHER_WORLD: same contract and rules, different behaviour — a worse book in which
+    letters move debtors more than emails; one debtor simulated alone is the same as in the
+    whole company."""
+    from paycadence.data.sim_world import OTHER_WORLD, PROJECT_WORLD, World
+
+    ours = simulate(150, days=300, seed=3, world=PROJECT_WORLD)
+    other = simulate(150, days=300, seed=3, world=OTHER_WORLD)
+    assert audit_actions(other.tables.actions.to_dicts(), other.tables.invoices.to_dicts(),
+                         other.tables.disputes.to_dicts(), other.tables.debtors.to_dicts(),
+                         Policy()) == []
+    bad = {"cash_strapped", "defaulting"}
+    share = {name: r.truth["kind"].is_in(list(bad)).mean() for name, r in
+             (("ours", ours), ("other", other))}
+    assert share["other"] > share["ours"]
+    assert other.truth["preferred_channel"].to_list() != ours.truth["preferred_channel"].to_list()
+    assert OTHER_WORLD.channel_boost["letter"] > OTHER_WORLD.channel_boost["email"]
+    assert reminder_boost({"letter": 1.0}, 1.0, [(0, "letter")], 1, OTHER_WORLD) > \
+        reminder_boost({"letter": 1.0}, 1.0, [(0, "letter")], 1, PROJECT_WORLD)
+    alone = simulate(150, days=300, seed=3, world=OTHER_WORLD, only=[7])
+    mine = other.tables.payments.join(other.tables.invoices.select("invoice_id", "debtor_id"),
+                                      on="invoice_id").filter(pl.col("debtor_id") == "D00007")
+    assert alone.tables.payments.sort("paid_on", "invoice_id").equals(
+        mine.drop("debtor_id").sort("paid_on", "invoice_id"))
+    with pytest.raises(ValueError, match="shares summing to 1"):
+        World(name="broken", kinds={k: KINDS[k] for k in list(KINDS)[:3]})
