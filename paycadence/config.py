@@ -128,7 +128,7 @@ class TrainParams(_Frozen):
     gate_brier_tolerance: float = Field(0.0, ge=0, le=1)
     #: When set, a new model must also not lose more than this share of the champion's
     #: off-policy (doubly robust) value per decision on the holdout's logged decisions.
-    gate_ope_margin: float | None = Field(None, ge=0, le=1)
+    gate_ope_margin: float | None = Field(0.02, ge=0, le=1)
 
 
 class RecommendParams(_Frozen):
