@@ -7,7 +7,10 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -388,26 +391,64 @@ def promote(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to bind; any but a loopback address needs "
+                                      "PAYCADENCE_API_TOKEN.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port.")] = 8000,
     data: Annotated[Path | None, typer.Option("--data", help="Clean tables for stored debtors "
                                               "(the output of ingest).")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each loads "
+                                         "the models).")] = 1,
 ):
-    """Start the HTTP API on the registered champion models."""
-    import uvicorn
+    """Start the HTTP API on the registered champion models (JSON logs on stderr).
 
-    from paycadence.config import get_settings
-    from paycadence.serving.app import create_app
+    SIGTERM (or Ctrl-C) stops accepting connections, lets the requests in flight finish, and
+    exits 0 (docs/operations.md).
+    """
 
     def go():
+        os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # its records: JSON too
+        if data is not None:
+            if not data.is_dir():
+                raise PaycadenceError(f"--data {data}: not a directory")
+            os.environ["PAYCADENCE_DATA_DIR"] = str(data.resolve())
+        metrics_dir = None
+        if workers > 1:  # every worker writes its metrics there; /metrics adds them up
+            metrics_dir = tempfile.mkdtemp(prefix="paycadence-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        else:
+            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        from paycadence.config import get_settings
+
+        get_settings.cache_clear()
         settings = get_settings()
-        if not _is_loopback(host) and not settings.api_token:
+        if not _is_loopback(host) and not (settings.api_token or "").strip():
             raise PaycadenceError(f"--host {host} is not a loopback address: set "
                                   "PAYCADENCE_API_TOKEN to require a bearer token first")
-        logging.getLogger().setLevel(logging.INFO)
-        uvicorn.run(create_app(settings, data_dir=data), host=host, port=port,
-                    log_level="info", access_log=False)
+        import uvicorn
+
+        from paycadence.serving.app import cors_origins
+        from paycadence.serving.logs import log_config
+        from paycadence.serving.store import FeedbackStore
+
+        # a bad value stops here with one line, not in every worker; the store's tables are
+        # created once, here, rather than by workers racing to create them
+        cors_origins(settings.cors_origins)
+        FeedbackStore(settings.database_url).close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # uvicorn shuts down gracefully, then re-raises the signal: end with exit code 0
+            signal.signal(sig, _exit_after_shutdown)
+        try:
+            uvicorn.run("paycadence.serving.app:app_from_env", factory=True, host=host,
+                        port=port, workers=workers, log_config=log_config("INFO"),
+                        log_level="info", access_log=False)
+        finally:
+            if metrics_dir is not None:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
     _run(go)
+
+
+def _exit_after_shutdown(signum, frame):
+    raise SystemExit(0)
 
 
 @app.command()
@@ -458,7 +499,11 @@ def _print_recommendations(recs: list[dict], title: str, limit: int = 12) -> Non
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """Whether ``host`` binds loopback only: ``localhost``, 127.0.0.0/8 or ``::1``.
+
+    ``0.0.0.0``, ``::``, any other address and any other name are not.
+    """
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback

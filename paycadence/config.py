@@ -208,6 +208,10 @@ class Settings(BaseSettings):
     model_name: str = "paycadence-risk"
     model_alias: str = "champion"
     max_body_bytes: int = 200_000_000
+    #: Comma-separated origins (``https://ar.example.com``) allowed to call from a browser;
+    #: empty: no CORS headers at all.
+    cors_origins: str = ""
+    model_refresh_seconds: float = 60.0  # how often the service checks whether the alias moved
 
 
 @lru_cache(maxsize=1)

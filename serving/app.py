@@ -1,22 +1,133 @@
-"""The FastAPI application: ``create_app(settings)`` wires engine, store and routes."""
+"""The FastAPI application: ``create_app(settings)`` wires engine, store, routes and middleware.
+
+Middleware, outermost first: request id + one JSON log line + metrics for every request
+(:class:`ObserveRequests`); CORS, only for the origins in ``PAYCADENCE_CORS_ORIGINS``; the bearer
+token (:class:`RequireToken`, before any body is read); the body-size limit (by Content-Length,
+then by the bytes read, for a chunked body).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paycadence import __version__
-from paycadence.config import Settings, load_policy
+from paycadence.config import Settings, get_settings, load_policy
+from paycadence.errors import ConfigError
+from paycadence.serving.deps import PUBLIC_PATHS, UNAUTHORIZED, token_matches
 from paycadence.serving.engine import Engine
-from paycadence.serving.routes import feedback, health, recommend
+from paycadence.serving.logs import request_id_from, request_id_var
+from paycadence.serving.metrics import UNMATCHED, Metrics
+from paycadence.serving.routes import docs, feedback, health, metrics, recommend
 from paycadence.serving.store import FeedbackStore
 
 logger = logging.getLogger(__name__)
+requests_logger = logging.getLogger("paycadence.serving.requests")
+
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
+
+
+def cors_origins(text: str | None) -> list[str]:
+    """The origins of ``PAYCADENCE_CORS_ORIGINS`` (comma-separated ``scheme://host[:port]``).
+
+    Raises
+    ------
+    ConfigError
+        When an entry is not an origin (a path, a wildcard, a missing scheme).
+    """
+    origins = [o.strip().rstrip("/") for o in (text or "").split(",") if o.strip()]
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ConfigError(f"PAYCADENCE_CORS_ORIGINS: '{origin}' is not an origin (write "
+                              "scheme://host[:port], e.g. https://ar.example.com; no wildcard)")
+    return origins
+
+
+class RequireToken:
+    """Refuse every request but ``/health`` without ``Authorization: Bearer <token>``.
+
+    It answers 401 before the body is read. The routers also depend on ``require_token``, so
+    that a route stays protected should this middleware ever be removed.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS
+                and not token_matches(self.token, Headers(scope=scope).get("authorization"))):
+            response = JSONResponse({"detail": UNAUTHORIZED}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class ObserveRequests:
+    """Request id, metrics and one log line for every HTTP request.
+
+    The id is the caller's ``X-Request-ID`` when short and safe, else a new one; it is sent back
+    in ``X-Request-ID`` and carried by every record logged while the request is served. The log
+    line holds method, path (no query string), status, duration in ms, request id and client
+    address: never a header's value, never the body. Metrics and the line are recorded before
+    the last response byte is handed on, so a client that has its answer sees them counted.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(Headers(scope=scope).get("x-request-id"))
+        context = request_id_var.set(request_id)
+        method, start = scope["method"], time.perf_counter()
+        status, done = 500, False
+
+        def finish() -> None:
+            nonlocal done
+            done = True
+            seconds = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            self.metrics.observe_request(route, method, status, seconds)
+            client = scope.get("client")
+            requests_logger.info(
+                "%s %s %d", method, scope["path"][:256], status,
+                extra={"method": method, "path": scope["path"][:256], "route": route,
+                       "status": status, "duration_ms": round(seconds * 1000, 2),
+                       "request_id": request_id, "client": client[0] if client else None})
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                MutableHeaders(scope=message).append("X-Request-ID", request_id)
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                finish()
+            await send(message)
+
+        in_progress = self.metrics.in_progress.labels(method)
+        in_progress.inc()
+        try:
+            await self.app(scope, receive, send_observed)
+        finally:
+            in_progress.dec()
+            if not done:  # an error escaped, or the client left before the last byte
+                finish()
+            request_id_var.reset(context)
 
 
 def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> FastAPI:
@@ -25,10 +136,16 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
     Parameters
     ----------
     settings
-        Deployment settings (database URL, token, model name and alias, body limit).
+        Deployment settings (database URL, token, model name and alias, body limit, CORS).
     data_dir
         Clean tables (as written by ``ingest``) that stored-debtor requests read.
+
+    Raises
+    ------
+    ConfigError
+        When ``settings.cors_origins`` names something that is not an origin.
     """
+    origins = cors_origins(settings.cors_origins)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -38,12 +155,22 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
                              alias=settings.model_alias,
                              data_dir=data_dir or settings.data_dir, stored=True)
         engine.add_feedback(store.load())
+        if settings.model_refresh_seconds > 0:  # a promotion is served without a restart
+            engine.watch(settings.model_name, settings.model_alias,
+                         settings.model_refresh_seconds)
         app.state.engine, app.state.store, app.state.settings = engine, store, settings
         yield
+        engine.close()
         store.close()
 
-    app = FastAPI(title="paycadence", version=__version__, lifespan=lifespan)
+    # FastAPI's own /docs and /openapi.json take no dependency: routes/docs.py serves them
+    app = FastAPI(title="paycadence", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
+    app.state.metrics = Metrics()
+
+    # a body sent without Content-Length (chunked) is counted as it is read
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -52,6 +179,15 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
             return JSONResponse({"detail": f"body over {settings.max_body_bytes} bytes"},
                                 status_code=413)
         return await call_next(request)
+
+    # added last = runs first
+    if settings.api_token:
+        app.add_middleware(RequireToken, token=settings.api_token)
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                           expose_headers=["X-Request-ID"], max_age=600)
+    app.add_middleware(ObserveRequests, metrics=app.state.metrics)
 
     @app.exception_handler(RequestValidationError)
     async def readable_422(request: Request, exc: RequestValidationError):
@@ -68,4 +204,17 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
     app.include_router(recommend.router)
     app.include_router(feedback.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(docs.router)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of ``paycadence serve``, built by each uvicorn worker (``factory=True``).
+
+    Settings come from the ``PAYCADENCE_*`` variables; ``serve --data`` passes the clean
+    tables as ``PAYCADENCE_DATA_DIR``. Python warnings are logged, so that they too leave as
+    JSON lines.
+    """
+    logging.captureWarnings(True)
+    return create_app(get_settings())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import Annotated
 
@@ -9,7 +10,12 @@ from fastapi import Depends, HTTPException, Request, status
 
 from paycadence.config import Settings
 from paycadence.serving.engine import Engine
+from paycadence.serving.metrics import Metrics
 from paycadence.serving.store import FeedbackStore
+
+#: Paths that answer without a token even when one is set (a load balancer's health check).
+PUBLIC_PATHS = frozenset({"/health"})
+UNAUTHORIZED = "missing or wrong bearer token"
 
 
 def get_engine(request: Request) -> Engine:
@@ -24,19 +30,33 @@ def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def token_matches(expected: str, authorization: str | None) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <expected>``.
+
+    The comparison takes the same time whatever the given token (both sides are hashed first,
+    so that not even the length leaks).
+    """
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
+
+
 def require_token(request: Request) -> None:
     """Bearer-token check (constant time) when the service was started with a token."""
     token = request.app.state.settings.api_token
-    if not token:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong bearer token",
+    if token and not token_matches(token, request.headers.get("authorization")):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, UNAUTHORIZED,
                             headers={"WWW-Authenticate": "Bearer"})
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
 StoreDep = Annotated[FeedbackStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 Authorized = Depends(require_token)

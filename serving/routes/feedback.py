@@ -7,21 +7,27 @@ import logging
 import polars as pl
 from fastapi import APIRouter, HTTPException, status
 
-from paycadence.data import COLUMNS, Tables
-from paycadence.serving.deps import Authorized, EngineDep, StoreDep
+from paycadence.data import COLUMNS, Tables, validate_rows
+from paycadence.errors import PaycadenceError
+from paycadence.serving.deps import Authorized, EngineDep, MetricsDep, StoreDep
 from paycadence.serving.schemas import FeedbackRequest, FeedbackResponse
+from paycadence.serving.store import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["feedback"], dependencies=[Authorized])
 
 
 @router.post("/feedback", response_model=FeedbackResponse)
-def post_feedback(body: FeedbackRequest, engine: EngineDep, store: StoreDep) -> dict:
+def post_feedback(body: FeedbackRequest, engine: EngineDep, store: StoreDep,
+                  metrics: MetricsDep) -> dict:
     """Validate the rows, commit them to the store, then answer; a re-post stores nothing twice.
 
-    Payments, actions and disputes must name an invoice that is stored, known from the
-    training data, or posted in the same body; otherwise nothing is stored and the answer is
-    422 naming the row.
+    Every row passes ingest's row rules (CONTRACT.md §1), and is normalised as ingest does
+    (trimmed, channels lower-case, currency and country upper-case, currency ``EUR`` when
+    absent). Payments, actions and disputes must name an invoice that is stored, known from
+    the training data, or posted in the same body. A row that breaks a rule makes the answer a
+    422 naming the row and field, and nothing of the body is stored. The 200 comes only after
+    the database committed the rows (docs/api.md, "Feedback durability").
     """
     rows = {name: [r.model_dump() for r in getattr(body, name)]
             for name in ("debtors", "invoices", "payments", "actions", "disputes")}
@@ -29,6 +35,7 @@ def post_feedback(body: FeedbackRequest, engine: EngineDep, store: StoreDep) -> 
         if not inv.get("debtor_id"):
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 f"invoices[{i}].debtor_id: required in feedback")
+    rows, repeated = _checked(rows)
     posted = {r["invoice_id"] for r in rows["invoices"]}
     referenced = {r["invoice_id"] for n in ("payments", "actions", "disputes") for r in rows[n]}
     unknown = referenced - posted - set(engine.stored.invoices["invoice_id"].to_list())
@@ -42,11 +49,61 @@ def post_feedback(body: FeedbackRequest, engine: EngineDep, store: StoreDep) -> 
                         status.HTTP_422_UNPROCESSABLE_CONTENT,
                         f"{name}[{i}].invoice_id: unknown invoice '{r['invoice_id']}'",
                     )
-    stored, dupes, new = store.add(rows)
+    try:
+        stored, dupes, new = store.add(rows)
+    except StoreUnavailableError as exc:
+        logger.error("feedback not stored: %s", exc)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            f"feedback not stored, try again: {exc}") from None
+    dupes = {name: n + repeated.get(name, 0) for name, n in dupes.items()}
     engine.add_feedback(Tables.from_frames(**{
         name: pl.DataFrame([{c: r.get(c) for c in COLUMNS[name]} for r in new[name]],
                            schema=COLUMNS[name], orient="row")
         for name in new if new[name]
     }))
     logger.info("feedback stored: %s (duplicates %s)", stored, dupes)
+    metrics.count_feedback(stored)
     return {"stored": stored, "duplicates": dupes}
+
+
+def _checked(rows: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """Ingest's row rules on each table of the body.
+
+    Returns
+    -------
+    (clean, repeated)
+        The normalised rows per table, and per table the rows dropped because the same key
+        came earlier in the body (counted as duplicates, as a re-post would be).
+
+    Raises
+    ------
+    HTTPException
+        422 naming the first row that breaks a rule, ``payments[3].amount: non-positive
+        amount``.
+    """
+    clean, repeated = {}, {}
+    for name, batch in rows.items():
+        if not batch:
+            clean[name] = []
+            continue
+        for i, r in enumerate(batch):
+            for col, value in r.items():
+                if isinstance(value, str) and "\x00" in value:
+                    raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                        f"{name}[{i}].{col}: contains a NUL character")
+        frame = pl.DataFrame([{c: r.get(c) for c in COLUMNS[name]} for r in batch],
+                             schema=COLUMNS[name], orient="row")
+        try:
+            good, bad = validate_rows(name, frame, offset=0, file=name)
+        except PaycadenceError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        bad = bad.filter(~pl.col("reason").str.starts_with("duplicate "))
+        if bad.height:
+            row, reason = bad["row"][0], bad["reason"][0]
+            named = [c for c in COLUMNS[name] if c in reason]
+            field = min(named, key=reason.find) if named else None
+            where = f"{name}[{row}]" + (f".{field}" if field else "")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{where}: {reason}")
+        clean[name] = good.select(list(COLUMNS[name])).to_dicts()
+        repeated[name] = len(batch) - good.height
+    return clean, repeated
