@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
+bash scripts/postgres.sh install  # the feedback tests start a PostgreSQL server with it
 exec .venv/bin/pytest -n 2 --dist loadgroup --nbmake tests notebooks "$@"

@@ -1,8 +1,10 @@
 """Durable feedback store: rows posted to ``/feedback`` are committed before the 2xx.
 
 SQLite by default (WAL journal, ``synchronous=FULL``: a committed row survives a crash of the
-process or the machine), PostgreSQL when ``PAYCADENCE_DATABASE_URL`` names one. Every table has
-a natural key, so re-posting the same rows stores nothing twice.
+process or the machine), PostgreSQL when ``PAYCADENCE_DATABASE_URL`` names one (driver
+psycopg 3; ``postgresql://`` URLs get it). Every table has a natural key, and rows are written
+with ``INSERT ... ON CONFLICT DO NOTHING``, so re-posting the same rows stores nothing twice,
+even when several processes post them at once.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from paycadence.data import COLUMNS, TABLE_NAMES, Tables
+from paycadence.errors import ConfigError, PaycadenceError
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +33,14 @@ KEYS = {
     "disputes": ("invoice_id", "opened_on"),
 }
 _SQL_TYPES = {pl.String: sa.String, pl.Date: sa.Date, pl.Float64: sa.Float, pl.Int64: sa.Integer}
+_INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+#: PostgreSQL errors after which the whole transaction is simply tried again.
+_RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
+_TRIES = 3
+
+
+class StoreUnavailableError(PaycadenceError):
+    """The database did not take the rows (down, locked too long); nothing was stored."""
 
 
 def _metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
@@ -44,72 +57,128 @@ def _metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
     return meta, tables
 
 
+def database_url(url: str) -> sa.URL:
+    """Parse a ``PAYCADENCE_DATABASE_URL``: SQLite or PostgreSQL (psycopg 3), else an error.
+
+    Raises
+    ------
+    ConfigError
+        When the URL cannot be parsed or names another database or driver.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(f"PAYCADENCE_DATABASE_URL: '{url}' is not a database URL (use "
+                          "sqlite:///path/feedback.db or postgresql+psycopg://user@host/db)"
+                          ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise ConfigError(f"PAYCADENCE_DATABASE_URL: driver '{parsed.drivername}' is not "
+                          "supported (use sqlite:/// or postgresql+psycopg://)")
+    return parsed
+
+
 class FeedbackStore:
-    """Feedback rows in a SQL database (see module docstring)."""
+    """Feedback rows in a SQL database (see module docstring).
+
+    Raises
+    ------
+    ConfigError
+        When the URL is not a supported database or the database cannot be opened.
+    """
 
     def __init__(self, url: str):
         self.url = url
-        connect_args = {"timeout": 30, "check_same_thread": False} if url.startswith(
-            "sqlite") else {}
-        self.engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-        if url.startswith("sqlite"):
+        parsed = database_url(url)
+        self._shown = parsed.render_as_string(hide_password=True)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            connect_args = {"timeout": 30, "check_same_thread": False}
+        else:
+            connect_args = {"connect_timeout": 10}
+        self.engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self.meta, self.tables = _metadata()
-        self.meta.create_all(self.engine)
+        for attempt in range(3):
+            try:
+                self.meta.create_all(self.engine)
+                break
+            except sa.exc.SQLAlchemyError as exc:
+                # another process (worker, instance) may have created a table between the
+                # check and the CREATE: look again, then give up with one line
+                if attempt < 2 and "already exists" in str(exc):
+                    continue
+                self.engine.dispose()
+                raise ConfigError(f"PAYCADENCE_DATABASE_URL: cannot open {self._shown} "
+                                  f"({_first_line(exc)})") from None
         self._lock = threading.Lock()
 
     def add(self, rows: Mapping[str, Iterable[Mapping]]) -> tuple[dict, dict, dict]:
-        """Store rows per table in one transaction.
+        """Store rows per table in one transaction, committed when this returns.
+
+        A row whose natural key is stored already is a duplicate and changes nothing, except
+        that a dispute's ``resolved_on`` is filled in or updated.
 
         Returns
         -------
         (stored, duplicates, new_rows)
             Counts per table, and the rows that were new (the ones to make visible).
+
+        Raises
+        ------
+        StoreUnavailableError
+            When the database cannot take the rows; then none of them is stored.
         """
+        batches = {name: [dict(r) for r in rows.get(name, [])] for name in TABLE_NAMES}
+        for attempt in range(1, _TRIES + 1):
+            try:
+                with self._lock, self.engine.begin() as conn:
+                    return self._add(conn, batches)
+            except sa.exc.OperationalError as exc:
+                code = getattr(exc.orig, "sqlstate", None)
+                if code in _RETRY_SQLSTATES and attempt < _TRIES:
+                    logger.info("feedback transaction retried after %s", code)
+                    time.sleep(0.05 * attempt)
+                    continue
+                raise StoreUnavailableError(
+                    f"feedback store {self._shown}: {_first_line(exc)}") from exc
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise StoreUnavailableError(
+                        f"feedback store {self._shown}: {_first_line(exc)}") from exc
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _add(self, conn, batches: dict[str, list[dict]]) -> tuple[dict, dict, dict]:
         stored, dupes, new_rows = {}, {}, {}
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        with self._lock, self.engine.begin() as conn:
-            for name in TABLE_NAMES:
-                batch = [dict(r) for r in rows.get(name, [])]
-                if not batch:
-                    continue
-                table = self.tables[name]
-                keys = KEYS[name]
-                seen, fresh = set(), []
-                for r in batch:
-                    key = tuple(r.get(k) for k in keys)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    fresh.append({c: r.get(c) for c in COLUMNS[name]} | {"received_at": now})
-                existing = self._existing(conn, name, [tuple(r[k] for k in keys) for r in fresh])
-                new = [r for r in fresh if tuple(r[k] for k in keys) not in existing]
-                if new:
-                    conn.execute(table.insert(), new)
-                if name == "disputes":
-                    for r in fresh:
-                        if r["resolved_on"] is not None and tuple(r[k] for k in keys) in existing:
-                            conn.execute(table.update().where(
-                                table.c.invoice_id == r["invoice_id"],
-                                table.c.opened_on == r["opened_on"],
-                            ).values(resolved_on=r["resolved_on"]))
-                stored[name] = len(new)
-                dupes[name] = len(batch) - len(new)
-                new_rows[name] = new
+        for name, batch in batches.items():
+            if not batch:
+                continue
+            table, keys = self.tables[name], KEYS[name]
+            fresh: dict[tuple, dict] = {}
+            for r in batch:
+                row = {c: r.get(c) for c in COLUMNS[name]} | {"received_at": now}
+                fresh.setdefault(tuple(row[k] for k in keys), row)
+            # key order: concurrent writers then take row locks in the same order (no deadlock)
+            ordered = [fresh[k] for k in sorted(fresh, key=_sort_key)]
+            stmt = (_INSERT[self.dialect](table).on_conflict_do_nothing(index_elements=keys)
+                    .returning(*[table.c[k] for k in keys]))
+            inserted = {tuple(r) for r in conn.execute(stmt, ordered)}
+            new = [r for r in ordered if tuple(r[k] for k in keys) in inserted]
+            if name == "disputes":
+                for r in ordered:
+                    if r["resolved_on"] is not None and tuple(r[k] for k in keys) not in inserted:
+                        conn.execute(table.update().where(
+                            table.c.invoice_id == r["invoice_id"],
+                            table.c.opened_on == r["opened_on"],
+                        ).values(resolved_on=r["resolved_on"]))
+            stored[name] = len(new)
+            dupes[name] = len(batch) - len(new)
+            new_rows[name] = new
         return stored, dupes, new_rows
-
-    def _existing(self, conn, name: str, keys: list[tuple]) -> set[tuple]:
-        if not keys:
-            return set()
-        table = self.tables[name]
-        cols = [table.c[k] for k in KEYS[name]]
-        found: set[tuple] = set()
-        first = cols[0]
-        values = sorted({k[0] for k in keys})
-        for i in range(0, len(values), 500):
-            q = sa.select(*cols).where(first.in_(values[i:i + 500]))
-            found.update(tuple(r) for r in conn.execute(q))
-        return found
 
     def known_invoice_ids(self, ids: Iterable[str]) -> set[str]:
         """Which of ``ids`` the store holds as invoices."""
@@ -141,6 +210,15 @@ class FeedbackStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _sort_key(key: tuple) -> tuple:
+    return tuple((v is None, v if v is not None else "") for v in key)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -1,11 +1,19 @@
-"""Build /recommend requests from tables, as a dunning engine would."""
+"""Build /recommend requests from tables, as a dunning engine would; feedback databases on
+SQLite and on a real PostgreSQL server started by scripts/postgres.sh."""
 
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 import pytest
+import sqlalchemy as sa
 
 from paycadence.data import Tables, known_as_of
 from paycadence.features import invoice_features
@@ -56,3 +64,79 @@ def request_for(tables: Tables, as_of: dt.date, *, stateless: bool, limit: int |
 def build_request():
     """``request_for(tables, as_of, stateless=..., limit=...)`` as a fixture."""
     return request_for
+
+
+# --- feedback databases: SQLite and a real PostgreSQL server ---------------------------------
+
+POSTGRES_SH = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
+#: Tests on the PostgreSQL server run on one xdist worker (--dist loadgroup), so that a run
+#: starts one server; each worker still gets its own folder and port if it needs one.
+ON_POSTGRES = pytest.mark.xdist_group("postgres")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=ON_POSTGRES)]
+
+
+def postgres_sh(*args: str, timeout: float = 900) -> str:
+    """Run ``scripts/postgres.sh ARGS``; its stdout, or a test failure quoting its stderr."""
+    try:
+        done = subprocess.run(["bash", str(POSTGRES_SH), *args], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"scripts/postgres.sh {' '.join(args)} took over {timeout:.0f} s")
+    if done.returncode != 0:
+        pytest.fail(f"scripts/postgres.sh {' '.join(args)} failed (exit {done.returncode}): "
+                    f"{done.stderr.strip() or done.stdout.strip()}", pytrace=False)
+    return done.stdout.strip()
+
+
+@dataclass(frozen=True)
+class Postgres:
+    """A PostgreSQL server started by scripts/postgres.sh in ``folder``."""
+
+    folder: Path
+    url: str  # of its 'paycadence' database
+
+    def crash(self) -> None:
+        """Stop it as a crash would (no checkpoint)."""
+        postgres_sh("crash", str(self.folder))
+
+    def restart(self) -> None:
+        assert postgres_sh("start", str(self.folder)) == self.url, "the restart kept its port"
+
+
+@pytest.fixture(scope="session")
+def postgres(worker_id) -> Postgres:
+    """One throwaway PostgreSQL server per xdist worker, started (and installed when missing)
+    by scripts/postgres.sh. It cannot be skipped: when it cannot start, the tests fail."""
+    # not under pytest's tmp_path: that folder is closed to the postgres user the server runs as
+    folder = Path(tempfile.mkdtemp(prefix=f"paycadence-pg-{worker_id}-", dir="/tmp"))
+    try:
+        url = postgres_sh("start", str(folder))
+        yield Postgres(folder, url)
+    finally:
+        postgres_sh("stop", str(folder), timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres) -> str:
+    """A new empty database on the session's PostgreSQL server, dropped after the test."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(sa.make_url(postgres.url).set(database="postgres"),
+                             isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield str(sa.make_url(postgres.url).set(database=name).render_as_string(
+            hide_password=False))
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path) -> str:
+    """An empty feedback database: a SQLite file, then a database on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedback.db'}"
+    return request.getfixturevalue("postgres_url")
