@@ -109,8 +109,10 @@ def recommend(
         forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d",
                          "cash_weeks")
     ).with_columns(_uplifts(features, models)).with_row_index("_i")
-    by_debtor = rows.partition_by("debtor_id", as_dict=True, maintain_order=True)
-    out = [_one(debtor_id, by_debtor.get((debtor_id,)), states.get(debtor_id), as_of, policy,
+    by_debtor: dict[str, list[dict]] = {}
+    for row in rows.to_dicts():  # one conversion for the whole call, then grouped
+        by_debtor.setdefault(row["debtor_id"], []).append(row)
+    out = [_one(debtor_id, by_debtor.get(debtor_id), states.get(debtor_id), as_of, policy,
                 model_version) for debtor_id in wanted]
     if explain:
         _explain(out, rows, models)
@@ -120,8 +122,9 @@ def recommend(
     return out
 
 
-def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
-    if part is None or state is None:
+def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
+    """One debtor's recommendation from its feature-and-forecast rows ``recs``."""
+    if not recs or state is None:
         return {
             "debtor_id": debtor_id, "action": "wait", "invoice_ids": [], "step": None,
             "next_review_on": (as_of + dt.timedelta(days=7)).isoformat(),
@@ -133,7 +136,6 @@ def _one(debtor_id, part, state, as_of, policy, model_version) -> dict:
                              "text": "no open invoice"}],
             "model_version": model_version, "reason": "nothing open", "explored": False,
         }
-    recs = part.to_dicts()
     risks = {r["invoice_id"]: InvoiceRisk(r["invoice_id"], r["p_late"], r["p_unpaid_90d"],
                                           r["expected_days_late"]) for r in recs}
     first = recs[0]

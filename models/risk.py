@@ -80,6 +80,10 @@ class RiskModels:
         Maps the ``late`` booster's probability to the calibrated ``p_late``.
     card : dict
         Free metadata saved with the model (version, horizon, training data fingerprint...).
+    threads : int
+        Threads LightGBM predicts large batches with (0: all cores); small ones use one
+        thread, where starting threads costs more than it saves (:meth:`_threads`). Rows are
+        scored independently, so the answers are the same whatever the number.
     """
 
     features: tuple[str, ...]
@@ -87,6 +91,12 @@ class RiskModels:
     constants: dict[str, float] = field(default_factory=dict)
     card: dict = field(default_factory=dict)
     calibrator: Calibrator = field(default_factory=Calibrator)
+    threads: int = 0
+
+    def _threads(self, rows: int, cost: int = 1) -> int:
+        """Threads for a batch of ``rows`` whose per-row cost is ``cost`` plain predictions
+        (SHAP values cost about a thousand): one below about 50,000 units of work."""
+        return self.threads if rows * cost >= 50_000 else 1
 
     @classmethod
     def from_estimators(cls, features, late, hazard, *, response=None,
@@ -157,7 +167,7 @@ class RiskModels:
         booster = self.boosters[key]
         if booster is None:
             return np.full(X.shape[0], self.constants[key])
-        return booster.predict(X, num_threads=1)
+        return booster.predict(X, num_threads=self._threads(X.shape[0]))
 
     def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Forecasts for every row of a feature frame.
@@ -203,7 +213,9 @@ class RiskModels:
             hazards = np.full((X.shape[0], N_BINS), self.constants["hazard"])
         else:
             rows = every_bin(X, past_due)
-            hazards = self.boosters["hazard"].predict(rows, num_threads=1).reshape(-1, N_BINS)
+            threads = self._threads(rows.shape[0])
+            hazards = self.boosters["hazard"].predict(rows, num_threads=threads).reshape(
+                -1, N_BINS)
         surv = survival(hazards)
         # settled on day D + t with t ≥ 91 − days past due ⇔ still open 90 days after due
         p_unpaid = survival_at(surv, UNPAID_DAYS + 1 - past_due)
@@ -220,7 +232,7 @@ class RiskModels:
         booster = self.boosters.get("response")
         if booster is None:
             raise ValueError("no action-response model in this bundle")
-        return booster.predict(with_action(X, action), num_threads=1)
+        return booster.predict(with_action(X, action), num_threads=self._threads(X.shape[0]))
 
     def contributions(self, frame: pl.DataFrame, key: str = "late"):
         """Exact TreeSHAP values of one target's raw output (log-odds for binary targets).
@@ -236,7 +248,8 @@ class RiskModels:
         booster = self.boosters[key]
         if booster is None:
             return np.zeros_like(X), np.full(X.shape[0], self.constants[key])
-        contrib = booster.predict(X, pred_contrib=True, num_threads=1)
+        contrib = booster.predict(X, pred_contrib=True,
+                                  num_threads=self._threads(X.shape[0], cost=1000))
         return contrib[:, :-1], contrib[:, -1]
 
     def raw(self, frame: pl.DataFrame, key: str = "late") -> np.ndarray:
@@ -245,4 +258,4 @@ class RiskModels:
         X = self.matrix(frame)
         if booster is None:
             return np.full(X.shape[0], self.constants[key])
-        return booster.predict(X, raw_score=True, num_threads=1)
+        return booster.predict(X, raw_score=True, num_threads=self._threads(X.shape[0]))

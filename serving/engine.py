@@ -35,7 +35,15 @@ class Engine:
     detail: str = "no model loaded"
     stored: Tables = field(default_factory=lambda: Tables.from_frames())
     trained_on: str | None = None
+    #: why the service is degraded though a model is loaded (it failed at predict time)
+    failing: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def degraded(self) -> bool:
+        """No model loaded, or the loaded one failed at predict time since it was loaded."""
+        return self.models is None or self.failing is not None
 
     @classmethod
     def load(cls, policy: Policy, *, model_name: str, alias: str,
@@ -74,7 +82,41 @@ class Engine:
         with self._lock:
             self.models, self.version = models, f"risk:{version}"
             self.detail = f"{model_name}@{alias} = version {version}"
+            self.failing = None
         logger.info("loaded %s@%s version %s", model_name, alias, version)
+
+    def refresh(self, model_name: str, alias: str) -> bool:
+        """Reload when ``model_name@alias`` points to another version than the one served
+        (or when serving the fallback); returns whether it reloaded. A registry that cannot be
+        reached leaves everything as it is."""
+        try:
+            version = tracking.alias_version(tracking.setup(), model_name, alias)
+        except Exception as exc:  # noqa: BLE001 - the registry is down: keep what we serve
+            logger.warning("model registry not reachable (%s): keeping %s",
+                           type(exc).__name__, self.version)
+            return False
+        current = self.version.removeprefix("risk:") if self.models is not None else None
+        if version is None or str(version.version) == current:
+            return False
+        logger.info("%s@%s moved to version %s (serving %s): reloading", model_name, alias,
+                    version.version, self.version)
+        self.reload_models(model_name, alias)
+        return True
+
+    def watch(self, model_name: str, alias: str, every_seconds: float) -> threading.Thread:
+        """Check the alias every ``every_seconds`` in a daemon thread (until :meth:`close`),
+        so that a promotion is served without a restart."""
+        def loop():
+            while not self._stop.wait(every_seconds):
+                self.refresh(model_name, alias)
+
+        thread = threading.Thread(target=loop, name="paycadence-model-watch", daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        """Stop the alias watch."""
+        self._stop.set()
 
     def add_feedback(self, tables: Tables) -> None:
         """Make rows just stored durably visible to stored-debtor recommendations.
@@ -116,7 +158,9 @@ class Engine:
                 logger.error("model %s failed at predict time (%s): rule-based fallback",
                              version, type(exc).__name__)
                 with self._lock:
-                    self.detail = f"model failed at predict time: {type(exc).__name__}"
+                    self.failing = f"model {version} failed at predict time " \
+                                   f"({type(exc).__name__}): answering with the rule-based " \
+                                   "fallback"
         return recommend(tables, models=None, model_version=FALLBACK_VERSION, **kwargs)
 
 
@@ -134,6 +178,7 @@ def request_tables(debtors: list[DebtorIn], base: Tables | None):
     inv_rows, pay_rows, act_rows, dis_rows, debtor_rows = [], [], [], [], []
     listed: dict[str, float] = {}
     open_ids: list[str] = []
+    whole: list[str] = []  # stored debtors without a list: every invoice of theirs may be open
     for d in debtors:
         debtor_rows.append({"debtor_id": d.debtor_id, "segment": d.segment,
                             "country": d.country, "created_on": d.created_on})
@@ -152,8 +197,10 @@ def request_tables(debtors: list[DebtorIn], base: Tables | None):
                              "amount": inv.amount, "currency": inv.currency})
             open_ids.append(inv.invoice_id)
         if not d.open_invoices and base is not None:
-            open_ids += tables.invoices.filter(pl.col("debtor_id") == d.debtor_id)[
-                "invoice_id"].to_list()
+            whole.append(d.debtor_id)
+    if whole:
+        open_ids += tables.invoices.filter(pl.col("debtor_id").is_in(
+            pl.Series(whole, dtype=pl.String).implode()))["invoice_id"].to_list()
     new = Tables.from_frames(
         debtors=pl.DataFrame(debtor_rows, schema={"debtor_id": pl.String, "segment": pl.String,
                                                   "country": pl.String, "created_on": pl.Date}),

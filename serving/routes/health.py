@@ -13,5 +13,6 @@ router = APIRouter(tags=["health"])
 @router.get("/health", response_model=Health)
 def get_health(engine: EngineDep) -> dict:
     loaded = engine.models is not None
-    return {"status": "ok" if loaded else "degraded", "models_loaded": loaded,
-            "model_version": engine.version, "detail": engine.detail}
+    return {"status": "degraded" if engine.degraded else "ok", "models_loaded": loaded,
+            "model_version": engine.version,
+            "detail": engine.failing or engine.detail}

@@ -1,0 +1,224 @@
+"""Serving speed: /recommend latencies and throughput against ``mlflow models serve``.
+
+Simulates a company, trains a champion into a temporary MLflow store, then starts, on loopback,
+a real ``paycadence serve`` (stored history = the company) and ``mlflow models serve`` on the
+same registered model, and measures in the same run:
+
+1. one stored debtor per call: p50 / p99 (target p99 ≤ 20 ms);
+2. a stateless call of 200 debtors, each with a year of history: p50 / p95 (target ≤ 250 ms);
+3. 1,000 stored debtors in one call, with their top-3 reasons: p50 (target ≤ 1 s);
+4. throughput under load (``--clients`` concurrent clients for ``--seconds``): invoices scored
+   per second by ``/recommend`` (features, forecasts, policy, SHAP reasons) against rows
+   scored per second by MLflow's ``/invocations`` for the very same invoices (their feature
+   rows, computed beforehand), the same number of debtors per request (target ratio ≥ 3).
+
+    .venv/bin/python benchmarks/serving.py --debtors 1500 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(int(round(q * (len(values) - 1))), len(values) - 1)]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url: str, path: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url}{path} did not come up in {timeout:.0f} s")
+
+
+def timed(client: httpx.Client, url: str, body: dict, calls: int) -> list[float]:
+    out = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        r = client.post(url, json=body)
+        out.append(time.perf_counter() - t)
+        if r.status_code != 200:
+            raise SystemExit(f"{url}: {r.status_code} {r.text[:300]}")
+    return out
+
+
+def load(url: str, bodies: list[tuple[dict, int]], clients: int, seconds: float) -> float:
+    """Rows per second over ``seconds`` with ``clients`` threads cycling through ``bodies``
+    (each a request body and the rows it scores)."""
+    done = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def worker(k: int) -> None:
+        with httpx.Client(timeout=120) as client:
+            i = k
+            while time.monotonic() < stop:
+                body, rows = bodies[i % len(bodies)]
+                r = client.post(url, json=body)
+                if r.status_code != 200:
+                    raise SystemExit(f"{url}: {r.status_code} {r.text[:300]}")
+                done[k] += rows
+                i += clients
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return sum(done) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--debtors", type=int, default=1500)
+    parser.add_argument("--days", type=int, default=730)
+    parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--per-request", type=int, default=10,
+                        help="debtors per request in the throughput test")
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="workers of both servers")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="pc-serving-"))
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
+    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "serving"))
+    from conftest import request_for  # the request builder the tests use
+
+    from paycadence.config import load_params
+    from paycadence.data import write_tables
+    from paycadence.data.simulate import simulate
+    from paycadence.features import invoice_features
+    from paycadence.training import train
+
+    sim = simulate(args.debtors, days=args.days, seed=7)
+    tables = sim.tables
+    write_tables(tables, tmp / "clean")
+    trained = train(tables, params=load_params())
+    as_of = tables.last_date - dt.timedelta(days=1)
+    feats = invoice_features(tables, as_of=as_of)
+    ids = feats["debtor_id"].unique(maintain_order=True).to_list()
+    print(f"company: {args.debtors} debtors, {tables.invoices.height} invoices, "
+          f"{len(ids)} debtors with an open invoice on {as_of}; model version {trained.version}")
+
+    # a year of history per stateless debtor
+    year = tables.for_debtors(ids)
+    from paycadence.data import Tables
+
+    cut = as_of - dt.timedelta(days=365)
+    import polars as pl
+
+    recent = year.invoices.filter(pl.col("issue_date") >= cut)
+    year = Tables(year.debtors, recent, year.payments.filter(pl.col("invoice_id").is_in(
+        recent["invoice_id"].implode())), year.actions.filter(pl.col("invoice_id").is_in(
+            recent["invoice_id"].implode())), year.disputes.filter(pl.col("invoice_id").is_in(
+                recent["invoice_id"].implode())))
+    stateless = request_for(year, as_of, stateless=True, limit=200)
+
+    exe = str(Path(sys.executable).parent)
+    env = {**os.environ, "PAYCADENCE_DATABASE_URL": f"sqlite:///{tmp / 'fb.db'}",
+           "PATH": f"{exe}:{os.environ.get('PATH', '')}"}  # mlflow runs `uvicorn` from PATH
+    ours_port, theirs_port = free_port(), free_port()
+    ours = subprocess.Popen(
+        [f"{exe}/paycadence", "serve", "--port", str(ours_port), "--data", str(tmp / "clean"),
+         *(["--workers", str(args.workers)] if args.workers > 1 else [])],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "ours.log", "w"))
+    theirs = subprocess.Popen(
+        [f"{exe}/mlflow", "models", "serve", "-m", f"models:/paycadence-risk/{trained.version}",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(theirs_port),
+         "--workers", str(args.workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "mlflow.log", "w"))
+    ours_url, theirs_url = f"http://127.0.0.1:{ours_port}", f"http://127.0.0.1:{theirs_port}"
+    try:
+        wait_up(ours_url, "/health", ours)
+        wait_up(theirs_url, "/ping", theirs)
+        with httpx.Client(timeout=120) as client:
+            one = [{"as_of": as_of.isoformat(), "debtors": [{"debtor_id": d}]} for d in ids]
+            for body in one[:5]:
+                client.post(f"{ours_url}/recommend", json=body)
+            single = []
+            for k in range(args.calls * 5):
+                single += timed(client, f"{ours_url}/recommend", one[k % len(one)], 1)
+            timed(client, f"{ours_url}/recommend", stateless, 2)
+            batch = timed(client, f"{ours_url}/recommend", stateless, args.calls)
+            thousand = {"as_of": as_of.isoformat(),
+                        "debtors": [{"debtor_id": d} for d in ids[:1000]]}
+            timed(client, f"{ours_url}/recommend", thousand, 1)
+            big = timed(client, f"{ours_url}/recommend", thousand, max(5, args.calls // 3))
+
+        # the throughput test: the same debtors, k per request, on both servers
+        k = args.per_request
+        groups = [ids[i:i + k] for i in range(0, len(ids) - k + 1, k)]
+        by_debtor = feats.partition_by("debtor_id", as_dict=True)
+        features = trained.models.features
+        ours_bodies, theirs_bodies = [], []
+        for group in groups:
+            rows = pl.concat([by_debtor[(d,)] for d in group])
+            ours_bodies.append(({"as_of": as_of.isoformat(),
+                                 "debtors": [{"debtor_id": d} for d in group]}, rows.height))
+            frame = rows.select(features).fill_null(float("nan")).to_pandas()
+            theirs_bodies.append(({"dataframe_split": {
+                "columns": list(features),
+                "data": [[None if v != v else v for v in r] for r in frame.to_numpy().tolist()]}},
+                rows.height))
+        load(f"{theirs_url}/invocations", theirs_bodies[:5], 1, 2)  # warm-up
+        theirs_rate = load(f"{theirs_url}/invocations", theirs_bodies, args.clients,
+                           args.seconds)
+        load(f"{ours_url}/recommend", ours_bodies[:5], 1, 2)
+        ours_rate = load(f"{ours_url}/recommend", ours_bodies, args.clients, args.seconds)
+    finally:
+        for proc in (ours, theirs):
+            proc.terminate()
+        for proc in (ours, theirs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def ms(x: float) -> str:
+        return f"{1000 * x:8.1f} ms"
+
+    print(f"1. one stored debtor ({len(single)} calls): p50 {ms(statistics.median(single))}   "
+          f"p99 {ms(percentile(single, 0.99))}   (target p99 ≤ 20 ms)")
+    rows = sum(len(v) for d in stateless["debtors"] for v in d["history"].values())
+    print(f"2. stateless, {len(stateless['debtors'])} debtors with a year of history "
+          f"({rows} history rows, {len(batch)} calls): p50 {ms(statistics.median(batch))}   "
+          f"p95 {ms(percentile(batch, 0.95))}   (target p95 ≤ 250 ms)")
+    print(f"3. {len(thousand['debtors'])} stored debtors with top-3 reasons ({len(big)} calls): "
+          f"p50 {ms(statistics.median(big))}   max {ms(max(big))}   (target ≤ 1 s)")
+    print(f"4. throughput, {args.clients} clients, {k} debtors per request, {args.seconds:.0f} s "
+          f"each, {args.workers} worker(s) each: /recommend {ours_rate:,.0f} invoices/s "
+          f"(with policy and reasons) vs mlflow models serve {theirs_rate:,.0f} rows/s "
+          f"(forecasts only): ratio {ours_rate / theirs_rate:.2f} (target ≥ 3)")
+
+
+if __name__ == "__main__":
+    main()
