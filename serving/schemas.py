@@ -11,7 +11,11 @@ Channel = Literal["email", "sms", "letter", "phone", "payment_plan", "collection
 Action = Literal["wait", "email", "sms", "letter", "phone", "payment_plan", "collection"]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 Amount = Annotated[float, Field(gt=0, lt=1e12, allow_inf_nan=False)]
-Day = Annotated[dt.date, Field(ge=dt.date(1970, 1, 1), le=dt.date(2200, 12, 31))]
+#: Dates from 1970-01-01 to 2200-12-31; the pattern says so in the OpenAPI schema (JSON Schema
+#: has no bounds for dates), so that a generated client knows before it asks.
+DAY_PATTERN = r"^(19[7-9][0-9]|2[01][0-9][0-9]|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+Day = Annotated[dt.date, Field(ge=dt.date(1970, 1, 1), le=dt.date(2200, 12, 31),
+                               json_schema_extra={"pattern": DAY_PATTERN})]
 MAX_DEBTORS = 1000
 
 
@@ -216,3 +220,24 @@ class Health(BaseModel):
     models_loaded: bool
     model_version: str
     detail: str
+
+
+class FieldProblem(BaseModel):
+    field: str
+    problem: str
+
+
+class Problem(BaseModel):
+    """Every 4xx/5xx answer: one sentence naming the problem (and, for 422, each field)."""
+
+    detail: str
+    errors: list[FieldProblem] | None = None
+
+
+#: The error answers every route documents (the app's handlers give them this shape).
+ERRORS = {code: {"model": Problem, "description": what} for code, what in (
+    (400, "the body is not JSON"),
+    (401, "missing or wrong bearer token (when the service has a token)"),
+    (413, "body larger than PAYCADENCE_MAX_BODY_BYTES"),
+    (422, "a field breaks the contract: `detail` names it"),
+)}

@@ -10,11 +10,14 @@ from fastapi import APIRouter, HTTPException, status
 from paycadence.data import COLUMNS, Tables, validate_rows
 from paycadence.errors import PaycadenceError
 from paycadence.serving.deps import Authorized, EngineDep, MetricsDep, StoreDep
-from paycadence.serving.schemas import FeedbackRequest, FeedbackResponse
+from paycadence.serving.schemas import ERRORS, FeedbackRequest, FeedbackResponse, Problem
 from paycadence.serving.store import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
-router = APIRouter(tags=["feedback"], dependencies=[Authorized])
+UNAVAILABLE = {503: {"model": Problem,
+                     "description": "the database could not take the rows: nothing stored"}}
+router = APIRouter(tags=["feedback"], dependencies=[Authorized],
+                   responses=ERRORS | UNAVAILABLE)
 
 
 @router.post("/feedback", response_model=FeedbackResponse)

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 
 from paycadence.models.recommend import book_cash_forecast
 from paycadence.serving.deps import Authorized, EngineDep, MetricsDep
-from paycadence.serving.schemas import RecommendRequest, RecommendResponse
+from paycadence.serving.schemas import ERRORS, RecommendRequest, RecommendResponse
 
-router = APIRouter(tags=["recommend"], dependencies=[Authorized])
+router = APIRouter(tags=["recommend"], dependencies=[Authorized], responses=ERRORS)
 
 
 @router.post("/recommend", response_model=RecommendResponse)
