@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--per-request", type=int, default=10,
                         help="debtors per request in the throughput test")
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--workers", type=int, default=2, help="workers of both servers")
+    parser.add_argument("--workers", type=int, default=1, help="workers of both servers")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="pc-serving-"))

@@ -108,6 +108,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_process(args: list[str], env: dict, log: Path, url: str,
+                  timeout: float = 120) -> subprocess.Popen:
+    """A real ``paycadence serve ARGS`` process, returned once ``url/health`` answers."""
+    proc = subprocess.Popen([PAYCADENCE, "serve", *args], env=env, stdout=log.open("ab"),
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="session")
+def run_serve():
+    """``run_serve(args, env, log, url)`` → a started ``paycadence serve`` process."""
+    return serve_process
+
+
 class Server:
     """A real ``paycadence serve`` process on loopback."""
 
@@ -118,21 +142,11 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> Server:
-        cmd = [PAYCADENCE, "serve", "--port", str(self.port)]
+        args = ["--port", str(self.port)]
         if self.data_dir is not None:
-            cmd += ["--data", str(self.data_dir)]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=self.log.open("ab"),
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+            args += ["--data", str(self.data_dir)]
+        self.proc = serve_process(args, self.env, self.log, self.url, timeout)
+        return self
 
     def stop(self, sig=None) -> None:
         if self.proc and self.proc.poll() is None:

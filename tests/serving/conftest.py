@@ -4,6 +4,7 @@ SQLite and on a real PostgreSQL server started by scripts/postgres.sh."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import subprocess
 import tempfile
@@ -140,3 +141,39 @@ def database_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'feedback.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="module")
+def fallback_env(tmp_path_factory):
+    """An empty MLflow store: the app serves the rule-based fallback (no training needed)."""
+    path = tmp_path_factory.mktemp("mlflow-empty") / "mlflow.db"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{path}"
+    yield
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+@pytest.fixture
+def make_client(fallback_env, tmp_path):
+    """``make_client(**settings)`` → a started in-process TestClient on a fresh app (its own
+    SQLite feedback file)."""
+    from fastapi.testclient import TestClient
+
+    from paycadence.config import Settings
+    from paycadence.serving.app import create_app
+
+    clients = []
+
+    def make(**fields) -> TestClient:
+        db = tmp_path / f"fb{len(clients)}.db"
+        settings = Settings(**({"database_url": f"sqlite:///{db}"} | fields))
+        client = TestClient(create_app(settings), raise_server_exceptions=False)
+        clients.append(client.__enter__())
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)

@@ -11,7 +11,6 @@ import datetime as dt
 import io
 import json
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -25,13 +24,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from paycadence.config import Settings
-from paycadence.serving.app import create_app
 from paycadence.serving.logs import JsonFormatter
 
 with warnings.catch_warnings():  # starlette suggests httpx2; the httpx it wraps works
     warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
 
 PAYCADENCE = str(Path(sys.executable).parent / "paycadence")
 INVOICE = {"invoice_id": "X-1", "issue_date": "2025-11-01", "due_date": "2025-12-01",
@@ -42,23 +38,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _start(args: list[str], env: dict, log: Path, url: str, timeout: float = 120):
-    """A real ``paycadence serve`` process, once ``/health`` answers."""
-    proc = subprocess.Popen([PAYCADENCE, "serve", *args], env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
 
 
 def _until(condition, what: str, timeout: float = 60, log: Path | None = None):
@@ -87,36 +66,6 @@ def _json_lines(text: str) -> list[dict]:
 
 
 # --- in-process ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fallback_env(tmp_path_factory):
-    """An empty MLflow store: the app serves the rule-based fallback (no training needed)."""
-    path = tmp_path_factory.mktemp("mlflow-empty") / "mlflow.db"
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{path}"
-    yield
-    if old is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
-
-
-@pytest.fixture
-def make_client(fallback_env, tmp_path):
-    """``make_client(**settings)`` → a started TestClient on a fresh app."""
-    clients = []
-
-    def make(**fields) -> TestClient:
-        db = tmp_path / f"fb{len(clients)}.db"
-        settings = Settings(**({"database_url": f"sqlite:///{db}"} | fields))
-        client = TestClient(create_app(settings), raise_server_exceptions=False)
-        clients.append(client.__enter__())
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def test_metrics_count_requests_latency_actions_fallbacks_and_feedback(make_client):
@@ -265,14 +214,14 @@ def test_the_formatter_keeps_extras_and_exceptions_as_json():
 # --- the real command ----------------------------------------------------------------------
 
 
-def test_sigterm_lets_the_request_in_flight_finish(server_env, clean_dir, tables,
+def test_sigterm_lets_the_request_in_flight_finish(run_serve, server_env, clean_dir, tables,
                                                    build_request, tmp_path):
     """SIGTERM while a large /recommend is being received: the server stops accepting
     connections, answers that request 200 in full, and exits 0; its log is JSON lines."""
     port, log = _free_port(), tmp_path / "server.log"
     url = f"http://127.0.0.1:{port}"
     env = server_env | {"PAYCADENCE_DATABASE_URL": f"sqlite:///{tmp_path / 'fb.db'}"}
-    proc = _start(["--port", str(port), "--data", str(clean_dir)], env, log, url)
+    proc = run_serve(["--port", str(port), "--data", str(clean_dir)], env, log, url)
     try:
         request = build_request(tables, tables.last_date - dt.timedelta(days=30),
                                 stateless=True)
@@ -333,11 +282,11 @@ def test_sigterm_lets_the_request_in_flight_finish(server_env, clean_dir, tables
     assert any("Shutting down" in x["message"] for x in lines)
 
 
-def test_workers_serve_and_add_up_their_metrics(server_env, clean_dir, tmp_path):
+def test_workers_serve_and_add_up_their_metrics(run_serve, server_env, clean_dir, tmp_path):
     port, log = _free_port(), tmp_path / "server.log"
     url = f"http://127.0.0.1:{port}"
     env = server_env | {"PAYCADENCE_DATABASE_URL": f"sqlite:///{tmp_path / 'fb.db'}"}
-    proc = _start(["--port", str(port), "--data", str(clean_dir), "--workers", "2"], env, log,
+    proc = run_serve(["--port", str(port), "--data", str(clean_dir), "--workers", "2"], env, log,
                   url, timeout=240)
     try:
         def both_started() -> bool:

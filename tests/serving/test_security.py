@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -28,7 +27,6 @@ from paycadence.serving.logs import JsonFormatter
 
 with warnings.catch_warnings():  # starlette suggests httpx2; the httpx it wraps works
     warnings.simplefilter("ignore")
-    from fastapi.testclient import TestClient
 
 PAYCADENCE = str(Path(sys.executable).parent / "paycadence")
 TOKEN = "tok-3f9a1c77e2b54d0f8a6e"
@@ -46,23 +44,6 @@ def _free_port(family=socket.AF_INET, host="127.0.0.1") -> int:
     with socket.socket(family) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def _start(args: list[str], env: dict, log: Path, url: str, timeout: float = 120):
-    """A real ``paycadence serve`` process, once ``/health`` answers."""
-    proc = subprocess.Popen([PAYCADENCE, "serve", *args], env=env, stdout=log.open("ab"),
-                            stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
 
 
 def _stop(proc: subprocess.Popen) -> int:
@@ -99,14 +80,14 @@ def test_serve_refuses_a_non_loopback_address_without_a_token(host, token, tmp_p
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
-def test_serve_on_any_address_with_a_token_guards_all_but_health(server_env, tmp_path):
+def test_serve_on_any_address_with_a_token_guards_all_but_health(run_serve, server_env, tmp_path):
     """Bound to 0.0.0.0 with a token: /health is open, the rest needs the bearer token, and
     neither the token nor a body reaches the server's log."""
     port = _free_port()
     env = server_env | {"PAYCADENCE_API_TOKEN": TOKEN,
                         "PAYCADENCE_DATABASE_URL": f"sqlite:///{tmp_path / 'fb.db'}"}
     url, log = f"http://127.0.0.1:{port}", tmp_path / "server.log"
-    proc = _start(["--host", "0.0.0.0", "--port", str(port)], env, log, url)
+    proc = run_serve(["--host", "0.0.0.0", "--port", str(port)], env, log, url)
     try:
         body = {"as_of": "2026-01-15", "debtors": [{"debtor_id": MARKER,
                                                     "open_invoices": [INVOICE]}]}
@@ -131,11 +112,11 @@ def test_serve_on_any_address_with_a_token_guards_all_but_health(server_env, tmp
 
 
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
-def test_serve_on_ipv6_loopback_needs_no_token(server_env, tmp_path):
+def test_serve_on_ipv6_loopback_needs_no_token(run_serve, server_env, tmp_path):
     port = _free_port(socket.AF_INET6, "::1")
     env = server_env | {"PAYCADENCE_DATABASE_URL": f"sqlite:///{tmp_path / 'fb.db'}"}
     url = f"http://[::1]:{port}"
-    proc = _start(["--host", "::1", "--port", str(port)], env, tmp_path / "server.log", url)
+    proc = run_serve(["--host", "::1", "--port", str(port)], env, tmp_path / "server.log", url)
     try:
         r = httpx.post(f"{url}/recommend", json={"as_of": "2026-01-15", "debtors": [
             {"debtor_id": "D-1", "open_invoices": [INVOICE]}]}, timeout=60)
@@ -147,35 +128,6 @@ def test_serve_on_ipv6_loopback_needs_no_token(server_env, tmp_path):
 
 
 # --- the app in-process --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fallback_env(tmp_path_factory):
-    """An empty MLflow store: the app serves the rule-based fallback (no training needed)."""
-    path = tmp_path_factory.mktemp("mlflow-empty") / "mlflow.db"
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{path}"
-    yield
-    if old is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
-
-
-@pytest.fixture
-def make_client(fallback_env, tmp_path):
-    """``make_client(**settings)`` → a started TestClient on a fresh app."""
-    clients = []
-
-    def make(**fields) -> TestClient:
-        settings = Settings(**({"database_url": f"sqlite:///{tmp_path / 'fb.db'}"} | fields))
-        client = TestClient(create_app(settings), raise_server_exceptions=False)
-        clients.append(client.__enter__())
-        return client
-
-    yield make
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 def _all_routes(router):
