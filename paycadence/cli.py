@@ -440,7 +440,8 @@ def serve(
         try:
             uvicorn.run("paycadence.serving.app:app_from_env", factory=True, host=host,
                         port=port, workers=workers, log_config=log_config("INFO"),
-                        log_level="info", access_log=False)
+                        log_level="info", access_log=False,
+                        http="paycadence.serving.protocol:NoDelayH11Protocol")
         finally:
             if metrics_dir is not None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)

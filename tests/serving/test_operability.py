@@ -319,3 +319,47 @@ def test_bad_workers_is_a_usage_error(workers, tmp_path):
     r = subprocess.run([PAYCADENCE, "serve", "--workers", workers], cwd=tmp_path,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_connections_have_nagle_off_even_on_a_socket_bound_like_uvicorn_workers_bind_it():
+    """uvicorn's workers accept on a socket bound with protocol number 0, on which asyncio
+    leaves Nagle's algorithm on (every small answer then waited ~40 ms for a delayed ACK); the
+    service's protocol turns it off on each connection it is given."""
+    import asyncio
+
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from paycadence.serving.protocol import NoDelayH11Protocol
+
+    async def app(scope, receive, send):  # a minimal ASGI app for the protocol to serve
+        return None
+
+    async def run() -> tuple[int, int]:
+        config = uvicorn.Config(app=app, lifespan="off", log_config=None)
+        config.load()
+        made: list = []
+
+        def factory():
+            proto = NoDelayH11Protocol(config=config, server_state=ServerState(), app_state={})
+            made.append(proto)
+            return proto
+
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # proto 0, as uvicorn
+        listener.bind(("127.0.0.1", 0))
+        server = await asyncio.get_running_loop().create_server(factory, sock=listener)
+        _, writer = await asyncio.open_connection(*listener.getsockname())
+        for _ in range(100):
+            if made and made[0].transport is not None:
+                break
+            await asyncio.sleep(0.01)
+        accepted = made[0].transport.get_extra_info("socket")
+        result = (accepted.proto, accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return result
+
+    proto, nodelay = asyncio.run(run())
+    assert proto == 0, "the accepted socket does not read as TCP: asyncio would skip it"
+    assert nodelay != 0
