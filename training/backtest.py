@@ -272,14 +272,13 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
         logger.info("backtest %s: %s", name, out[-1])
     check = None
     if ope:
-        from paycadence.training.ope import candidate_options, evaluate_policy, rewards
+        from paycadence.training.ope import evaluate_policy, rewards
 
         decisions = history.decisions.sort("decided_on", "debtor_id")
         estimate = evaluate_policy(history.tables, decisions, policy, models)
-        options = candidate_options(history.tables, decisions, policy, models)
         logged = rewards(history.tables, decisions, policy)
         truth = one_step_truth(n_debtors, days, seed + TRAIN_SEED_OFFSET, start, policy,
-                               decisions, options, logged, world=world)
+                               decisions, estimate.options, logged, world=world)
         check = OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
                          estimate.snips.value, estimate.logged.value, estimate.decisions)
     return BacktestResult(out, seed + TRAIN_SEED_OFFSET, models, runs["learnt policy"].calls,

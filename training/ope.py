@@ -61,6 +61,8 @@ class OpeResult:
     snips: Estimate
     dr: Estimate
     by_action: dict = field(default_factory=dict)
+    #: the candidate's whole decision at each logged decision (:func:`candidate_options`)
+    options: list = field(default_factory=list, repr=False)
 
 
 def read_decisions(data_dir) -> pl.DataFrame:
@@ -226,4 +228,4 @@ def evaluate_policy(tables: Tables, decisions: pl.DataFrame, policy: Policy,
     by_action = {str(a): int(n) for a, n in zip(*np.unique(own, return_counts=True),
                                                  strict=True)}
     return OpeResult(len(r), int(match.sum()), float(match.mean()), n_eff,
-                     est[0], est[1], est[2], est[3], by_action)
+                     est[0], est[1], est[2], est[3], by_action, opts)

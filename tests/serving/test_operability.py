@@ -287,7 +287,7 @@ def test_workers_serve_and_add_up_their_metrics(run_serve, server_env, clean_dir
     url = f"http://127.0.0.1:{port}"
     env = server_env | {"PAYCADENCE_DATABASE_URL": f"sqlite:///{tmp_path / 'fb.db'}"}
     proc = run_serve(["--port", str(port), "--data", str(clean_dir), "--workers", "2"], env, log,
-                  url, timeout=240)
+                     url, timeout=240)
     try:
         def both_started() -> bool:
             lines = _json_lines(log.read_text())
