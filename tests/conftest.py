@@ -126,6 +126,26 @@ def serve_process(args: list[str], env: dict, log: Path, url: str,
     raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
 
 
+def wait_until(condition, what: str, *, timeout: float = 60, every: float = 0.1,
+               log: Path | None = None) -> None:
+    """Poll ``condition()`` until it is true; fail naming ``what`` (and the tail of ``log``)
+    if it never becomes true. ``timeout`` only bounds a hung test: nothing is asserted about
+    how long it takes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    tail = log.read_text()[-3000:] if log is not None else ""
+    pytest.fail(f"never happened: {what}\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def until():
+    """``until(condition, what, timeout=..., every=..., log=...)``: :func:`wait_until`."""
+    return wait_until
+
+
 @pytest.fixture(scope="session")
 def run_serve():
     """``run_serve(args, env, log, url)`` → a started ``paycadence serve`` process."""

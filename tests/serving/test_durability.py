@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
-import time
 
 import httpx
 import pytest
@@ -63,7 +62,7 @@ class Load:
 @pytest.mark.parametrize("backend", [
     "sqlite", pytest.param("postgresql", marks=pytest.mark.xdist_group("postgres"))])
 def test_acknowledged_feedback_survives_a_kill(backend, request, server_env, clean_dir, tables,
-                                               start_server, tmp_path):
+                                               start_server, tmp_path, until):
     if backend == "sqlite":
         url, postgres = f"sqlite:///{tmp_path / 'feedback.db'}", None
     else:
@@ -75,11 +74,8 @@ def test_acknowledged_feedback_survives_a_kill(backend, request, server_env, cle
     load = Load(server.url, tables.debtors["debtor_id"][0])
     try:
         load.thread.start()
-        deadline = time.monotonic() + 60
-        while len(load.acked) < ACKED_BEFORE_KILL and load.thread.is_alive():
-            if time.monotonic() > deadline:
-                pytest.fail(f"only {len(load.acked)} batches acknowledged in 60 s")
-            time.sleep(0.01)
+        until(lambda: len(load.acked) >= ACKED_BEFORE_KILL or not load.thread.is_alive(),
+              f"{ACKED_BEFORE_KILL} acknowledged batches", every=0.01, log=log)
         server.stop(signal.SIGKILL)  # while the client is posting
     finally:
         server.stop(signal.SIGKILL)

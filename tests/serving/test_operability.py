@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from pathlib import Path
 
@@ -38,16 +37,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _until(condition, what: str, timeout: float = 60, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    tail = log.read_text()[-3000:] if log is not None else ""
-    raise AssertionError(f"timed out waiting for {what}\n{tail}")
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -214,7 +203,7 @@ def test_the_formatter_keeps_extras_and_exceptions_as_json():
 # --- the real command ----------------------------------------------------------------------
 
 
-def test_sigterm_lets_the_request_in_flight_finish(run_serve, server_env, clean_dir, tables,
+def test_sigterm_lets_the_request_in_flight_finish(until, run_serve, server_env, clean_dir, tables,
                                                    build_request, tmp_path):
     """SIGTERM while a large /recommend is being received: the server stops accepting
     connections, answers that request 200 in full, and exits 0; its log is JSON lines."""
@@ -248,7 +237,7 @@ def test_sigterm_lets_the_request_in_flight_finish(run_serve, server_env, clean_
             found = samples(httpx.get(f"{url}/metrics", timeout=10).text)
             return value(found, "paycadence_http_requests_in_progress", method="POST") == 1
 
-        _until(in_flight, "the request to reach the app")
+        until(in_flight, "the request to reach the app")
         proc.send_signal(signal.SIGTERM)
 
         def refusing() -> bool:
@@ -260,7 +249,7 @@ def test_sigterm_lets_the_request_in_flight_finish(run_serve, server_env, clean_
                 return False
             return False
 
-        _until(refusing, "the server to stop accepting connections")
+        until(refusing, "the server to stop accepting connections")
         assert proc.poll() is None, "still running while a request is in flight"
         gate.set()
         client.join(timeout=300)
@@ -282,7 +271,7 @@ def test_sigterm_lets_the_request_in_flight_finish(run_serve, server_env, clean_
     assert any("Shutting down" in x["message"] for x in lines)
 
 
-def test_workers_serve_and_add_up_their_metrics(run_serve, server_env, clean_dir, tmp_path):
+def test_workers_serve_and_add_up_their_metrics(until, run_serve, server_env, clean_dir, tmp_path):
     port, log = _free_port(), tmp_path / "server.log"
     url = f"http://127.0.0.1:{port}"
     env = server_env | {"PAYCADENCE_DATABASE_URL": f"sqlite:///{tmp_path / 'fb.db'}"}
@@ -293,7 +282,7 @@ def test_workers_serve_and_add_up_their_metrics(run_serve, server_env, clean_dir
             lines = _json_lines(log.read_text())
             return sum(x["message"] == "Application startup complete." for x in lines) == 2
 
-        _until(both_started, "both workers to start", timeout=240, log=log)
+        until(both_started, "both workers to start", timeout=240, log=log)
         labels = {"route": "/health", "method": "GET", "status": "200"}
         name = "paycadence_http_requests_total"
         before = value(samples(httpx.get(f"{url}/metrics").text), name, **labels)
