@@ -11,12 +11,10 @@ history) and, as the baseline in the same run, the same work in-process without 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,24 +34,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20)
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="pc-bench-"))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
-    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "serving"))
-    from conftest import request_for  # the same request builder the tests use
+    from company import company
 
-    from paycadence.config import Settings, load_params, load_policy
-    from paycadence.data import write_tables
-    from paycadence.data.simulate import simulate
+    from paycadence.config import Settings, load_policy
     from paycadence.serving.engine import Engine
     from paycadence.serving.schemas import RecommendRequest
-    from paycadence.training import train
 
-    sim = simulate(args.debtors, days=args.days, seed=7)
-    tables = sim.tables
-    write_tables(tables, tmp / "clean")
-    train(tables, params=load_params())
-    as_of = tables.last_date - dt.timedelta(days=1)
+    made = company(args.debtors, args.days, prefix="pc-bench-")
+    tmp, tables, as_of, request_for = made.tmp, made.tables, made.as_of, made.request_for
     body = request_for(tables, as_of, stateless=True, limit=args.batch)
     n = len(body["debtors"])
     history_rows = sum(len(v) for d in body["debtors"] for v in d["history"].values())

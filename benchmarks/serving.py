@@ -23,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -107,23 +106,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="workers of both servers")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="pc-serving-"))
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
-    os.environ["MLFLOW_LOGGING_LEVEL"] = "WARNING"
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "serving"))
-    from conftest import request_for  # the request builder the tests use
+    from company import company
 
-    from paycadence.config import load_params
-    from paycadence.data import write_tables
-    from paycadence.data.simulate import simulate
     from paycadence.features import invoice_features
-    from paycadence.training import train
 
-    sim = simulate(args.debtors, days=args.days, seed=7)
-    tables = sim.tables
-    write_tables(tables, tmp / "clean")
-    trained = train(tables, params=load_params())
-    as_of = tables.last_date - dt.timedelta(days=1)
+    made = company(args.debtors, args.days, prefix="pc-serving-")
+    tmp, tables, trained, as_of, request_for = (made.tmp, made.tables, made.trained,
+                                                made.as_of, made.request_for)
     feats = invoice_features(tables, as_of=as_of)
     ids = feats["debtor_id"].unique(maintain_order=True).to_list()
     print(f"company: {args.debtors} debtors, {tables.invoices.height} invoices, "
