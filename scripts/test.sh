@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 bash scripts/postgres.sh install  # the feedback tests start a PostgreSQL server with it
+bash scripts/chromium.sh install  # the report test opens the report in headless Chromium
 exec .venv/bin/pytest -n 2 --dist loadgroup --nbmake tests notebooks "$@"

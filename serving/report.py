@@ -1,0 +1,400 @@
+"""The manager's receivables report: gather everything it shows, then write one HTML file.
+
+:func:`build_report` reads a data directory the way ``recommend`` does (``ingest``, with its
+quarantine beside the output), asks the champion (or the rule-based fallback) through
+:func:`paycadence.models.recommend` for every debtor's next action, and adds the receivables
+measures (:mod:`paycadence.features.measures`), the debtors whose behaviour changed, the
+collector's worklist ranked by what a contact is worth, the models' quality and global SHAP
+importance, and the policy against the logging schedule (off-policy, and the latest logged
+backtest). :mod:`paycadence.serving.report_html` renders it. docs/report.md explains every part.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from paycadence.config import Params, Policy
+from paycadence.data.ingest import IngestResult, ingest
+from paycadence.data.mapping import Mapping
+from paycadence.errors import InputError
+from paycadence.features import debtor_states, describe, invoice_features
+from paycadence.features import measures as K
+from paycadence.features.pit import CHANGE_DAYS, CHANGE_SHARE
+from paycadence.models import RiskModels, recommend
+from paycadence.models.policy import action_values, worth_of_speed
+from paycadence.models.recommend import book_cash_forecast
+from paycadence.serving.engine import Engine
+from paycadence.training.ope import REWARD_DAYS, OpeResult, evaluate_policy, read_decisions
+from paycadence.training.quality import (
+    BacktestRun,
+    CalibrationCheck,
+    ChampionInfo,
+    calibration_check,
+    champion_info,
+    latest_backtest,
+)
+from paycadence.training.train import cut_tables
+
+logger = logging.getLogger(__name__)
+
+#: Logged decisions of this many days before the last REWARD_DAYS are evaluated off-policy.
+OPE_DAYS = 90
+#: Features in the global SHAP chart.
+SHAP_TOP = 12
+
+
+@dataclass(frozen=True)
+class Ope:
+    """The off-policy comparison on the report's window of logged decisions."""
+
+    start: dt.date
+    end: dt.date  # exclusive
+    result: OpeResult | None
+    note: str
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the report shows (currency amounts in the tables' currency)."""
+
+    as_of: dt.date
+    data_dir: str
+    currency: str
+    model_version: str
+    model_detail: str
+    ingest: IngestResult
+    quarantine_dir: Path
+    kpis: dict
+    unpaid_90d: float | None
+    trend: pl.DataFrame
+    ageing: pl.DataFrame
+    by_segment: pl.DataFrame
+    by_country: pl.DataFrame
+    by_month: pl.DataFrame
+    worklist: list[dict]
+    recommendations: int
+    changed: list[dict]
+    cash: list[dict]
+    champion: ChampionInfo
+    check: CalibrationCheck | None
+    shap: pl.DataFrame | None
+    ope: Ope
+    backtest: BacktestRun | None
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """What :func:`build_report` wrote."""
+
+    out: Path
+    size: int  # bytes
+    worklist: int  # debtors to contact today
+    recommendations: int
+    model_version: str
+    quarantined: int
+    data: ReportData
+
+
+def check_report_path(out: str | Path) -> Path:
+    """``out``, refused early unless it names an ``.html`` file in a usable place."""
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"{out}: the report is an HTML file; give --out a name ending in .html")
+    if out.is_dir():
+        raise InputError(f"{out}: is a directory; give --out a file name ending in .html")
+    return out
+
+
+def build_report(
+    data_dir: str | Path,
+    *,
+    as_of: dt.date,
+    out: str | Path,
+    policy: Policy,
+    params: Params,
+    model_name: str,
+    alias: str = "champion",
+    mapping: Mapping | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ReportResult:
+    """Build the report on ``as_of`` for the tables in ``data_dir`` and write it to ``out``.
+
+    Parameters
+    ----------
+    data_dir
+        The input tables (CONTRACT.md §1), or an ERP export read through ``mapping``; a
+        ``decisions.csv`` there adds the off-policy comparison.
+    as_of
+        The report's day: everything is as known on its morning (CONTRACT.md §1).
+    progress
+        Called with a one-line status before each step.
+
+    Raises
+    ------
+    InputError
+        A bad output name, a missing directory, file or column (from ingest), or no invoice
+        issued on or before ``as_of``.
+    """
+    from paycadence.serving.report_html import render
+
+    say = progress or (lambda msg: None)
+    out = check_report_path(out)
+    say("ingesting and validating the tables")
+    quarantine_dir = out.parent / f"{out.stem}-ingest"
+    checked = ingest(data_dir, quarantine_dir, mapping=mapping)
+    tables = cut_tables(checked.tables, as_of)
+    if tables.invoices.height == 0:
+        first = checked.tables.invoices["issue_date"].min()
+        raise InputError(f"{data_dir}: no invoice issued on or before {as_of} (the first is "
+                         f"{first}); pick a later --as-of" if first else
+                         f"{data_dir}: no invoices to report on")
+    say("loading the champion models")
+    engine = Engine.load(policy, model_name=model_name, alias=alias)
+    say(f"recommending the next action for every debtor as of {as_of} ({engine.version})")
+    recs = recommend(tables, as_of=as_of, policy=policy, models=engine.models,
+                     model_version=engine.version)
+    features = invoice_features(tables, as_of=as_of)
+    work = worklist(recs, features, tables, as_of=as_of, policy=policy, models=engine.models)
+    say("computing DSO, CEI, ageing and payment discipline")
+    data_kpis = K.kpis(tables, as_of=as_of)
+    trend = K.trend(tables, as_of=as_of)
+    ageing = K.ageing(tables, as_of=as_of)
+    by_segment = K.discipline(tables, as_of=as_of, by="segment")
+    by_country = K.discipline(tables, as_of=as_of, by="country")
+    by_month = K.monthly_discipline(tables, as_of=as_of)
+    unpaid = K.unpaid_after_90_days(tables, as_of=as_of)
+    say("reading the models' record in MLflow and checking their calibration")
+    champ = champion_info(model_name, alias)
+    check = calibration_check(tables, engine.models, as_of=as_of,
+                              horizon_days=params.train.horizon_days,
+                              not_before=champ.split_date if engine.models is not None
+                              else None)
+    shap = shap_importance(engine.models, features, {w["debtor_id"] for w in work})
+    say("comparing the policy with the logged schedule (off-policy)")
+    ope = off_policy(data_dir, tables, as_of=as_of, policy=policy, models=engine.models)
+    backtest = latest_backtest()
+    data = ReportData(
+        as_of=as_of, data_dir=str(data_dir), currency=currency(tables),
+        model_version=engine.version, model_detail=engine.detail, ingest=checked,
+        quarantine_dir=quarantine_dir, kpis=data_kpis, unpaid_90d=unpaid, trend=trend,
+        ageing=ageing, by_segment=by_segment, by_country=by_country, by_month=by_month,
+        worklist=work, recommendations=len(recs), changed=changed_debtors(features, recs),
+        cash=book_cash_forecast(recs, as_of), champion=champ, check=check, shap=shap,
+        ope=ope, backtest=backtest)
+    say("writing the HTML report")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(data), encoding="utf-8")
+    quarantined = sum(c["quarantined"] for c in checked.counts.values())
+    return ReportResult(out, out.stat().st_size, len(work), len(recs), engine.version,
+                        quarantined, data)
+
+
+def currency(tables) -> str:
+    """The tables' currency (the most frequent one; ``A/B`` when invoices mix several)."""
+    counts = tables.invoices.group_by("currency").len().sort(["len", "currency"],
+                                                             descending=[True, False])
+    codes = [c or "EUR" for c in counts["currency"].to_list()]
+    return "/".join(dict.fromkeys(codes)) if codes else "EUR"
+
+
+# --- the collector's worklist -----------------------------------------------------------------
+
+def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date,
+             policy: Policy, models: RiskModels | None) -> list[dict]:
+    """Every debtor the policy contacts today (action other than ``wait``), most valuable
+    contact first.
+
+    A contact's worth is the policy's own figure (:func:`paycadence.models.policy.
+    action_values`): over the overdue invoices it names, the learnt extra chance of payment
+    within the response window times what that payment arriving now is worth
+    (:func:`paycadence.models.policy.worth_of_speed`), minus the action's cost. Where no
+    response was learnt (the rule-based fallback, or a hand-over to collection) the learnt
+    chance is unknown and the gain is the whole worth at stake (``basis``: ``at stake``); a
+    hand-over's cost adds the agency's fee on the amount it names.
+    """
+    acting = [r for r in recs if r["action"] != "wait"]
+    if not acting:
+        return []
+    ids = [r["debtor_id"] for r in acting]
+    rows = features.filter(pl.col("debtor_id").is_in(pl.Series(ids, dtype=pl.String).implode()))
+    states = debtor_states(tables, rows, as_of=as_of)
+    by_invoice = {r["invoice_id"]: r for r in rows.to_dicts()}
+    uplift = _uplift(models, rows, {r["action"] for r in acting})
+    meta = dict(zip(tables.debtors["debtor_id"].to_list(),
+                    zip(tables.debtors["segment"].to_list(), tables.debtors["country"].to_list(),
+                        strict=True), strict=True))
+    raw = dict(zip(rows["invoice_id"].to_list(), models.raw(rows).tolist(), strict=True)) \
+        if models is not None and rows.height else {}
+    rate = policy.annual_cost_of_capital
+    out = []
+    for rec in acting:
+        inv = {i["invoice_id"]: i for i in rec["invoices"]}
+        named = rec["invoice_ids"] or list(inv)
+        worth = {i: worth_of_speed(inv[i]["open_amount"], inv[i]["p_unpaid_90d"],
+                                   inv[i]["expected_days_late"]
+                                   - by_invoice[i]["days_past_due"], rate)
+                 for i in named if i in inv and i in by_invoice}
+        action = rec["action"]
+        values = []
+        if action in uplift:
+            values = action_values(states[rec["debtor_id"]], as_of, policy,
+                                   {action: uplift[action]}, worth,
+                                   {action: tuple(named)}, merits_plan=True)
+        if values:
+            gain, cost, basis = values[0].gain, values[0].cost, "learnt response"
+        else:
+            gain, basis = sum(worth.values()), "at stake"
+            cost = policy.costs.of(action)
+            if action == "collection":
+                cost += policy.collection_fee_rate * sum(inv[i]["open_amount"] for i in worth)
+        segment, country = meta.get(rec["debtor_id"], (None, None))
+        open_total = sum(i["open_amount"] for i in rec["invoices"])
+        overdue = [by_invoice[i]["days_past_due"] for i in inv if i in by_invoice]
+        out.append({
+            "debtor_id": rec["debtor_id"], "segment": segment, "country": country,
+            "action": action, "step": rec["step"], "invoice_ids": rec["invoice_ids"],
+            "open_amount": open_total,
+            "named_amount": sum(inv[i]["open_amount"] for i in named if i in inv),
+            "max_days_past_due": max(overdue) if overdue else None,
+            "p_late": rec["risk"]["p_late"], "p_unpaid_90d": rec["risk"]["p_unpaid_90d"],
+            "gain": gain, "cost": cost, "value": gain - cost, "basis": basis,
+            "reasons": reasons(rec, raw, models),
+            "why": rec["reason"], "next_review_on": rec["next_review_on"],
+            "explored": rec["explored"],
+        })
+    out.sort(key=lambda w: (-w["value"], -w["open_amount"], w["debtor_id"]))
+    return out
+
+
+def _uplift(models: RiskModels | None, rows: pl.DataFrame, actions: set[str]
+            ) -> dict[str, dict[str, float]]:
+    """action → invoice id → learnt P(paid within the window | action) − P(… | wait), for
+    the actions the response model knows (none without one)."""
+    if models is None or not models.has_response or rows.height == 0:
+        return {}
+    from paycadence.models.policy import VALUE_CHANNELS
+
+    X = models.matrix(rows)
+    base = models.response(X, "wait")
+    ids = rows["invoice_id"].to_list()
+    return {a: dict(zip(ids, (models.response(X, a) - base).tolist(), strict=True))
+            for a in sorted(actions) if a in VALUE_CHANNELS}
+
+
+def reasons(rec: dict, raw: dict[str, float], models: RiskModels | None) -> list[dict]:
+    """The recommendation's top factors with direction and size: ``text``, ``effect``
+    (``raises``/``lowers``/``None``) and ``points``, the change in the focus invoice's
+    calibrated ``p_late`` (percentage points) between its forecast and the same forecast
+    without this factor's SHAP contribution (None without a model). ``raw`` maps invoice ids
+    to the model's raw output (log-odds)."""
+    score = raw.get(_focus(rec))
+    out = []
+    for e in rec["explanation"]:
+        c = float(e.get("contribution") or 0.0)
+        effect = e.get("effect") or ((c > 0 and "raises") or (c < 0 and "lowers") or None)
+        points = e.get("points")
+        if points is None and score is not None and models is not None and c != 0.0:
+            with_it, without = models.calibrator.apply(np.array([_sigmoid(score),
+                                                                 _sigmoid(score - c)]))
+            points = 100.0 * (float(with_it) - float(without))
+        text = e.get("text", "")
+        if e.get("effect"):  # recommend appends "(raises the risk …)": direction is shown apart
+            text = text.removesuffix(f" ({e['effect']} the risk of late payment)")
+        out.append({"feature": e.get("feature"), "text": text, "effect": effect,
+                    "points": points})
+    return out
+
+
+def _focus(rec: dict) -> str | None:
+    """The invoice a recommendation's explanation is about: among the invoices its action
+    names (else all of its open invoices), the one with the most open amount × p_late."""
+    pool = [i for i in rec["invoices"] if i["invoice_id"] in rec["invoice_ids"]] or \
+        rec["invoices"]
+    if not pool:
+        return None
+    return max(pool, key=lambda i: (i["open_amount"] * i["p_late"], i["invoice_id"]))[
+        "invoice_id"]
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+# --- behaviour changes, SHAP, off-policy ------------------------------------------------------
+
+def changed_debtors(features: pl.DataFrame, recs: list[dict]) -> list[dict]:
+    """Debtors with an open invoice whose ``behaviour_change`` flag is up on the report's day
+    (docs/features.md: recent lateness well above their own long-run rate, or recent payments
+    much later than usual), most open first, with the figures behind the flag, what changed
+    in words and today's recommended action."""
+    flagged = features.filter(pl.col("behaviour_change") > 0)
+    if flagged.height == 0:
+        return []
+    action = {r["debtor_id"]: r["action"] for r in recs}
+    rows = flagged.group_by("debtor_id", maintain_order=True).first().sort(
+        ["debtor_open_amount", "debtor_id"], descending=[True, False])
+    out = []
+    for r in rows.to_dicts():
+        signals = []
+        more = (r["late_last_5_due"] or 0.0) - (r["share_late"] or 0.0)
+        if more >= CHANGE_SHARE:
+            signals.append(f"late more often: +{100 * more:.0f} points on its last invoices "
+                           "due")
+        if (r["days_late_trend"] or 0.0) >= CHANGE_DAYS:
+            signals.append(f"pays later: {r['days_late_trend']:+.0f} days on its last "
+                           "payments")
+        out.append({
+            "debtor_id": r["debtor_id"],
+            "open_amount": r["debtor_open_amount"], "overdue_amount": r["overdue_amount"],
+            "share_late": r["share_late"], "late_last_5_due": r["late_last_5_due"],
+            "mean_days_late": r["mean_days_late"],
+            "mean_days_late_last_5": r["mean_days_late_last_5"],
+            "signals": signals or [describe("behaviour_change", r)],
+            "action": action.get(r["debtor_id"], "wait"),
+        })
+    return out
+
+
+def shap_importance(models: RiskModels | None, features: pl.DataFrame, debtors: set[str]
+                    ) -> pl.DataFrame | None:
+    """Mean |SHAP value| of each feature on ``p_late`` (log-odds) over the open invoices of
+    the worklist's debtors, largest :data:`SHAP_TOP` first; None without a model or rows."""
+    if models is None or not debtors:
+        return None
+    rows = features.filter(pl.col("debtor_id").is_in(pl.Series(sorted(debtors),
+                                                               dtype=pl.String).implode()))
+    if rows.height == 0:
+        return None
+    values, _ = models.contributions(rows)
+    return pl.DataFrame({
+        "feature": list(models.features),
+        "mean_abs": np.abs(values).mean(axis=0),
+        "mean": values.mean(axis=0),
+    }).sort(["mean_abs", "feature"], descending=[True, False]).head(SHAP_TOP).with_columns(
+        rows=pl.lit(rows.height))
+
+
+def off_policy(data_dir: str | Path, tables, *, as_of: dt.date, policy: Policy,
+               models: RiskModels | None) -> Ope:
+    """The policy against the logging policy, as ``paycadence evaluate`` estimates it, on the
+    logged decisions of the :data:`OPE_DAYS` days before the last :data:`REWARD_DAYS` (whose
+    rewards are known on ``as_of``)."""
+    end = as_of - dt.timedelta(days=REWARD_DAYS)
+    start = end - dt.timedelta(days=OPE_DAYS)
+    if not any((Path(data_dir) / f"decisions.{e}").exists() for e in ("csv", "parquet")):
+        return Ope(start, end, None, f"no decisions.csv in {data_dir}: the off-policy estimate "
+                   "needs the logged decisions with their propensities (docs/policy.md)")
+    decisions = read_decisions(data_dir).filter(
+        (pl.col("decided_on") >= start) & (pl.col("decided_on") < end))
+    if decisions.height == 0:
+        return Ope(start, end, None, f"no logged decision from {start} to "
+                   f"{end - dt.timedelta(days=1)}")
+    return Ope(start, end, evaluate_policy(tables, decisions, policy, models), "")

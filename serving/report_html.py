@@ -1,0 +1,157 @@
+"""Render :class:`paycadence.serving.report.ReportData` as one self-contained HTML page.
+
+The page carries its own CSS and one inlined copy of plotly.js: it opens offline, from a file
+or a mail attachment, and asks no network for anything. Every piece of data passes through
+Jinja's autoescape; the charts' data is JSON that plotly escapes for a script tag.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import logging
+import math
+
+import plotly.io as pio
+from jinja2 import Environment, select_autoescape
+from markupsafe import Markup
+from plotly.offline import get_plotlyjs
+
+from paycadence.serving import report_charts as C
+from paycadence.serving.report import ReportData
+from paycadence.serving.report_template import TEMPLATE
+
+logger = logging.getLogger(__name__)
+
+#: Rows of the worklist shown in the page (the rest are counted).
+WORKLIST_SHOWN = 150
+#: Rows of the behaviour-change table shown.
+CHANGED_SHOWN = 25
+CONFIG = {"displayModeBar": False, "responsive": True}
+ACTION_LABELS = {"email": "email", "sms": "SMS", "letter": "letter", "phone": "phone call",
+                 "payment_plan": "payment plan", "collection": "hand to collection",
+                 "wait": "wait"}
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and not math.isfinite(v))
+
+
+def money(v, digits: int = 0) -> str:
+    return "n/a" if _missing(v) else f"{v:,.{digits}f}"
+
+
+def days(v) -> str:
+    return "n/a" if _missing(v) else f"{v:,.1f}"
+
+
+def pct(v, digits: int = 0) -> str:
+    return "n/a" if _missing(v) else f"{100 * v:.{digits}f}%"
+
+
+def num(v, digits: int = 3) -> str:
+    return "n/a" if _missing(v) else f"{v:.{digits}f}"
+
+
+def points(v: float) -> str:
+    """Signed percentage points, one decimal below 1."""
+    return f"{v:+.1f}" if abs(v) < 1 else f"{v:+.0f}"
+
+
+def _chart(fig, name: str) -> Markup | None:
+    """A figure as a ``<div>`` plus its script (plotly.js itself is inlined once, in the
+    page's head)."""
+    if fig is None:
+        return None
+    html = pio.to_html(fig, full_html=False, include_plotlyjs=False, config=CONFIG,
+                       div_id=f"chart-{name}", default_width="100%")
+    return Markup(f'<div class="chart" data-chart="{name}">{html}</div>')  # noqa: S704
+
+
+def _png(data: bytes | None) -> str | None:
+    return None if data is None else "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def _delta(trend) -> dict | None:
+    """DSO now against the previous month end: ``{"days", "since"}`` (None without one)."""
+    if trend.height < 2:
+        return None
+    now, before = trend["dso"][-1], trend["dso"][-2]
+    if _missing(now) or _missing(before):
+        return None
+    return {"days": now - before, "since": trend["date"][-2]}
+
+
+def _auc_rows(d: ReportData) -> list[tuple[str, float | None, float | None]]:
+    m = d.champion.metrics if d.champion.found else {}
+    rows = [("p_late<br>holdout", m.get("late_auc"), m.get("naive_late_auc")),
+            ("p_late after due<br>holdout", m.get("late_auc_after_due"),
+             m.get("naive_late_auc_after_due")),
+            ("p_unpaid_90d<br>holdout", m.get("unpaid_auc"), m.get("naive_unpaid_auc"))]
+    if d.check is not None:
+        rows.append(("p_late<br>recent check", d.check.scores.get("model", {}).get("auc"),
+                     d.check.scores["naive"]["auc"]))
+    return [(label, None if _missing(a) else a, None if _missing(b) else b)
+            for label, a, b in rows]
+
+
+def _metric_rows(d: ReportData) -> list[tuple[str, str, str, str]]:
+    """(forecast, metric, model, naive) rows of the champion's logged holdout metrics."""
+    m = d.champion.metrics
+    spec = (("p_late", "AUC (higher is better)", "late_auc", 3),
+            ("p_late", "Brier score (lower is better)", "late_brier", 4),
+            ("p_late", "calibration error, ECE (lower is better)", "late_ece", 4),
+            ("p_unpaid_90d", "AUC", "unpaid_auc", 3),
+            ("p_unpaid_90d", "Brier score", "unpaid_brier", 4),
+            ("days late", "mean absolute error (days)", "days_mae", 2),
+            ("cash, 13 weeks", "WAPE (lower is better)", "cash_wape", 3))
+    return [(f, label, num(m.get(k), dd), num(m.get(f"naive_{k}"), dd))
+            for f, label, k, dd in spec if k in m]
+
+
+def _ope_rows(d: ReportData) -> list[tuple[str, float, float, float]]:
+    r = d.ope.result
+    if r is None:
+        return []
+    return [(name, e.value, e.low, e.high) for name, e in (
+        ("logging policy (observed)", r.logged), ("candidate, IPS", r.ips),
+        ("candidate, SNIPS", r.snips), ("candidate, doubly robust", r.dr))]
+
+
+def render(d: ReportData) -> str:
+    """The whole page."""
+    charts = {
+        "trend": _chart(C.trend(d.trend), "trend"),
+        "cei": _chart(C.cei(d.trend), "cei"),
+        "ageing": _chart(C.ageing(d.ageing, d.currency), "ageing"),
+        "cash": _chart(C.cash(d.cash, d.currency), "cash"),
+        "segment": _chart(C.discipline(d.by_segment, "segment"), "segment"),
+        "country": _chart(C.discipline(d.by_country, "country"), "country"),
+        "monthly": _chart(C.monthly(d.by_month), "monthly"),
+        "calibration": _chart(C.calibration(d.check.bins) if d.check else None,
+                              "calibration"),
+        "auc": _chart(C.auc(_auc_rows(d)), "auc"),
+        "shap": _chart(C.shap(d.shap), "shap"),
+        "ope": _chart(C.ope(_ope_rows(d), d.currency) if d.ope.result else None, "ope"),
+        "backtest": _chart(C.backtest(d.backtest.metrics) if d.backtest else None,
+                           "backtest"),
+    }
+    env = Environment(autoescape=select_autoescape(default=True, default_for_string=True))
+    env.filters.update(money=money, days=days, pct=pct, num=num, points=points)
+    template = env.from_string(TEMPLATE)
+    quarantined = sum(c["quarantined"] for c in d.ingest.counts.values())
+    return template.render(
+        d=d, k=d.kpis, charts=charts, plotlyjs=Markup(get_plotlyjs()),  # noqa: S704
+        delta=_delta(d.trend), shown=d.worklist[:WORKLIST_SHOWN],
+        hidden=max(len(d.worklist) - WORKLIST_SHOWN, 0),
+        labels=ACTION_LABELS, metric_rows=_metric_rows(d), ope_rows=_ope_rows(d),
+        calibration_png=_png(d.champion.calibration_png),
+        backtest_pngs={k: _png(v) for k, v in (d.backtest.figures.items()
+                                               if d.backtest else [])},
+        quarantined=quarantined, named=sum(w["named_amount"] for w in d.worklist),
+        cash4=sum(w["expected"] for w in d.cash[:4]), cash13=sum(w["expected"] for w in d.cash),
+        last_closed=d.as_of - dt.timedelta(days=1),
+        unpaid_window_end=d.as_of - dt.timedelta(days=91),
+        fallback=d.model_version == "fallback", changed_shown=CHANGED_SHOWN,
+        currencies=d.currency.split("/"),
+    )

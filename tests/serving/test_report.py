@@ -1,0 +1,308 @@
+"""The manager's report: built on a simulated company with a trained champion, on the rule-based
+fallback, on the real IBM sample, through the CLI with bad input, and opened in headless
+Chromium (no console error, every chart drawn, a screenshot)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from paycadence.cli import app
+from paycadence.config import load_params, load_policy
+from paycadence.models import recommend
+from paycadence.serving.engine import Engine
+from paycadence.serving.report import build_report
+from paycadence.training import MODEL_NAME
+
+BIN = Path(sys.executable).parent / "paycadence"
+CHROMIUM = Path(os.environ.get("PAYCADENCE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+SECTIONS = ("overview", "dso", "ageing", "discipline", "changes", "worklist", "models",
+            "drivers", "policy", "data")
+#: one worker builds the reports once for all the tests of this module
+pytestmark = pytest.mark.xdist_group("report")
+HOSTILE_SEGMENT = "<img src=x onerror=alert('segment')>"
+HOSTILE_COUNTRY = "</script><script>alert('country')</script>"
+
+
+@pytest.fixture(scope="module")
+def as_of(tables) -> dt.date:
+    return tables.last_date + dt.timedelta(days=1)
+
+
+@pytest.fixture(scope="module")
+def built(trained, sim_dir, as_of, tmp_path_factory):
+    """The report on the simulated company, decided by the session's champion."""
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    return build_report(sim_dir, as_of=as_of, out=out, policy=load_policy(),
+                        params=load_params(), model_name=MODEL_NAME)
+
+
+@pytest.fixture(scope="module")
+def hostile(sim_dir, as_of, tmp_path_factory, mlflow_uri):
+    """A report on the fallback (no such model) whose debtors carry markup in their segment
+    and country, without decisions.csv."""
+    data = tmp_path_factory.mktemp("hostile-data")
+    for name in ("debtors", "invoices", "payments", "actions", "disputes"):
+        shutil.copy(sim_dir / f"{name}.csv", data / f"{name}.csv")
+    debtors = pl.read_csv(data / "debtors.csv", infer_schema_length=None)
+    first = pl.int_range(pl.len()) < 20
+    debtors.with_columns(
+        segment=pl.when(first).then(pl.lit(HOSTILE_SEGMENT)).otherwise("segment"),
+        country=pl.when(first).then(pl.lit(HOSTILE_COUNTRY)).otherwise("country"),
+    ).write_csv(data / "debtors.csv")
+    out = tmp_path_factory.mktemp("hostile") / "report.html"
+    return build_report(data, as_of=as_of, out=out, policy=load_policy(), params=load_params(),
+                        model_name="no-such-model")
+
+
+def test_report_holds_every_section_offline(built):
+    html = built.out.read_text(encoding="utf-8")
+    assert built.size == built.out.stat().st_size > 1_000_000  # plotly.js is inlined
+    for section in SECTIONS:
+        assert f'id="{section}"' in html, section
+    markup = re.sub(r"<script>.*?</script>", "", html, flags=re.S)  # the page, not plotly.js
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", markup), "external"
+    assert "<script src" not in html
+    assert len(re.findall(r"plotly\.js v\d", html)) == 1  # the bundle, exactly once
+    assert len(re.findall(r'<div class="chart" data-chart=', html)) >= 10
+
+
+def test_worklist_is_every_contact_recommend_makes_ranked_by_worth(built, tables, as_of):
+    policy = load_policy()
+    engine = Engine.load(policy, model_name=MODEL_NAME, alias="champion")
+    recs = recommend(tables, as_of=as_of, policy=policy, models=engine.models,
+                     model_version=engine.version)
+    contacts = {r["debtor_id"]: r for r in recs if r["action"] != "wait"}
+    work = built.data.worklist
+    assert built.worklist == len(work) == len(contacts) > 0
+    assert built.recommendations == len(recs)
+    assert {w["debtor_id"] for w in work} == set(contacts)
+    assert [w["value"] for w in work] == sorted((w["value"] for w in work), reverse=True)
+    for w in work:
+        rec = contacts[w["debtor_id"]]
+        assert w["action"] == rec["action"] and w["invoice_ids"] == rec["invoice_ids"]
+        assert w["value"] == pytest.approx(w["gain"] - w["cost"])
+        assert w["cost"] >= policy.costs.of(w["action"])
+        assert w["open_amount"] == pytest.approx(sum(i["open_amount"] for i in rec["invoices"]))
+        assert [r["feature"] for r in w["reasons"]] == [e["feature"] for e in
+                                                          rec["explanation"]]
+        for r in w["reasons"]:  # direction and size agree with the SHAP contribution
+            assert r["points"] is not None and r["text"]
+            assert (r["points"] > 0) == (r["effect"] == "raises")
+    html = built.out.read_text(encoding="utf-8")
+    for w in work[:5]:
+        assert w["debtor_id"] in html
+        assert w["reasons"][0]["text"].split(" (")[0].replace("'", "&#39;") in html
+
+
+def test_models_quality_comes_from_the_champions_record(built, trained):
+    from paycadence.training import tracking
+
+    client = tracking.setup()
+    champion = tracking.alias_version(client, MODEL_NAME, "champion")
+    logged = client.get_run(champion.run_id).data.metrics
+    d = built.data
+    assert d.model_version == f"risk:{champion.version}"
+    assert d.champion.found and d.champion.version == str(champion.version)
+    assert d.champion.metrics == logged
+    assert d.champion.calibration_png.startswith(b"\x89PNG")
+    assert d.check is not None and set(d.check.scores) == {"model", "naive"}
+    assert min(d.check.days) >= d.champion.split_date  # never days the model learnt from
+    assert d.shap is not None and d.shap["mean_abs"].is_sorted(descending=True)
+    html = built.out.read_text(encoding="utf-8")
+    assert f"{logged['late_auc']:.3f}" in html and f"{logged['naive_late_auc']:.3f}" in html
+    assert "data:image/png;base64," in html
+
+
+def test_policy_comparison_uses_the_logged_decisions(built, as_of):
+    ope = built.data.ope
+    assert ope.result is not None, ope.note
+    assert ope.end == as_of - dt.timedelta(days=30) and (ope.end - ope.start).days == 90
+    assert ope.result.decisions > 0
+    assert ope.result.dr.low <= ope.result.dr.value <= ope.result.dr.high
+    assert "no backtest run is logged" in built.out.read_text(encoding="utf-8") or \
+        built.data.backtest is not None
+
+
+def test_a_logged_backtest_run_is_shown(built, monkeypatch, tmp_path):
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from paycadence.serving.report_html import render
+    from paycadence.training import tracking
+    from paycadence.training.quality import latest_backtest
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert latest_backtest() is None
+    tracking.setup()
+    fig, ax = plt.subplots()
+    ax.bar(["fixed", "learnt"], [100, 112])
+    with mlflow.start_run(run_name="backtest seed 1"):
+        mlflow.log_metrics({"net_value_fixed": 100.0, "net_value_learnt": 112.0})
+        mlflow.log_figure(fig, "backtest.png")
+    with mlflow.start_run(run_name="a later training run"):
+        mlflow.log_metric("late_auc", 0.8)
+    plt.close(fig)
+    run = latest_backtest()
+    assert run is not None and run.metrics["net_value_learnt"] == 112.0
+    assert run.figures["backtest.png"].startswith(b"\x89PNG")
+    html = render(dataclasses.replace(built.data, backtest=run))
+    assert run.run_id in html and 'data-chart="backtest"' in html
+    assert "no backtest run is logged" not in html
+
+
+def test_fallback_report_escapes_data_and_says_what_is_missing(hostile):
+    html = hostile.out.read_text(encoding="utf-8")
+    d = hostile.data
+    assert d.model_version == "fallback" and not d.champion.found
+    assert "No champion model" in html and d.shap is None
+    assert d.ope.result is None and "no decisions.csv" in d.ope.note
+    assert HOSTILE_SEGMENT in d.by_segment["segment"].to_list()
+    assert HOSTILE_SEGMENT not in html and HOSTILE_COUNTRY not in html
+    assert "&lt;img src=x onerror=alert(&#39;segment&#39;)&gt;" in html
+    assert d.worklist and all(r["points"] is None for w in d.worklist for r in w["reasons"])
+
+
+def test_cli_report_on_the_fallback_prints_one_summary(sim_dir, as_of, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("debtors", "invoices", "payments", "actions", "disputes"):
+        shutil.copy(sim_dir / f"{name}.csv", data / f"{name}.csv")
+    out = tmp_path / "out" / "report.html"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"}
+    r = subprocess.run([str(BIN), "report", "--data", str(data), "--as-of", as_of.isoformat(),
+                        "--out", str(out), "--quiet"], capture_output=True, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1, r.stdout
+    assert str(out) in lines[0] and "MB" in lines[0] and "debtors in the worklist" in lines[0]
+    assert "fallback" in lines[0] and "Traceback" not in r.stderr
+    assert out.exists() and (tmp_path / "out" / "report-ingest" / "quarantine.csv").exists()
+
+
+def _bad_invoices(folder: Path, sim_dir: Path) -> None:
+    for name in ("debtors", "payments"):
+        shutil.copy(sim_dir / f"{name}.csv", folder / f"{name}.csv")
+    pl.read_csv(sim_dir / "invoices.csv").drop("due_date").write_csv(folder / "invoices.csv")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--as-of", "yesterday", "--out", "{tmp}/r.html"], "--as-of: 'yesterday' is not a date"),
+        (["--as-of", "2025-01-01", "--out", "{tmp}/r.pdf"], "give --out a name ending in .html"),
+        (["--as-of", "1999-01-01", "--out", "{tmp}/r.html"], "no invoice issued on or before"),
+        (["--as-of", "2025-01-01", "--out", "{tmp}/r.html", "--data", "{tmp}/nowhere"],
+         "no such data directory"),
+        (["--as-of", "2025-01-01", "--out", "{tmp}/r.html", "--data", "{tmp}/bad"],
+         "required column 'due_date' is missing"),
+        (["--as-of", "2025-01-01", "--out", "{tmp}/r.html", "--policy", "{tmp}/p.yaml"],
+         "unknown key"),
+    ],
+    ids=["bad-date", "not-html", "before-any-invoice", "missing-dir", "missing-column",
+         "bad-policy"],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, sim_dir, tmp_path, mlflow_uri):
+    (tmp_path / "bad").mkdir()
+    _bad_invoices(tmp_path / "bad", sim_dir)
+    (tmp_path / "p.yaml").write_text("rules:\n  min_days_between_contact: 3\n")
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--data" not in args:
+        args = ["--data", str(sim_dir), *args]
+    r = CliRunner().invoke(app, ["report", *args, "--quiet"])
+    assert r.exit_code == 2, r.output
+    assert message in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_report_on_the_ibm_sample(shared_dir, tmp_path):
+    data = shared_dir / "data" / "ibm-ar"
+    if not data.is_dir():
+        pytest.skip(f"{data} is absent")
+    out = tmp_path / "ibm.html"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"}
+    r = subprocess.run([str(BIN), "report", "--data", str(data), "--map", "ibm-ar",
+                        "--as-of", "2013-09-01", "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "debtors in the worklist" in r.stdout
+    html = out.read_text(encoding="utf-8")
+    assert "USD" in html and 'id="worklist"' in html
+
+
+# --- headless Chromium ------------------------------------------------------------------------
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # the test reads what the browser saw, not the log
+        pass
+
+
+@pytest.fixture
+def served(built, hostile):
+    """Both reports on a loopback HTTP server in a thread: its base URL."""
+    root = built.out.parent
+    shutil.copy(hostile.out, root / "hostile.html")
+    handler = functools.partial(_Quiet, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_report_renders_in_headless_chromium(served, built, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (bash scripts/chromium.sh install)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_FLAGS, viewport={"width": 1360, "height": 900})
+        try:
+            for name in ("report.html", "hostile.html"):
+                page = browser.new_page()
+                problems, requests, dialogs = [], [], []
+                page.on("console", lambda m, out=problems: out.append(f"{m.type}: {m.text}")
+                        if m.type == "error" else None)
+                page.on("pageerror", lambda e, out=problems: out.append(f"page error: {e}"))
+                page.on("request", lambda q, out=requests: out.append(q.url))
+                page.on("dialog", lambda dlg, out=dialogs: (out.append(dlg.message),
+                                                           dlg.dismiss()))
+                page.goto(f"{served}/{name}", wait_until="load")
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('div.chart .js-plotly-plot')]"
+                    ".every(d => d.querySelector('svg.main-svg'))", timeout=60_000)
+                charts = page.evaluate("document.querySelectorAll('div.chart').length")
+                drawn = page.evaluate(
+                    "[...document.querySelectorAll('div.chart')].filter(c => "
+                    "c.querySelector('.js-plotly-plot svg.main-svg')).length")
+                assert problems == [], f"{name}: {problems}"
+                assert dialogs == [], f"{name}: data ran as script: {dialogs}"
+                assert [u for u in requests if not u.startswith(served)] == []
+                assert drawn == charts and charts >= (10 if name == "report.html" else 7)
+                shot = tmp_path / name.replace(".html", ".png")
+                page.screenshot(path=str(shot), full_page=True)
+                assert shot.stat().st_size > 50_000
+                print(f"screenshot of {name}: {shot}")  # noqa: T201 - where to look
+                page.close()
+        finally:
+            browser.close()
