@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -461,6 +462,10 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
     counts["debtors"]["created_for_unknown_debtor_id"] = created
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     paths += _write_report(out_dir, data_dir, quarantine, counts, created)
+    for log in DECISION_LOGS:  # not a contract table: kept as is for off-policy evaluation
+        if (data_dir / log).is_file():
+            shutil.copyfile(data_dir / log, out_dir / log)
+            paths.append(out_dir / log)
     logger.info("ingest %s → %s (%d key buckets): %s", data_dir, out_dir, n_buckets,
                 {n: (c["kept"], c["quarantined"]) for n, c in counts.items()})
     return IngestResult(None, quarantine, counts, created, paths)
@@ -495,6 +500,9 @@ def _stream_table(name: str, source: pl.LazyFrame, file: str, target: Path, work
 
 
 BUCKET_SEED = 20_261_124
+#: The decision log a simulator or dunning engine may leave beside the tables (docs/policy.md);
+#: ingest copies it to the clean directory so that ``evaluate`` and ``train`` find it there.
+DECISION_LOGS = ("decisions.csv", "decisions.parquet")
 
 
 def _input_bytes(data_dir: Path, mapping: Mapping | None) -> int:

@@ -128,6 +128,35 @@ def ingest(
 
 
 @app.command()
+def features(
+    data: Annotated[Path, typer.Option("--data", help="Directory with the input tables.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for snapshots.parquet + "
+                                      "snapshots.json.")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="As if on this date.")] = None,
+    params: ParamsOpt = None,
+    mapping: MapOpt = None,
+    quiet: Quiet = False,
+):
+    """Build the point-in-time training snapshots once (``train --features`` uses them)."""
+    from paycadence.config import load_params
+    from paycadence.data.ingest import ingest as run_ingest
+    from paycadence.data.mapping import load_mapping
+    from paycadence.training.train import save_snapshots
+
+    def go():
+        cfg, day = load_params(params), _date(as_of, "--as-of")
+        t = time.perf_counter()
+        with console.status("ingesting", spinner="dots") if not quiet else _null() as status:
+            tables = run_ingest(data, mapping=load_mapping(mapping) if mapping else None).tables
+            if status:
+                status.update("building point-in-time snapshots and their labels")
+            folder, rows = save_snapshots(tables, cfg, out, day)
+        console.print(f"{rows:,} labelled snapshots in {folder} "
+                      f"({time.perf_counter() - t:.1f} s)", highlight=False)
+    _run(go)
+
+
+@app.command()
 def train(
     data: Annotated[Path, typer.Option("--data", help="Directory with the input tables.")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="Train as if on this date.")] = None,
@@ -135,6 +164,12 @@ def train(
     params: ParamsOpt = None,
     metrics_out: Annotated[Path | None, typer.Option(
         "--metrics-out", help="Also write the holdout metrics as JSON (for DVC).")] = None,
+    plots_out: Annotated[Path | None, typer.Option(
+        "--plots-out", help="Also write the holdout's calibration points as CSV (for DVC).")
+    ] = None,
+    snapshot_dir: Annotated[Path | None, typer.Option(
+        "--features", help="Snapshots built by `paycadence features` from the same data and "
+        "params (checked) instead of building them again.")] = None,
     mapping: MapOpt = None,
     feedback: Annotated[bool, typer.Option(
         "--feedback/--no-feedback", help="Also learn from the rows posted to /feedback "
@@ -160,8 +195,12 @@ def train(
             if status:
                 status.update("training (features, LightGBM late-payment and settlement "
                               "models, MLflow)")
-            result = run_train(tables, params=cfg, as_of=day, data_dir=str(data), policy=pol)
+            result = run_train(tables, params=cfg, as_of=day, data_dir=str(data), policy=pol,
+                               snapshot_dir=snapshot_dir)
         m = result.metrics
+        if plots_out is not None and result.reliability is not None:
+            plots_out.parent.mkdir(parents=True, exist_ok=True)
+            result.reliability.write_csv(plots_out)
         if metrics_out is not None:
             metrics_out.parent.mkdir(parents=True, exist_ok=True)
             metrics_out.write_text(json.dumps(
@@ -190,18 +229,20 @@ def train(
                 f"holdout from {result.split_date} ({result.holdout_rows} snapshots; "
                 f"trained on {result.train_rows})",
                 ["forecast", "metric", "model", "naive reference"], rows))
-        if "ope_dr" in m:
+        if "ope_dr" in m and not quiet:
             console.print(
                 f"off-policy value per decision on the holdout's {m['ope_decisions']:.0f} logged "
                 f"decisions: logging policy {m['ope_logged']:,.2f}; this model's policy "
                 f"{m['ope_dr']:,.2f} doubly robust ({m['ope_dr_low']:,.2f} … "
                 f"{m['ope_dr_high']:,.2f}), IPS {m['ope_ips']:,.2f}, SNIPS {m['ope_snips']:,.2f}",
                 highlight=False)
-        console.print(f"p_late calibration: {result.models.calibrator.method} (lowest log-loss "
-                      "on the latest training days)", highlight=False)
+        if not quiet:
+            console.print(f"p_late calibration: {result.models.calibrator.method} (lowest "
+                          "log-loss on the latest training days)", highlight=False)
         console.print(f"registered paycadence-risk version {result.version} as "
                       f"[bold]{result.alias}[/bold]: {result.reason}", highlight=False)
-        console.print(f"MLflow run {result.run_id} in {tracking_uri()}", highlight=False)
+        if not quiet:
+            console.print(f"MLflow run {result.run_id} in {tracking_uri()}", highlight=False)
     _run(go)
 
 
@@ -299,6 +340,9 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", help="Directory with the input tables and "
                                        "decisions.csv (the logged decisions).")],
     policy: PolicyOpt = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Also write the estimates as JSON (for DVC metrics).")] = None,
+    quiet: Quiet = False,
 ):
     """Estimate off-policy what the current policy would have earned on the logged decisions."""
     from paycadence.config import get_settings, load_policy
@@ -312,8 +356,22 @@ def evaluate(
         checked = run_ingest(data)
         s = get_settings()
         engine = Engine.load(pol, model_name=s.model_name, alias=s.model_alias)
-        with console.status(f"asking {engine.version} about {decisions.height} logged decisions"):
+        with console.status(f"asking {engine.version} about {decisions.height} logged "
+                            "decisions") if not quiet else _null():
             r = evaluate_policy(checked.tables, decisions, pol, engine.models)
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({
+                "model_version": engine.version, "decisions": r.decisions,
+                "supported": r.supported, "effective_n": r.effective_n,
+                **{f"{name}_{k}": getattr(e, k) for name, e in (
+                    ("logged", r.logged), ("ips", r.ips), ("snips", r.snips), ("dr", r.dr))
+                   for k in ("value", "low", "high")}}, indent=2), encoding="utf-8")
+        if quiet:
+            console.print(f"doubly robust value per decision {r.dr.value:,.2f} vs logging "
+                          f"policy {r.logged.value:,.2f} ({r.decisions} decisions)",
+                          highlight=False)
+            return
         rows = [(name, f"{e.value:,.2f}", f"{e.low:,.2f} … {e.high:,.2f}")
                 for name, e in (("logging policy (observed)", r.logged), ("candidate, IPS", r.ips),
                                 ("candidate, self-normalised IPS", r.snips),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -48,8 +49,9 @@ def test_recommend_writes_every_format(trained, sim_dir, tmp_path, mlflow_uri, t
          "unsupported output format"),
         (["train", "--data", "{tmp}/nowhere"], "nowhere"),
         (["train", "--data", "{sim}", "--policy", "{tmp}/bad-policy.yaml"], "unknown key"),
+        (["train", "--data", "{sim}", "--features", "{tmp}"], "no snapshots.parquet"),
     ],
-    ids=["bad-date", "bad-format", "missing-dir", "bad-policy"],
+    ids=["bad-date", "bad-format", "missing-dir", "bad-policy", "no-snapshots"],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, sim_dir, tmp_path, mlflow_uri):
     (tmp_path / "bad-policy.yaml").write_text("rules:\n  min_days_between_contact: 3\n")
@@ -117,3 +119,20 @@ def test_evaluate_without_a_decision_log_is_one_line(tmp_path, sim_dir):
     r = run("evaluate", "--data", tmp_path)
     assert r.returncode == 2 and "no decisions.csv" in r.stderr
     assert r.stderr.strip().count("\n") == 0
+
+
+def test_snapshots_are_refused_for_other_data_or_settings(tables, tmp_path):
+    from paycadence.config import Params
+    from paycadence.errors import InputError
+    from paycadence.training.train import cut_tables, load_snapshots, save_snapshots
+
+    params = Params()
+    folder, rows = save_snapshots(tables, params, tmp_path / "f")
+    assert load_snapshots(folder, tables, params).height == rows
+    other = params.model_copy(update={"features": params.features.model_copy(
+        update={"snapshot_every_days": 14})})
+    with pytest.raises(InputError, match="other features"):
+        load_snapshots(folder, tables, other)
+    earlier = cut_tables(tables, tables.last_date - dt.timedelta(days=30))
+    with pytest.raises(InputError, match="other data_fingerprint"):
+        load_snapshots(folder, earlier, params)

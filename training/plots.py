@@ -17,15 +17,33 @@ TOP = 15
 SAMPLE = 2000
 
 
-def _reliability(ax, y: np.ndarray, p: np.ndarray, label: str, style: str) -> None:
+def reliability(y: np.ndarray, p: np.ndarray) -> tuple[list[float], list[float], list[int]]:
+    """Per tenth of the forecast: mean forecast, observed share and count (empty tenths left
+    out)."""
     idx = np.minimum((p * BINS).astype(int), BINS - 1)
-    xs, ys = [], []
+    xs, ys, ns = [], [], []
     for b in range(BINS):
         mask = idx == b
         if mask.any():
-            xs.append(p[mask].mean())
-            ys.append(y[mask].mean())
-    ax.plot(xs, ys, style, label=label)
+            xs.append(float(p[mask].mean()))
+            ys.append(float(y[mask].mean()))
+            ns.append(int(mask.sum()))
+    return xs, ys, ns
+
+
+def reliability_table(model: pl.DataFrame, naive: pl.DataFrame) -> pl.DataFrame:
+    """The points of :func:`calibration` as rows (``forecast``: p_late or p_unpaid_90d;
+    ``source``: model or naive reference): what ``dvc plots`` draws."""
+    rows = []
+    for label, col in (("y_late", "p_late"), ("y_unpaid_90d", "p_unpaid_90d")):
+        for frame, source in ((model, "model"), (naive, "naive reference")):
+            kept = frame.filter(pl.col(label).is_not_null())
+            xs, ys, ns = reliability(kept[label].to_numpy(), kept[col].to_numpy())
+            rows += [{"forecast": col, "source": source, "mean_forecast": x, "observed": y,
+                      "invoices": n} for x, y, n in zip(xs, ys, ns, strict=True)]
+    return pl.DataFrame(rows, schema={"forecast": pl.String, "source": pl.String,
+                                      "mean_forecast": pl.Float64, "observed": pl.Float64,
+                                      "invoices": pl.Int64})
 
 
 def calibration(model: pl.DataFrame, naive: pl.DataFrame):
@@ -41,12 +59,18 @@ def calibration(model: pl.DataFrame, naive: pl.DataFrame):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect")
         for frame, name, style in ((model, "model", "o-"), (naive, "naive reference", "s:")):
             rows = frame.filter(pl.col(label).is_not_null())
-            _reliability(ax, rows[label].to_numpy(), rows[col].to_numpy(), name, style)
+            xs, ys, _ = reliability(rows[label].to_numpy(), rows[col].to_numpy())
+            ax.plot(xs, ys, style, label=name)
         ax.set(title=f"{title}: observed vs forecast (holdout)", xlabel="mean forecast",
                ylabel="observed share", xlim=(0, 1), ylim=(0, 1))
         ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def close(fig) -> None:
+    """Free a figure once it is saved (pyplot keeps every open figure alive)."""
+    plt.close(fig)
 
 
 def shap_summary(models: RiskModels, holdout: pl.DataFrame, *, seed: int = 0):

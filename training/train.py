@@ -57,6 +57,8 @@ class TrainResult:
     holdout_rows: int
     split_date: dt.date
     models: RiskModels = field(repr=False)
+    #: the holdout's reliability points (see :func:`paycadence.training.plots.reliability_table`)
+    reliability: pl.DataFrame | None = field(default=None, repr=False)
 
 
 def cut_tables(tables: Tables, as_of: dt.date) -> Tables:
@@ -117,6 +119,66 @@ def snapshots(tables: Tables, params: Params) -> tuple[pl.DataFrame, dt.date]:
     if snaps.height == 0:
         raise InputError("no open invoice on any snapshot date: nothing to learn from")
     return snaps, last
+
+
+#: What the saved snapshots were built from; training refuses them for other data or settings.
+SNAPSHOT_FILE, SNAPSHOT_META = "snapshots.parquet", "snapshots.json"
+
+
+def _snapshot_key(tables: Tables, params: Params, as_of: dt.date | None) -> dict:
+    return {"data_fingerprint": fingerprint(tables),
+            "as_of": as_of.isoformat() if as_of else None,
+            "features": params.features.model_dump(),
+            "horizon_days": params.train.horizon_days}
+
+
+def save_snapshots(tables: Tables, params: Params, out: str | Path,
+                   as_of: dt.date | None = None) -> tuple[Path, int]:
+    """Build the labelled training snapshots (the features stage of ``dvc.yaml``) into
+    ``out``: ``snapshots.parquet`` and ``snapshots.json`` (what they were built from).
+    Returns the directory and the number of rows."""
+    if as_of is not None:
+        tables = cut_tables(tables, as_of)
+    snaps, _ = snapshots(tables, params)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    snaps.write_parquet(out / SNAPSHOT_FILE)
+    meta = {**_snapshot_key(tables, params, as_of), "rows": snaps.height,
+            "sampled_share": float(snaps["sampled_share"][0])}
+    (out / SNAPSHOT_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return out, snaps.height
+
+
+def load_snapshots(folder: str | Path, tables: Tables, params: Params,
+                   as_of: dt.date | None = None) -> pl.DataFrame:
+    """The snapshots :func:`save_snapshots` wrote, after checking they were built from these
+    tables with these settings (a clear :class:`InputError` otherwise)."""
+    folder = Path(folder)
+    meta_path, data_path = folder / SNAPSHOT_META, folder / SNAPSHOT_FILE
+    if not meta_path.is_file() or not data_path.is_file():
+        raise InputError(f"{folder}: no {SNAPSHOT_FILE} + {SNAPSHOT_META} "
+                         "(build them with: paycadence features --data DIR --out DIR)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{meta_path}: unreadable ({exc})") from None
+    if as_of is not None:
+        tables = cut_tables(tables, as_of)
+    want = _snapshot_key(tables, params, as_of)
+    differ = [k for k, v in want.items() if meta.get(k) != v]
+    if differ:
+        raise InputError(f"{folder}: snapshots were built from other "
+                         f"{', '.join(differ)} than this training run; rebuild them with "
+                         "paycadence features")
+    try:
+        snaps = pl.read_parquet(data_path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"{data_path}: unreadable ({exc})") from None
+    missing = [c for c in (*FEATURES, *LABELS.values(), "as_of") if c not in snaps.columns]
+    if missing or snaps.height != meta.get("rows"):
+        raise InputError(f"{data_path}: not the snapshots {SNAPSHOT_META} describes "
+                         f"(missing columns: {', '.join(missing) or 'none'})")
+    return snaps
 
 
 def fit_models(tables: Tables, params: Params) -> RiskModels:
@@ -368,6 +430,7 @@ def train(
     data_dir: str | None = None,
     model_name: str = MODEL_NAME,
     policy: Policy | None = None,
+    snapshot_dir: str | Path | None = None,
 ) -> TrainResult:
     """Build snapshots, fit, evaluate against the naive reference, log and register in MLflow.
 
@@ -384,13 +447,21 @@ def train(
         Train as if on the morning of this date (default: the day after the last data).
     data_dir
         Where the tables came from, recorded with the run.
+    snapshot_dir
+        Snapshots built beforehand by :func:`save_snapshots` from the same tables and
+        settings (checked), instead of building them here.
     """
     import mlflow
     from mlflow.models import infer_signature
 
+    if snapshot_dir is not None:
+        snaps = load_snapshots(snapshot_dir, tables, params, as_of)
     if as_of is not None:
         tables = cut_tables(tables, as_of)
-    snaps, last = snapshots(tables, params)
+    if snapshot_dir is None:
+        snaps, last = snapshots(tables, params)
+    else:
+        last = tables.last_date
     train_rows, holdout, split = time_split(
         snaps, holdout_share=params.train.holdout_share, embargo_days=params.train.embargo_days)
     share = float(snaps["sampled_share"][0])
@@ -451,9 +522,13 @@ def train(
         mlflow.log_dict(models.calibrator.to_dict(), "calibration.json")
         frame = predictions(models, holdout)
         naive = predictions(None, holdout)
-        mlflow.log_figure(plots.calibration(frame, naive), "calibration.png")
-        mlflow.log_figure(plots.shap_summary(models, holdout, seed=params.train.seed),
-                          "shap_summary.png")
+        reliability = plots.reliability_table(frame, naive)
+        mlflow.log_text(reliability.write_csv(), "calibration.csv")
+        for fig, name in ((plots.calibration(frame, naive), "calibration.png"),
+                          (plots.shap_summary(models, holdout, seed=params.train.seed),
+                           "shap_summary.png")):
+            mlflow.log_figure(fig, name)
+            plots.close(fig)
         risk_dir = models.save(Path(tmp) / "risk")
         example = holdout.select(FEATURES).head(5).to_pandas()
         out = models.predict(holdout.head(5)).select(
@@ -475,4 +550,4 @@ def train(
         run_id = run.info.run_id
     logger.info("registered %s version %s as %s: %s", model_name, version, alias, why)
     return TrainResult(run_id, version, alias, why, scores, train_rows.height, holdout.height,
-                       split, models)
+                       split, models, reliability)
