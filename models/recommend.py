@@ -22,6 +22,7 @@ from paycadence.models.policy import (
     PLAN_MERIT,
     VALUE_CHANNELS,
     InvoiceRisk,
+    PaymentRecord,
     decide,
     decide_value,
     present_value,
@@ -148,7 +149,10 @@ def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
             policy.annual_cost_of_capital) for r in recs}
         responds = {c: first.get(f"resp_{c}") for c in ("email", "sms", "letter", "phone")}
         choice = decide_value(state, risks, as_of, policy, uplift=uplift, worth=worth,
-                              merits_plan=merits, responds=responds)
+                              merits_plan=merits, responds=responds,
+                              patient=PaymentRecord(first["n_settled"] or 0.0,
+                                                    first.get("median_days_late"),
+                                                    first.get("n_broken_plans") or 0.0))
     else:
         choice = decide(state, risks, as_of, policy, merits_plan=merits)
     weights = np.array([max(r["open_amount"], 1e-9) for r in recs])
@@ -230,7 +234,7 @@ def _explain(recs: list[dict], rows: pl.DataFrame, models: RiskModels | None) ->
         return
     frame = rows.filter(pl.col("_i").is_in(focus))
     position = {i: k for k, i in enumerate(frame["_i"].to_list())}
-    values = models.contributions(frame)[0] if models is not None else None
+    values, base = models.contributions(frame) if models is not None else (None, None)
     features = frame.to_dicts()
     for rec in recs:
         if "_focus" not in rec:
@@ -243,14 +247,29 @@ def _explain(recs: list[dict], rows: pl.DataFrame, models: RiskModels | None) ->
                 "text": describe("share_late", row) + " (rule-based fallback, no model)"}]
             continue
         order = np.argsort(-np.abs(values[k]), kind="stable")[:TOP_REASONS]
-        rec["explanation"] = [_reason(models.features[j], float(values[k][j]), row)
+        raw = float(base[k] + values[k].sum())
+        rec["explanation"] = [_reason(models.features[j], float(values[k][j]), row,
+                                      points(models, raw, float(values[k][j])))
                               for j in order]
 
 
-def _reason(feature: str, contribution: float, row: dict) -> dict:
-    """One explanation entry: the feature, its value, its SHAP contribution and its words."""
+def points(models: RiskModels, raw: float, contribution: float) -> float:
+    """Size of one factor in percentage points of the calibrated ``p_late``: the forecast
+    (raw log-odds ``raw``) against the same forecast without the factor's SHAP contribution."""
+    with_it, without = models.calibrator.apply(
+        1.0 / (1.0 + np.exp(-np.array([raw, raw - contribution]))))
+    return 100.0 * (float(with_it) - float(without))
+
+
+def _reason(feature: str, contribution: float, row: dict, size: float) -> dict:
+    """One explanation entry: the feature, its value, its SHAP contribution (log-odds), its
+    size in points of risk and its words ("paid 4 of the last 5 invoices late: +21 points of
+    risk")."""
     effect = "raises" if contribution > 0 else "lowers"
+    size = round(size, 2)
+    shown = f"{size:+.1f}" if abs(size) < 1 else f"{size:+.0f}"
     return {"feature": feature,
             "value": None if row.get(feature) is None else round(float(row[feature]), 4),
             "contribution": round(contribution, 4), "effect": effect,
-            "text": f"{describe(feature, row)} ({effect} the risk of late payment)"}
+            "points": size,
+            "text": f"{describe(feature, row)}: {shown} points of risk of paying late"}

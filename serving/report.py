@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,8 +230,6 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
     meta = dict(zip(tables.debtors["debtor_id"].to_list(),
                     zip(tables.debtors["segment"].to_list(), tables.debtors["country"].to_list(),
                         strict=True), strict=True))
-    raw = dict(zip(rows["invoice_id"].to_list(), models.raw(rows).tolist(), strict=True)) \
-        if models is not None and rows.height else {}
     rate = policy.annual_cost_of_capital
     out = []
     for rec in acting:
@@ -266,7 +263,7 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
             "max_days_past_due": max(overdue) if overdue else None,
             "p_late": rec["risk"]["p_late"], "p_unpaid_90d": rec["risk"]["p_unpaid_90d"],
             "gain": gain, "cost": cost, "value": gain - cost, "basis": basis,
-            "reasons": reasons(rec, raw, models),
+            "reasons": reasons(rec),
             "why": rec["reason"], "next_review_on": rec["next_review_on"],
             "explored": rec["explored"],
         })
@@ -289,43 +286,21 @@ def _uplift(models: RiskModels | None, rows: pl.DataFrame, actions: set[str]
             for a in sorted(actions) if a in VALUE_CHANNELS}
 
 
-def reasons(rec: dict, raw: dict[str, float], models: RiskModels | None) -> list[dict]:
-    """The recommendation's top factors with direction and size: ``text``, ``effect``
-    (``raises``/``lowers``/``None``) and ``points``, the change in the focus invoice's
-    calibrated ``p_late`` (percentage points) between its forecast and the same forecast
-    without this factor's SHAP contribution (None without a model). ``raw`` maps invoice ids
-    to the model's raw output (log-odds)."""
-    score = raw.get(_focus(rec))
+def reasons(rec: dict) -> list[dict]:
+    """The recommendation's top factors with direction and size: ``text`` (the factor's own
+    words), ``effect`` (``raises``/``lowers``/``None``) and ``points``, the change in points
+    of the focus invoice's calibrated ``p_late`` that ``recommend`` computed (None without a
+    model)."""
     out = []
     for e in rec["explanation"]:
         c = float(e.get("contribution") or 0.0)
         effect = e.get("effect") or ((c > 0 and "raises") or (c < 0 and "lowers") or None)
-        points = e.get("points")
-        if points is None and score is not None and models is not None and c != 0.0:
-            with_it, without = models.calibrator.apply(np.array([_sigmoid(score),
-                                                                 _sigmoid(score - c)]))
-            points = 100.0 * (float(with_it) - float(without))
         text = e.get("text", "")
-        if e.get("effect"):  # recommend appends "(raises the risk …)": direction is shown apart
-            text = text.removesuffix(f" ({e['effect']} the risk of late payment)")
+        if e.get("points") is not None:  # "…: +21 points of risk of paying late": shown apart
+            text = text.rsplit(": ", 1)[0]
         out.append({"feature": e.get("feature"), "text": text, "effect": effect,
-                    "points": points})
+                    "points": e.get("points")})
     return out
-
-
-def _focus(rec: dict) -> str | None:
-    """The invoice a recommendation's explanation is about: among the invoices its action
-    names (else all of its open invoices), the one with the most open amount × p_late."""
-    pool = [i for i in rec["invoices"] if i["invoice_id"] in rec["invoice_ids"]] or \
-        rec["invoices"]
-    if not pool:
-        return None
-    return max(pool, key=lambda i: (i["open_amount"] * i["p_late"], i["invoice_id"]))[
-        "invoice_id"]
-
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
 
 
 # --- behaviour changes, SHAP, off-policy ------------------------------------------------------

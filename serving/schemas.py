@@ -167,6 +167,9 @@ class Reason(BaseModel):
     value: float | None = None
     contribution: float
     effect: Literal["raises", "lowers"] | None = None
+    points: float | None = Field(
+        default=None, description="the factor's size: change of the calibrated p_late, in "
+        "percentage points, against the same forecast without it")
     text: str
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import jsonschema
+import numpy as np
 import polars as pl
 import pytest
 
@@ -101,6 +102,33 @@ def test_explanations_name_real_features_with_their_shap_values(trained, tables)
             assert e["feature"] in FEATURES
         sizes = [abs(e["contribution"]) for e in r["explanation"]]
         assert sizes == sorted(sizes, reverse=True)
+
+
+def test_each_reason_says_its_size_in_points_of_risk(trained, tables):
+    """"paid 4 of the last 5 invoices late: +21 points of risk": the points are the calibrated
+    p_late with the factor against without it, so they follow the contribution's sign and,
+    for a lone factor, equal the whole move of p_late away from the base value."""
+    from paycadence.models.recommend import points
+
+    models = trained.models
+    recs = recommend(tables, as_of=tables.last_date, policy=Policy(), models=models)
+    seen = 0
+    for r in recs:
+        for e in r["explanation"]:
+            if e["feature"] == "n_open" and not e["contribution"]:
+                continue  # "no open invoice"
+            seen += 1
+            assert (e["points"] > 0) == (e["effect"] == "raises") or e["points"] == 0
+            assert e["text"].endswith("points of risk of paying late")
+            shown = f"{e['points']:+.1f}" if abs(e["points"]) < 1 else f"{e['points']:+.0f}"
+            assert f": {shown} points" in e["text"]
+    assert seen
+    p = models.calibrator.apply
+    raw, c = 0.4, 0.9
+    expected = 100 * (p(np.array([1 / (1 + np.exp(-raw))]))[0]
+                      - p(np.array([1 / (1 + np.exp(-(raw - c)))]))[0])
+    assert points(models, raw, c) == pytest.approx(expected)
+    assert points(models, raw, 0.0) == 0.0
 
 
 def test_disputed_invoices_are_never_named(trained, tables):
