@@ -16,7 +16,14 @@ from paycadence.guard import (
     audit_actions,
     violations,
 )
-from paycadence.models.policy import VALUE_CHANNELS, InvoiceRisk, decide, decide_value
+from paycadence.models.policy import (
+    PATIENCE_DAYS,
+    VALUE_CHANNELS,
+    InvoiceRisk,
+    PaymentRecord,
+    decide,
+    decide_value,
+)
 
 D0 = dt.date(2025, 3, 3)
 
@@ -102,10 +109,14 @@ def test_decide_breaks_no_rule_whatever_the_scores(state, policy, p, merits):
        up=st.lists(st.floats(-1, 1), min_size=25, max_size=25),
        worth=st.lists(st.floats(0, 1e5), min_size=5, max_size=5),
        resp=st.lists(st.none() | st.floats(0, 1), min_size=4, max_size=4),
-       days_late=st.floats(-30, 400))
+       days_late=st.floats(-30, 400),
+       record=st.none() | st.builds(PaymentRecord, st.floats(0, 50),
+                                    st.none() | st.floats(-30, 400) | st.just(float("nan")),
+                                    st.floats(0, 3)))
 @settings(max_examples=300, deadline=None)
 def test_adaptive_decision_breaks_no_rule_whatever_the_model_says(state, policy, p, merits, up,
-                                                                  worth, resp, days_late):
+                                                                  worth, resp, days_late,
+                                                                  record):
     """Any uplift, any worth, any response history, any forecast: never a rule broken."""
     risks = {inv.invoice_id: InvoiceRisk(inv.invoice_id, p[i], p[-1 - i], days_late)
              for i, inv in enumerate(state.invoices)}
@@ -114,7 +125,7 @@ def test_adaptive_decision_breaks_no_rule_whatever_the_model_says(state, policy,
     worths = {inv.invoice_id: worth[i] for i, inv in enumerate(state.invoices)}
     responds = dict(zip(("email", "sms", "letter", "phone"), resp, strict=True))
     choice = decide_value(state, risks, D0, policy, uplift=uplift, worth=worths,
-                          merits_plan=merits, responds=responds)
+                          merits_plan=merits, responds=responds, patient=record)
     assert choice.action in ACTIONS
     assert violations(choice.action, choice.invoice_ids, state, D0, policy) == []
     assert 0 < choice.propensity <= 1
@@ -170,6 +181,29 @@ def test_a_reminder_waits_when_the_money_is_coming_anyway():
     stale = _debtor(contacts=0, past_due=20)  # a week past the grace: remind whatever it says
     assert decide_value(stale, late, D0, _quiet(), uplift=uplift,
                         worth={"I0": 1.0}).action != "wait"
+
+
+def test_a_debtor_who_pays_late_but_pays_gets_patience_before_collection():
+    quiet = _quiet()
+    day = quiet.schedule.collection
+    state = _debtor(contacts=3, past_due=day, last_contact=day - quiet.schedule.final_notice)
+    risks = {"I0": InvoiceRisk("I0", 0.9, 0.5, 80.0)}
+    uplift = {a: {"I0": 0.0} for a in VALUE_CHANNELS}
+
+    def action(state, record):
+        return decide_value(state, risks, D0, quiet, uplift=uplift, worth={"I0": 1.0},
+                            patient=record)
+
+    good = PaymentRecord(n_settled=8, median_days_late=25.0, n_broken_plans=0)
+    held = action(state, good)
+    assert held.action == "wait" and "pays late but pays" in held.reason
+    assert f"{day + PATIENCE_DAYS} days past due" in held.reason
+    assert action(state, None).action == "collection"  # no record: the schedule's day
+    for bad in (PaymentRecord(2, 25.0, 0), PaymentRecord(8, 55.0, 0), PaymentRecord(8, 25.0, 1),
+                PaymentRecord(8, None, 0), PaymentRecord(8, float("nan"), 0)):
+        assert action(state, bad).action == "collection", bad  # too few, too late, broke a plan
+    later = _debtor(contacts=3, past_due=day + PATIENCE_DAYS, last_contact=30)
+    assert action(later, good).action == "collection"  # patience has an end
 
 
 @st.composite
