@@ -13,6 +13,7 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -416,9 +417,10 @@ MAX_BUCKETS = 256
 
 
 def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
-                 mapping: Mapping | None = None, bucket_bytes: int = BUCKET_BYTES
-                 ) -> IngestResult:
+                 mapping: Mapping | None = None, bucket_bytes: int = BUCKET_BYTES,
+                 progress: Callable[..., None] | None = None) -> IngestResult:
     """:func:`ingest` for large inputs: the same rules, streamed from the files to Parquet.
+    ``progress(what, done, total)`` hears each table as it is checked.
 
     CSV and Parquet tables are scanned lazily (tables read through a mapping are read whole).
     The rules that read one row are streamed into a staging file with each row's key bucket
@@ -437,7 +439,9 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
     n_buckets = min(MAX_BUCKETS, max(1, -(-_input_bytes(data_dir, mapping) // bucket_bytes)))
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".staging-") as staging:
         work = Path(staging)
-        for name in TABLE_NAMES:
+        for k, name in enumerate(TABLE_NAMES):
+            if progress is not None:
+                progress(f"checking {name}", k, len(TABLE_NAMES))
             target = out_dir / f"{name}.parquet"
             source, file, not_rows = _source(name, data_dir, mapping, exports)
             if source is None:

@@ -119,11 +119,16 @@ def ingest(
     from paycadence.data.mapping import load_mapping
 
     def go():
-        result = run(data, out, mapping=load_mapping(mapping) if mapping else None)
+        with _Progress(quiet, "ingest") as step:
+            result = run(data, out, mapping=load_mapping(mapping) if mapping else None,
+                         progress=step)
         if not quiet:
             console.print(_table("ingest", ["table", "read", "kept", "quarantined",
                                             "reasons"], summary_rows(result)))
-            console.print(f"clean tables, quarantine.csv and summary.json in {out}")
+        kept = sum(c["kept"] for c in result.counts.values())
+        bad = sum(c["quarantined"] for c in result.counts.values())
+        console.print(f"{kept:,} rows kept, {bad:,} quarantined: clean tables, quarantine.csv "
+                      f"and summary.json in {out}", highlight=False)
     _run(go)
 
 
@@ -187,16 +192,13 @@ def train(
         pol = load_policy(policy)
         cfg = load_params(params)
         day = _date(as_of, "--as-of")
-        with console.status("ingesting", spinner="dots") if not quiet else _null() as status:
+        with _Progress(quiet, "ingesting") as step:
             checked = run_ingest(data, mapping=load_mapping(mapping) if mapping else None)
             tables = checked.tables
             if feedback:
                 tables = _with_feedback(tables)
-            if status:
-                status.update("training (features, LightGBM late-payment and settlement "
-                              "models, MLflow)")
             result = run_train(tables, params=cfg, as_of=day, data_dir=str(data), policy=pol,
-                               snapshot_dir=snapshot_dir)
+                               snapshot_dir=snapshot_dir, progress=step)
         m = result.metrics
         if plots_out is not None and result.reliability is not None:
             plots_out.parent.mkdir(parents=True, exist_ok=True)
@@ -404,6 +406,7 @@ def backtest(
     ope: Annotated[bool, typer.Option("--ope/--no-ope", help="Also check the off-policy "
                                       "estimate against the simulated truth.")] = True,
     world: WorldOpt = WorldName.project,
+    quiet: Quiet = False,
 ):
     """Replay one simulated company under the fixed schedule, no dunning and the learnt policy."""
     from paycadence.config import load_params, load_policy
@@ -412,22 +415,22 @@ def backtest(
 
     def go():
         pol, cfg = load_policy(policy), load_params(params)
-        with console.status(f"training on company {seed + 10_000}, then running company {seed} "
-                            "under three policies"):
+        with _Progress(quiet, "backtest") as step:
             result = run_backtest(debtors, days, seed, policy=pol, params=cfg, ope=ope,
-                                  world=WORLDS[world.value])
+                                  world=WORLDS[world.value], progress=step)
         fixed = result.outcomes[0]
         rows = [(o.policy, f"{o.net_value:,.0f}",
                  f"{relative(o.net_value, fixed.net_value):+.2%}", f"{o.mean_days_late:.1f}",
                  f"{o.mean_days_late_paid:.1f}", f"{o.unpaid_90d:,.0f}",
                  f"{o.contacts_per_invoice:.2f}", f"{o.reminders_per_invoice:.2f}",
                  str(o.handovers), str(o.violations)) for o in result.outcomes]
-        console.print(_table(
-            f"backtest: {debtors} debtors × {days} days, seed {seed} "
-            f"({fixed.invoices_scored} invoices due ≥ 90 days before the end scored)",
-            ["policy", "net value", "vs fixed", "mean days late", "days late (paid)",
-             "unpaid at due+90", "contacts / invoice", "reminders / invoice", "hand-overs",
-             "rule violations"], rows))
+        if not quiet:
+            console.print(_table(
+                f"backtest: {debtors} debtors × {days} days, seed {seed} "
+                f"({fixed.invoices_scored} invoices due ≥ 90 days before the end scored)",
+                ["policy", "net value", "vs fixed", "mean days late", "days late (paid)",
+                 "unpaid at due+90", "contacts / invoice", "reminders / invoice", "hand-overs",
+                 "rule violations"], rows))
         learnt = result.outcomes[-1]
         console.print(f"learnt policy vs fixed schedule: net value "
                       f"{relative(learnt.net_value, fixed.net_value):+.2%}, mean days late "
@@ -619,6 +622,42 @@ class _null:
         return None
 
     def __exit__(self, *exc):
+        return False
+
+
+class _Progress:
+    """A progress bar for a long command: the library calls ``step(what, done, total)`` as it
+    goes (see ``progress=`` in run_backtest, train, ingest_files). Nothing with ``--quiet``, and
+    nothing left on screen afterwards: the command's summary follows it."""
+
+    def __init__(self, quiet: bool, what: str):
+        self.quiet, self.what, self.bar = quiet, what, None
+
+    def __enter__(self):
+        if self.quiet:
+            return None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                            transient=True)
+        self.task = self.bar.add_task(self.what, total=None)
+        self.bar.start()
+        return self.step
+
+    def step(self, what: str, done: int | None = None, total: int | None = None) -> None:
+        self.bar.update(self.task, description=what, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
         return False
 
 

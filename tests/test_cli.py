@@ -136,3 +136,11 @@ def test_snapshots_are_refused_for_other_data_or_settings(tables, tmp_path):
     earlier = cut_tables(tables, tables.last_date - dt.timedelta(days=30))
     with pytest.raises(InputError, match="other data_fingerprint"):
         load_snapshots(folder, earlier, params)
+
+
+def test_ingest_quiet_prints_one_summary_line(sim_dir, tmp_path):
+    r = run("ingest", "--data", sim_dir, "--out", tmp_path / "clean", "--quiet")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 1 and "rows kept, 0 quarantined" in lines[0], r.stdout
+    assert (tmp_path / "clean" / "decisions.csv").is_file()  # the decision log is kept

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,9 @@ from paycadence.models import RiskModels, recommend
 
 logger = logging.getLogger(__name__)
 
+#: ``progress(what, done, total)``: how a long run reports where it is (the CLI draws a bar).
+Progress = Callable[..., None]
+
 TRAIN_SEED_OFFSET = 10_000
 #: Invoices due at least this many days before the end are scored (their outcome is known).
 SCORED_BEFORE_END = 90
@@ -50,11 +54,13 @@ class NoDunning:
 
 class LearntPolicy:
     """The product's own decision, asked on the schedule's decision days through
-    :func:`paycadence.models.recommend` with the debtor's history as known that morning."""
+    :func:`paycadence.models.recommend` with the debtor's history as known that morning.
+    ``on_call(n)`` (optional) hears the number of decisions asked so far, every 100."""
 
-    def __init__(self, policy: Policy, models: RiskModels | None, version: str = "backtest"):
+    def __init__(self, policy: Policy, models: RiskModels | None, version: str = "backtest",
+                 on_call: Callable[[int], None] | None = None):
         self.policy, self.models, self.version = policy, models, version
-        self.calls = 0
+        self.calls, self.on_call = 0, on_call
 
     def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
         """The schedule's decision days, and every day something is overdue and the last
@@ -68,6 +74,8 @@ class LearntPolicy:
 
     def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
         self.calls += 1
+        if self.on_call is not None and self.calls % 100 == 0:
+            self.on_call(self.calls)
         rec = recommend(context.history(), as_of=on, policy=self.policy, models=self.models,
                         model_version=self.version, debtor_ids=[state.debtor_id],
                         explain=False)[0]
@@ -180,7 +188,8 @@ class OneStepDeviation:
 def one_step_truth(n_debtors: int, days: int, seed: int, start: dt.date, policy: Policy,
                    decisions: pl.DataFrame, options: list[dict], logged: np.ndarray,
                    *, exploration_share: float = 0.10,
-                   world: World = PROJECT_WORLD) -> np.ndarray:
+                   world: World = PROJECT_WORLD, progress: Progress | None = None
+                   ) -> np.ndarray:
     """What the candidate really earns on each logged decision, by simulation.
 
     The off-policy estimators answer one question per logged decision: the mean reward
@@ -214,6 +223,9 @@ def one_step_truth(n_debtors: int, days: int, seed: int, start: dt.date, policy:
                                 "action": [alt]})
             total += prob * float(rewards(run.tables, one, policy)[0])
         out[k] = total
+        if progress is not None and (k + 1) % 25 == 0:
+            progress("off-policy check: re-simulating the logged decisions", k + 1,
+                     decisions.height)
     return out
 
 
@@ -242,7 +254,8 @@ class BacktestResult:
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None = None,
                  params: Params | None = None, start: dt.date = dt.date(2024, 1, 1),
-                 ope: bool = False, world: World = PROJECT_WORLD) -> BacktestResult:
+                 ope: bool = False, world: World = PROJECT_WORLD,
+                 progress: Progress | None = None) -> BacktestResult:
     """Train on another company of the same simulator, then run the fixed schedule, no
     dunning and the learnt policy on the company of ``seed`` (see the module docstring).
 
@@ -250,21 +263,31 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
     With ``ope``, also estimate the learnt policy off-policy on the training company's logged
     decisions (:func:`paycadence.training.ope.evaluate_policy`) and simulate what it really
     earns on each of them (:func:`one_step_truth`), to compare the two.
+    ``progress(what, done, total)`` hears each phase (and the decisions asked, re-simulated).
     """
     from paycadence.training.train import fit_models
 
     policy = policy or Policy()
     params = params or Params()
+    phases = 6 if ope else 5
+    step = progress or (lambda what, done=None, total=None: None)
+    step(f"simulating the training company {seed + TRAIN_SEED_OFFSET}", 0, phases)
     history = simulate(n_debtors, days=days, seed=seed + TRAIN_SEED_OFFSET, start=start,
                        policy=policy, world=world)
+    step("training the models on its history", 1, phases)
     models = fit_models(history.tables, params)
+
+    def asked(n: int) -> None:
+        step(f"company {seed} under the learnt policy: {n:,} decisions asked", 4, phases)
+
     runs = {
         "fixed schedule": ScheduleLoggingPolicy(policy, epsilon=0.0, seed=seed),
         "no dunning": NoDunning(),
-        "learnt policy": LearntPolicy(policy, models),
+        "learnt policy": LearntPolicy(policy, models, on_call=asked),
     }
     out = []
-    for name, decider in runs.items():
+    for k, (name, decider) in enumerate(runs.items()):
+        step(f"company {seed} under the {name}", 2 + k, phases)
         result = simulate(n_debtors, days=days, seed=seed, start=start, policy=policy,
                           logging_policy=decider, world=world)
         out.append(outcome(name, result.tables, policy, start=start,
@@ -275,10 +298,12 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
         from paycadence.training.ope import evaluate_policy, rewards
 
         decisions = history.decisions.sort("decided_on", "debtor_id")
+        step("off-policy estimates on the training company's logged decisions", 5, phases)
         estimate = evaluate_policy(history.tables, decisions, policy, models)
         logged = rewards(history.tables, decisions, policy)
         truth = one_step_truth(n_debtors, days, seed + TRAIN_SEED_OFFSET, start, policy,
-                               decisions, estimate.options, logged, world=world)
+                               decisions, estimate.options, logged, world=world,
+                               progress=progress)
         check = OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
                          estimate.snips.value, estimate.logged.value, estimate.decisions)
     return BacktestResult(out, seed + TRAIN_SEED_OFFSET, models, runs["learnt policy"].calls,

@@ -16,6 +16,7 @@ import json
 import logging
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -431,6 +432,7 @@ def train(
     model_name: str = MODEL_NAME,
     policy: Policy | None = None,
     snapshot_dir: str | Path | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> TrainResult:
     """Build snapshots, fit, evaluate against the naive reference, log and register in MLflow.
 
@@ -450,10 +452,16 @@ def train(
     snapshot_dir
         Snapshots built beforehand by :func:`save_snapshots` from the same tables and
         settings (checked), instead of building them here.
+    progress
+        ``progress(what, done, total)`` hears each phase.
     """
     import mlflow
     from mlflow.models import infer_signature
 
+    phases = 6
+    step = progress or (lambda what, done=None, total=None: None)
+    step("building point-in-time snapshots" if snapshot_dir is None else "reading snapshots",
+         0, phases)
     if snapshot_dir is not None:
         snaps = load_snapshots(snapshot_dir, tables, params, as_of)
     if as_of is not None:
@@ -469,11 +477,14 @@ def train(
                 train_rows.height, holdout.height, split, 100 * share)
     treated = treated_rows(tables, before=split - dt.timedelta(days=params.train.embargo_days),
                            horizon_days=params.train.horizon_days, data_end=last)
+    step(f"fitting LightGBM on {train_rows.height:,} snapshots", 1, phases)
     models = fit(train_rows, params, treated)
     h = params.train.horizon_days
+    step(f"scoring {holdout.height:,} holdout snapshots against the naive reference", 2, phases)
     scores = {**evaluate(models, holdout, horizon_days=h),
               **evaluate(None, holdout, prefix="naive_", horizon_days=h)}
 
+    step("comparing with the champion", 3, phases)
     client = tracking.setup()
     champion = tracking.alias_version(client, model_name, "champion")
     champ = None
@@ -486,6 +497,7 @@ def train(
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("champion %s could not be evaluated: %s", champion.version, exc)
     promote, why = gate(scores, champ, params)
+    step("off-policy evaluation on the holdout's logged decisions", 4, phases)
     ope_scores = _off_policy(tables, data_dir, split, policy or Policy(), models, "ope_")
     scores |= ope_scores
     margin = params.train.gate_ope_margin
@@ -507,6 +519,7 @@ def train(
     card = {"trained_at_as_of": (as_of or last + dt.timedelta(days=1)).isoformat(),
             "split_date": split.isoformat(), "horizon_days": params.train.horizon_days}
     models.card.update(card)
+    step("logging the run and registering the model in MLflow", 5, phases)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params({f"train.{k}": v for k, v in params.train.model_dump().items()})
         mlflow.log_params({f"features.{k}": v for k, v in params.features.model_dump().items()})

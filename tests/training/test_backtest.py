@@ -9,12 +9,25 @@ from paycadence.config import Params, TrainParams
 from paycadence.training.backtest import run_backtest
 
 
+HEARD: list[tuple] = []
+
+
 @pytest.fixture(scope="module")
 def result():
     base = Params()
     params = base.model_copy(update={"train": TrainParams(**(base.train.model_dump() | {
         "n_estimators": 60}))})
-    return run_backtest(25, 240, 3, params=params, ope=True)
+    return run_backtest(25, 240, 3, params=params, ope=True,
+                        progress=lambda what, done=None, total=None: HEARD.append(
+                            (what, done, total)))
+
+
+def test_progress_is_reported_phase_by_phase(result):
+    phases = [done for _, done, total in HEARD if total == 6]
+    assert phases == sorted(phases) and {0, 1, 2, 3, 4, 5} <= set(phases)
+    assert any("under the learnt policy" in what for what, _, _ in HEARD)
+    checked = [done for what, done, total in HEARD if what.startswith("off-policy check")]
+    assert checked == sorted(checked) and all(d <= result.ope.decisions for d in checked)
 
 
 def test_three_policies_no_rule_broken(result):
