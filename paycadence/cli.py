@@ -411,7 +411,7 @@ def backtest(
     """Replay one simulated company under the fixed schedule, no dunning and the learnt policy."""
     from paycadence.config import load_params, load_policy
     from paycadence.data.sim_world import WORLDS
-    from paycadence.training.backtest import relative, run_backtest
+    from paycadence.training.backtest import log_backtest, relative, run_backtest
 
     def go():
         pol, cfg = load_policy(policy), load_params(params)
@@ -447,6 +447,11 @@ def backtest(
                 f"{c.simulated:,.2f} simulated on the same decisions "
                 f"(DR off by {relative(c.dr, c.simulated):+.1%}); the logging policy earned "
                 f"{c.logged:,.2f}", highlight=False)
+        run_id = log_backtest(result, debtors=debtors, days=days, seed=seed, world=world.value,
+                              policy=pol)
+        if not quiet:
+            console.print(f"logged as MLflow run {run_id} (experiment paycadence-backtest; "
+                          "the report shows the latest)", highlight=False)
     _run(go)
 
 

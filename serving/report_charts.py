@@ -205,8 +205,11 @@ def ope(estimates: list[tuple[str, float, float, float]], currency: str) -> go.F
 
 
 def backtest(metrics: dict[str, float]) -> go.Figure | None:
-    """A logged backtest's net value per policy (metrics named ``*net_value*``)."""
-    values = {k: v for k, v in sorted(metrics.items()) if "net_value" in k}
+    """A logged backtest's net value per policy (metrics ``<policy>_net_value``, as
+    :func:`paycadence.training.backtest.log_backtest` names them)."""
+    values = {k.removesuffix("_net_value").replace("_", " "): v
+              for k, v in sorted(metrics.items())
+              if k.endswith("_net_value") and not k.startswith("learnt_vs")}
     if not values:
         return None
     fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), marker_color=NAVY,

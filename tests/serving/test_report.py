@@ -155,13 +155,14 @@ def test_a_logged_backtest_run_is_shown(built, monkeypatch, tmp_path):
     fig, ax = plt.subplots()
     ax.bar(["fixed", "learnt"], [100, 112])
     with mlflow.start_run(run_name="backtest seed 1"):
-        mlflow.log_metrics({"net_value_fixed": 100.0, "net_value_learnt": 112.0})
+        mlflow.log_metrics({"fixed_schedule_net_value": 100.0,
+                            "learnt_policy_net_value": 112.0})
         mlflow.log_figure(fig, "backtest.png")
     with mlflow.start_run(run_name="a later training run"):
         mlflow.log_metric("late_auc", 0.8)
     plt.close(fig)
     run = latest_backtest()
-    assert run is not None and run.metrics["net_value_learnt"] == 112.0
+    assert run is not None and run.metrics["learnt_policy_net_value"] == 112.0
     assert run.figures["backtest.png"].startswith(b"\x89PNG")
     html = render(dataclasses.replace(built.data, backtest=run))
     assert run.run_id in html and 'data-chart="backtest"' in html

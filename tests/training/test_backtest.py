@@ -59,3 +59,18 @@ def test_off_policy_estimate_sits_next_to_the_simulated_truth(result):
     assert c is not None and c.decisions > 0
     for value in (c.simulated, c.dr, c.ips, c.snips, c.logged):
         assert math.isfinite(value)
+
+
+def test_a_backtest_is_logged_for_the_report(result, mlflow_uri):
+    from paycadence.config import Policy
+    from paycadence.training.backtest import log_backtest
+    from paycadence.training.quality import latest_backtest
+
+    run_id = log_backtest(result, debtors=25, days=240, seed=3, world="project", policy=Policy())
+    found = latest_backtest()
+    assert found is not None and found.run_id == run_id
+    fixed, learnt = result.outcomes[0], result.outcomes[-1]
+    assert found.metrics["fixed_schedule_net_value"] == pytest.approx(fixed.net_value)
+    assert found.metrics["learnt_policy_handovers"] == learnt.handovers
+    assert found.metrics["ope_dr"] == pytest.approx(result.ope.dr)
+    assert found.params["seed"] == "3"
