@@ -8,7 +8,6 @@ import pytest
 from paycadence.config import Params, TrainParams
 from paycadence.training.backtest import run_backtest
 
-
 HEARD: list[tuple] = []
 
 
