@@ -7,3 +7,10 @@ This top-level module holds only configuration, errors, the rule guard and defau
 """
 
 __version__ = "0.1.0"
+
+import warnings as _warnings
+
+# pandera imports pyspark.pandas whenever pyspark is installed (the `spark` extra), which warns
+# on every import that it does not support pandas 3; paycadence never uses pyspark.pandas.
+_warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas",
+                         category=FutureWarning)

@@ -263,12 +263,27 @@ def _with_feedback(tables):
     return merged
 
 
+class EngineName(StrEnum):
+    local = "local"
+    spark = "spark"
+
+
 @app.command()
 def recommend(
-    data: Annotated[Path, typer.Option("--data", help="Directory with the input tables.")],
+    data: Annotated[str, typer.Option("--data", help="Directory with the input tables (with "
+                                      "--engine spark also clean Parquet tables at a URI).")],
     as_of: Annotated[str, typer.Option("--as-of", help="Decision day (YYYY-MM-DD).")],
     out: Annotated[Path, typer.Option("--out", help="Output file: .csv, .parquet or .jsonl.")],
     policy: PolicyOpt = None,
+    engine: Annotated[EngineName, typer.Option(
+        "--engine", help="local: this process; spark: debtors hash-partitioned over Apache "
+        "Spark, the same answers (docs/scaling.md).")] = EngineName.local,
+    master: Annotated[str | None, typer.Option(
+        "--master", help="Spark master with --engine spark (default: $SPARK_MASTER, else "
+        "local[*]).")] = None,
+    partitions: Annotated[int | None, typer.Option(
+        "--partitions", help="Hash buckets of debtors with --engine spark (default: about "
+        "200,000 invoices each).")] = None,
     quiet: Quiet = False,
 ):
     """Write the next action for every debtor with an open invoice (no server needed)."""
@@ -276,16 +291,28 @@ def recommend(
     from paycadence.serving.batch import check_output, recommend_batch
 
     def go():
+        if engine is EngineName.local and (master is not None or partitions is not None):
+            raise PaycadenceError("--master and --partitions need --engine spark")
         pol = load_policy(policy)
         day = _date(as_of, "--as-of")
         check_output(out)
         s = get_settings()
-        result = recommend_batch(data, as_of=day, out=out, policy=pol,
-                                 model_name=s.model_name, alias=s.model_alias)
+        if engine is EngineName.spark:
+            from paycadence.serving.spark_batch import recommend_spark
+
+            result = recommend_spark(data, as_of=day, out=out, policy=pol,
+                                     model_name=s.model_name, alias=s.model_alias,
+                                     master=master, buckets=partitions)
+            top, count = result.top, result.count
+            where = f"{result.out} (Spark output: {result.parts}, {result.buckets} buckets)"
+        else:
+            result = recommend_batch(data, as_of=day, out=out, policy=pol,
+                                     model_name=s.model_name, alias=s.model_alias)
+            top, count, where = result.recommendations, len(result.recommendations), result.out
         if not quiet:
-            _print_recommendations(result.recommendations, f"recommendations as of {day}")
-        console.print(f"{len(result.recommendations)} recommendations ({result.model_version}) "
-                      f"written to {result.out}", highlight=False)
+            _print_recommendations(top, f"recommendations as of {day}")
+        console.print(f"{count} recommendations ({result.model_version}) written to {where}",
+                      highlight=False)
         weeks = result.cash_forecast
         console.print(f"expected cash, next 4 weeks: {sum(w['expected'] for w in weeks[:4]):,.2f}"
                       f"; 13 weeks: {sum(w['expected'] for w in weeks):,.2f} (by week in "

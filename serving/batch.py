@@ -71,6 +71,18 @@ def recommend_batch(
     return BatchResult(recs, out, engine.version, engine.detail, checked, cash, cash_path)
 
 
+#: Columns and types of the CSV and Parquet outputs (one :func:`flat` row per debtor).
+FLAT_SCHEMA: dict[str, pl.DataType] = {
+    "debtor_id": pl.String(), "action": pl.String(), "invoice_ids": pl.String(),
+    "step": pl.Int64(), "next_review_on": pl.String(), "p_late": pl.Float64(),
+    "expected_days_late": pl.Float64(), "p_unpaid_90d": pl.Float64(),
+    "expected_value": pl.Float64(), "propensity": pl.Float64(), "explored": pl.Boolean(),
+    "model_version": pl.String(), "reason": pl.String(), "explanation": pl.String(),
+    "invoices": pl.String(), "cash_13_weeks": pl.Float64(), "cash_forecast": pl.String(),
+    "alternatives": pl.String(),
+}
+
+
 def flat(rec: dict) -> dict:
     """One flat row of a recommendation for CSV/Parquet (lists as JSON text)."""
     return {
@@ -98,15 +110,7 @@ def write_recommendations(recs: list[dict], out: str | Path) -> Path:
             for rec in recs:
                 fh.write(json.dumps(rec) + "\n")
         return out
-    frame = pl.DataFrame([flat(r) for r in recs], schema={
-        "debtor_id": pl.String, "action": pl.String, "invoice_ids": pl.String,
-        "step": pl.Int64, "next_review_on": pl.String, "p_late": pl.Float64,
-        "expected_days_late": pl.Float64, "p_unpaid_90d": pl.Float64,
-        "expected_value": pl.Float64, "propensity": pl.Float64, "explored": pl.Boolean,
-        "model_version": pl.String, "reason": pl.String, "explanation": pl.String,
-        "invoices": pl.String, "cash_13_weeks": pl.Float64, "cash_forecast": pl.String,
-        "alternatives": pl.String,
-    }, orient="row")
+    frame = pl.DataFrame([flat(r) for r in recs], schema=FLAT_SCHEMA, orient="row")
     if suffix == ".csv":
         frame.write_csv(out)
     else:
