@@ -40,6 +40,7 @@ def debtor_states(
     *,
     as_of: dt.date,
     opted_out: dict[str, frozenset] | None = None,
+    contact: dict[str, tuple] | None = None,
 ) -> dict[str, DebtorState]:
     """One :class:`DebtorState` per debtor in ``features`` (the output of invoice_features).
 
@@ -47,9 +48,12 @@ def debtor_states(
     ----------
     opted_out
         Channels per debtor that override ``debtors.opted_out`` (e.g. from an API request).
+    contact
+        :func:`contact_days` of ``tables`` on ``as_of`` (for these debtors or more), when the
+        caller has them already.
     """
     ids = features["debtor_id"].unique().to_list()
-    days = contact_days(tables, as_of=as_of, debtor_ids=ids)
+    days = contact if contact is not None else contact_days(tables, as_of=as_of, debtor_ids=ids)
     stored = {
         r["debtor_id"]: parse_opted_out(r["opted_out"])
         for r in tables.debtors.filter(pl.col("debtor_id").is_in(pl.Series(ids, dtype=pl.String)

@@ -74,6 +74,7 @@ def recommend(
     opted_out: dict[str, frozenset] | None = None,
     open_invoice_ids: Iterable[str] | None = None,
     explain: bool = True,
+    known: tuple[pl.DataFrame, dict[str, tuple]] | None = None,
 ) -> list[dict]:
     """Recommendations for every debtor with an open invoice on ``as_of`` (or those named).
 
@@ -89,6 +90,10 @@ def recommend(
         Only these invoices count as open (a caller's list of its open invoices).
     explain
         Add the SHAP reasons (the backtest skips them: it only needs the decisions).
+    known
+        What ``tables`` say on ``as_of``, computed beforehand by the caller: the rows
+        ``invoice_features(tables, as_of=as_of, invoice_ids=open_invoice_ids)`` gives and the
+        ``contact_days`` of the debtors (the service keeps them per day for its stored debtors).
 
     Returns
     -------
@@ -97,26 +102,32 @@ def recommend(
         ``explored`` and ``alternatives`` (every action the decision could have drawn, with its
         probability and invoices: the distribution ``propensity`` comes from).
     """
-    features = invoice_features(tables, as_of=as_of, invoice_ids=open_invoice_ids)
+    if known is None:
+        features, contact = invoice_features(tables, as_of=as_of,
+                                             invoice_ids=open_invoice_ids), None
+    else:
+        features, contact = known
     if debtor_ids is not None:
         wanted = list(dict.fromkeys(debtor_ids))
         features = features.filter(pl.col("debtor_id").is_in(pl.Series(wanted, dtype=pl.String)
                                                               .implode()))
     else:
         wanted = features["debtor_id"].unique(maintain_order=True).to_list()
-    forecasts = naive_forecast(features) if models is None else models.predict(features)
-    states = debtor_states(tables, features, as_of=as_of, opted_out=opted_out)
+    # the feature matrix, built once for the forecasts, the uplifts and the reasons
+    X = models.matrix(features) if models is not None and features.height else None
+    forecasts = naive_forecast(features) if models is None else models.predict(features, X)
+    states = debtor_states(tables, features, as_of=as_of, opted_out=opted_out, contact=contact)
     rows = features.with_columns(
         forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d",
                          "cash_weeks")
-    ).with_columns(_uplifts(features, models)).with_row_index("_i")
+    ).with_columns(_uplifts(features, models, X)).with_row_index("_i")
     by_debtor: dict[str, list[dict]] = {}
     for row in rows.to_dicts():  # one conversion for the whole call, then grouped
         by_debtor.setdefault(row["debtor_id"], []).append(row)
     out = [_one(debtor_id, by_debtor.get(debtor_id), states.get(debtor_id), as_of, policy,
                 model_version) for debtor_id in wanted]
     if explain:
-        _explain(out, rows, models)
+        _explain(out, rows, models, X)
     else:
         for rec in out:
             rec.pop("_focus", None)
@@ -200,14 +211,14 @@ def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
     }
 
 
-def _uplifts(features: pl.DataFrame, models: RiskModels | None) -> list[pl.Series]:
+def _uplifts(features: pl.DataFrame, models: RiskModels | None,
+             X: np.ndarray | None) -> list[pl.Series]:
     """``up_<action>``: q(x, action) − q(x, wait) per invoice row, when there is a response
-    model (none: no columns, and the schedule policy decides)."""
+    model (none: no columns, and the schedule policy decides); ``X`` is the features' matrix."""
     if models is None or not models.has_response or features.height == 0:
         return []
-    X = models.matrix(features)
-    base = models.response(X, "wait")
-    return [pl.Series(f"up_{a}", models.response(X, a) - base) for a in VALUE_CHANNELS]
+    q = models.responses(X, ("wait", *VALUE_CHANNELS))
+    return [pl.Series(f"up_{a}", q[a] - q["wait"]) for a in VALUE_CHANNELS]
 
 
 def cash_forecast(weeks: list[list[float]], as_of: dt.date) -> list[dict]:
@@ -226,15 +237,19 @@ def book_cash_forecast(recs: list[dict], as_of: dt.date) -> list[dict]:
                           if r.get("cash_forecast")], as_of)
 
 
-def _explain(recs: list[dict], rows: pl.DataFrame, models: RiskModels | None) -> None:
+def _explain(recs: list[dict], rows: pl.DataFrame, models: RiskModels | None,
+             X: np.ndarray | None) -> None:
     """Fill each recommendation's explanation with the top factors behind its focus invoice's
-    ``p_late``: exact SHAP values (log-odds), computed only for the focus rows."""
+    ``p_late``: exact SHAP values (log-odds), computed only for the focus rows (``X``: the
+    matrix of every row, in the order of ``rows``)."""
     focus = [r["_focus"] for r in recs if "_focus" in r]
     if not focus:
         return
     frame = rows.filter(pl.col("_i").is_in(focus))
-    position = {i: k for k, i in enumerate(frame["_i"].to_list())}
-    values, base = models.contributions(frame) if models is not None else (None, None)
+    at = frame["_i"].to_list()
+    position = {i: k for k, i in enumerate(at)}
+    values, base = (models.contributions(frame, X=X[at]) if models is not None
+                    else (None, None))
     features = frame.to_dicts()
     for rec in recs:
         if "_focus" not in rec:

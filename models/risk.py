@@ -169,8 +169,9 @@ class RiskModels:
             return np.full(X.shape[0], self.constants[key])
         return booster.predict(X, num_threads=self._threads(X.shape[0]))
 
-    def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """Forecasts for every row of a feature frame.
+    def predict(self, frame: pl.DataFrame, X: np.ndarray | None = None) -> pl.DataFrame:
+        """Forecasts for every row of a feature frame (``X``: its :meth:`matrix`, when the
+        caller has it already).
 
         Returns
         -------
@@ -186,13 +187,13 @@ class RiskModels:
                 p_late=pl.lit(None, pl.Float64), expected_days_late=pl.lit(None, pl.Float64),
                 expected_settled_on=pl.lit(None, pl.Date), p_unpaid_90d=pl.lit(None, pl.Float64),
                 cash_weeks=pl.lit(None, pl.List(pl.Float64)))
-        f = self.predict_matrix(self.matrix(frame))
+        f = self.predict_matrix(self.matrix(frame) if X is None else X)
         cash = f.week_probs * frame["open_amount"].to_numpy()[:, None]
         return frame.select("invoice_id", "debtor_id", "as_of").with_columns(
             p_late=pl.Series(f.p_late),
             expected_days_late=pl.Series(np.round(f.expected_days_late, 2)),
             p_unpaid_90d=pl.Series(f.p_unpaid_90d),
-            cash_weeks=pl.Series(np.round(cash, 2).tolist(), dtype=pl.List(pl.Float64)),
+            cash_weeks=pl.Series(np.round(cash, 2)).cast(pl.List(pl.Float64)),
             wait=pl.Series(np.round(f.expected_days_late - frame["days_past_due"].to_numpy())),
         ).with_columns(
             expected_settled_on=pl.col("as_of") + pl.duration(days=pl.col("wait").cast(pl.Int64))
@@ -234,8 +235,21 @@ class RiskModels:
             raise ValueError("no action-response model in this bundle")
         return booster.predict(with_action(X, action), num_threads=self._threads(X.shape[0]))
 
-    def contributions(self, frame: pl.DataFrame, key: str = "late"):
-        """Exact TreeSHAP values of one target's raw output (log-odds for binary targets).
+    def responses(self, X: np.ndarray, actions: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """:meth:`response` for several actions, in one call of the booster (for a few rows,
+        calling LightGBM costs more than scoring them); the same values, row for row."""
+        booster = self.boosters.get("response")
+        if booster is None:
+            raise ValueError("no action-response model in this bundle")
+        stacked = np.vstack([with_action(X, a) for a in actions])
+        scores = booster.predict(stacked, num_threads=self._threads(stacked.shape[0]))
+        n = X.shape[0]
+        return {a: scores[k * n:(k + 1) * n] for k, a in enumerate(actions)}
+
+    def contributions(self, frame: pl.DataFrame, key: str = "late",
+                      X: np.ndarray | None = None):
+        """Exact TreeSHAP values of one target's raw output (log-odds for binary targets);
+        ``X`` is the frame's :meth:`matrix` when the caller has it already.
 
         Returns
         -------
@@ -244,7 +258,7 @@ class RiskModels:
             (n,). ``base + values.sum(axis=1)`` equals the raw model output (before the
             monotone calibration of ``p_late``, which keeps the order and sign of reasons).
         """
-        X = self.matrix(frame)
+        X = self.matrix(frame) if X is None else X
         booster = self.boosters[key]
         if booster is None:
             return np.zeros_like(X), np.full(X.shape[0], self.constants[key])

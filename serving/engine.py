@@ -19,6 +19,7 @@ from paycadence.config import Policy
 from paycadence.data import COLUMNS, Tables, ingest
 from paycadence.models import FALLBACK_VERSION, RiskModels, recommend
 from paycadence.serving.schemas import DebtorIn
+from paycadence.serving.snapshot import BookDays, touched_debtors
 from paycadence.serving.store import KEYS
 from paycadence.training import tracking
 
@@ -38,6 +39,8 @@ class Engine:
     #: why the service is degraded though a model is loaded (it failed at predict time)
     failing: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _known: tuple[Tables, frozenset] | None = field(default=None, repr=False)
+    _days: BookDays = field(default_factory=BookDays, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -132,12 +135,28 @@ class Engine:
                 fresh[name] = frame.unique(keys, keep="first", maintain_order=True).join(
                     known, on=keys, how="anti", nulls_equal=True)
             self.stored = self.stored.concat(Tables(**fresh))
+            self._days.touch(touched_debtors(Tables(**fresh), self.stored), self.stored)
 
     def recommend(self, as_of: dt.date, debtors: list[DebtorIn]) -> list[dict]:
         """Recommendations in request order; stateless debtors use only their own history."""
         stateless = [d for d in debtors if d.history is not None]
         stored = [d for d in debtors if d.history is None]
         out: dict[str, dict] = {}
+        if stored:
+            snapshot, known = self._stored_debtors()
+            book = self._days.get(snapshot, as_of, lambda: self.stored)
+            if book is not None:
+                # debtors named by id only: the day's rows of the book are theirs
+                features, contact, stale = book
+                plain = [d for d in stored if not d.open_invoices and d.debtor_id in known
+                         and d.debtor_id not in stale]
+                taken = {d.debtor_id for d in plain}
+                stored = [d for d in stored if d.debtor_id not in taken]
+                opted = {d.debtor_id: frozenset(d.opted_out) for d in plain
+                         if d.opted_out is not None}
+                for rec in self._run(snapshot, as_of, plain, None, opted,
+                                     known=(features, contact)):
+                    out[rec["debtor_id"]] = rec
         for group, base in ((stateless, None), (stored, self.stored)):
             if not group:
                 continue
@@ -146,11 +165,22 @@ class Engine:
                 out[rec["debtor_id"]] = rec
         return [out[d.debtor_id] for d in debtors]
 
-    def _run(self, tables, as_of, group, open_ids, opted) -> list[dict]:
+    def _stored_debtors(self) -> tuple[Tables, frozenset]:
+        """The current stored snapshot and the ids of its debtors (read again after
+        ``/feedback`` replaced it)."""
+        known, stored = self._known, self.stored
+        if known is None or known[0] is not stored:
+            known = (stored, frozenset(stored.debtors["debtor_id"].to_list()))
+            self._known = known
+        return known
+
+    def _run(self, tables, as_of, group, open_ids, opted, known=None) -> list[dict]:
+        if not group:
+            return []
         models, version = self.models, self.version
         kwargs = {"as_of": as_of, "policy": self.policy,
                   "debtor_ids": [d.debtor_id for d in group],
-                  "opted_out": opted, "open_invoice_ids": open_ids}
+                  "opted_out": opted, "open_invoice_ids": open_ids, "known": known}
         if models is not None:
             try:
                 return recommend(tables, models=models, model_version=version, **kwargs)
@@ -175,7 +205,8 @@ def request_tables(debtors: list[DebtorIn], base: Tables | None):
     """
     ids = [d.debtor_id for d in debtors]
     tables = base.for_debtors(ids) if base is not None else Tables.from_frames()
-    inv_rows, pay_rows, act_rows, dis_rows, debtor_rows = [], [], [], [], []
+    rows = {name: _Columns(name) for name in ("invoices", "payments", "actions", "disputes")}
+    debtor_rows = []
     listed: dict[str, float] = {}
     open_ids: list[str] = []
     whole: list[str] = []  # stored debtors without a list: every invoice of theirs may be open
@@ -184,39 +215,39 @@ def request_tables(debtors: list[DebtorIn], base: Tables | None):
                             "country": d.country, "created_on": d.created_on})
         if d.history is not None:
             h = d.history
-            inv_rows += [r.model_dump() | {"debtor_id": d.debtor_id} for r in h.invoices]
-            pay_rows += [r.model_dump() for r in h.payments]
-            act_rows += [r.model_dump() for r in h.actions]
-            dis_rows += [r.model_dump() for r in h.disputes]
+            rows["invoices"].add_models(h.invoices, debtor_id=d.debtor_id)
+            rows["payments"].add_models(h.payments)
+            rows["actions"].add_models(h.actions)
+            rows["disputes"].add_models(h.disputes)
             if not d.open_invoices:
                 open_ids += [r.invoice_id for r in h.invoices]
         for inv in d.open_invoices:
             listed[inv.invoice_id] = inv.amount_paid
-            inv_rows.append({"invoice_id": inv.invoice_id, "debtor_id": d.debtor_id,
-                             "issue_date": inv.issue_date, "due_date": inv.due_date,
-                             "amount": inv.amount, "currency": inv.currency})
+            rows["invoices"].add({"invoice_id": inv.invoice_id, "debtor_id": d.debtor_id,
+                                  "issue_date": inv.issue_date, "due_date": inv.due_date,
+                                  "amount": inv.amount, "currency": inv.currency})
             open_ids.append(inv.invoice_id)
         if not d.open_invoices and base is not None:
             whole.append(d.debtor_id)
     if whole:
         open_ids += tables.invoices.filter(pl.col("debtor_id").is_in(
             pl.Series(whole, dtype=pl.String).implode()))["invoice_id"].to_list()
-    new = Tables.from_frames(
-        debtors=pl.DataFrame(debtor_rows, schema={"debtor_id": pl.String, "segment": pl.String,
-                                                  "country": pl.String, "created_on": pl.Date}),
-        invoices=_frame(inv_rows, "invoices"), payments=_frame(pay_rows, "payments"),
-        actions=_frame(act_rows, "actions"), disputes=_frame(dis_rows, "disputes"),
-    )
     if base is not None:
         known_debtors = set(tables.debtors["debtor_id"].to_list())
-        new = Tables(
-            debtors=new.debtors.filter(~pl.col("debtor_id").is_in(list(known_debtors))),
-            invoices=new.invoices.filter(~pl.col("invoice_id").is_in(
-                tables.invoices["invoice_id"].to_list())),
-            payments=new.payments, actions=new.actions, disputes=new.disputes)
-        tables = tables.concat(new)
+        if rows["invoices"].n == 0 and all(d in known_debtors for d in ids):
+            # stored debtors named by id only (the usual call): nothing to add to their rows
+            tables = Tables(**{name: frame.select(list(COLUMNS[name]))
+                               for name, frame in tables.items()})
+        else:
+            new = _new_tables(debtor_rows, rows)
+            new = Tables(
+                debtors=new.debtors.filter(~pl.col("debtor_id").is_in(list(known_debtors))),
+                invoices=new.invoices.filter(~pl.col("invoice_id").is_in(
+                    tables.invoices["invoice_id"].to_list())),
+                payments=new.payments, actions=new.actions, disputes=new.disputes)
+            tables = tables.concat(new)
     else:
-        tables = new
+        tables = _new_tables(debtor_rows, rows)
     tables = tables_with_invoice_dedup(tables)
     if listed:
         tables = _authoritative_payments(tables, listed)
@@ -244,7 +275,37 @@ def _authoritative_payments(tables: Tables, listed: dict[str, float]) -> Tables:
     return Tables(tables.debtors, tables.invoices, payments, tables.actions, tables.disputes)
 
 
-def _frame(rows: list[dict], name: str) -> pl.DataFrame:
-    schema = COLUMNS[name]
-    return pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema,
-                        orient="row")
+def _new_tables(debtor_rows: list[dict], rows: dict[str, _Columns]) -> Tables:
+    """The request's own rows as contract tables."""
+    return Tables.from_frames(
+        debtors=pl.DataFrame(debtor_rows, schema={"debtor_id": pl.String, "segment": pl.String,
+                                                  "country": pl.String, "created_on": pl.Date}),
+        **{name: columns.frame() for name, columns in rows.items()},
+    )
+
+
+class _Columns:
+    """Rows of one table gathered column by column (request rows are read by attribute, not
+    dumped to a dict each: a stateless call carries tens of thousands of them)."""
+
+    def __init__(self, name: str):
+        self.schema = COLUMNS[name]
+        self.columns: dict[str, list] = {c: [] for c in self.schema}
+        self.n = 0
+
+    def add_models(self, models: list, **fixed) -> None:
+        """Validated request rows; a column a row lacks is null, ``fixed`` sets one for all."""
+        for c, out in self.columns.items():
+            if c in fixed:
+                out.extend([fixed[c]] * len(models))
+            else:
+                out.extend([getattr(m, c, None) for m in models])
+        self.n += len(models)
+
+    def add(self, row: dict) -> None:
+        for c, out in self.columns.items():
+            out.append(row.get(c))
+        self.n += 1
+
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame(self.columns, schema=self.schema)

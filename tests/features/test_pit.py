@@ -6,12 +6,13 @@ import datetime as dt
 import random
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from paycadence.data import Tables
-from paycadence.features import FEATURES, invoice_features
+from paycadence.features import FEATURES, contact_days, invoice_features
 from paycadence.features.pit import features_at
 
 AS_OF = dt.date(2025, 6, 1)
@@ -295,3 +296,19 @@ def test_a_debtor_answered_on_one_day_only_sees_that_day():
     alone = invoice_features(HISTORY, as_of=early).filter(
         pl.col("debtor_id").is_in(["D0", "D1"]))
     assert_frame_equal(got, alone)
+
+
+@pytest.mark.parametrize("days_back", [0, 45, 150])
+def test_each_debtor_within_the_whole_book_equals_that_debtor_alone(days_back):
+    """The service computes a day's features for its whole stored book once and serves each
+    debtor its rows from them: they must be exactly what the debtor's own history gives."""
+    day = AS_OF - dt.timedelta(days=days_back)
+    book = invoice_features(HISTORY, as_of=day)
+    book_days = contact_days(HISTORY, as_of=day)
+    for debtor_id in HISTORY.debtors["debtor_id"].to_list():
+        own = HISTORY.for_debtors([debtor_id])
+        alone = invoice_features(own, as_of=day,
+                                 invoice_ids=own.invoices["invoice_id"].to_list())
+        assert_frame_equal(alone, book.filter(pl.col("debtor_id") == debtor_id),
+                           check_exact=True)
+        assert contact_days(own, as_of=day).get(debtor_id, ()) == book_days.get(debtor_id, ())
