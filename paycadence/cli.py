@@ -151,10 +151,10 @@ def features(
     def go():
         cfg, day = load_params(params), _date(as_of, "--as-of")
         t = time.perf_counter()
-        with console.status("ingesting", spinner="dots") if not quiet else _null() as status:
+        with _Progress(quiet, "ingesting") as step:
             tables = run_ingest(data, mapping=load_mapping(mapping) if mapping else None).tables
-            if status:
-                status.update("building point-in-time snapshots and their labels")
+            if step:
+                step("building point-in-time snapshots and their labels")
             folder, rows = save_snapshots(tables, cfg, out, day)
         console.print(f"{rows:,} labelled snapshots in {folder} "
                       f"({time.perf_counter() - t:.1f} s)", highlight=False)

@@ -153,7 +153,8 @@ def save_snapshots(tables: Tables, params: Params, out: str | Path,
 def load_snapshots(folder: str | Path, tables: Tables, params: Params,
                    as_of: dt.date | None = None) -> pl.DataFrame:
     """The snapshots :func:`save_snapshots` wrote, after checking they were built from these
-    tables with these settings (a clear :class:`InputError` otherwise)."""
+    tables (as known on ``as_of``: already cut with :func:`cut_tables`) with these settings
+    (a clear :class:`InputError` otherwise)."""
     folder = Path(folder)
     meta_path, data_path = folder / SNAPSHOT_META, folder / SNAPSHOT_FILE
     if not meta_path.is_file() or not data_path.is_file():
@@ -163,8 +164,6 @@ def load_snapshots(folder: str | Path, tables: Tables, params: Params,
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{meta_path}: unreadable ({exc})") from None
-    if as_of is not None:
-        tables = cut_tables(tables, as_of)
     want = _snapshot_key(tables, params, as_of)
     differ = [k for k, v in want.items() if meta.get(k) != v]
     if differ:
@@ -462,14 +461,12 @@ def train(
     step = progress or (lambda what, done=None, total=None: None)
     step("building point-in-time snapshots" if snapshot_dir is None else "reading snapshots",
          0, phases)
-    if snapshot_dir is not None:
-        snaps = load_snapshots(snapshot_dir, tables, params, as_of)
     if as_of is not None:
         tables = cut_tables(tables, as_of)
     if snapshot_dir is None:
         snaps, last = snapshots(tables, params)
     else:
-        last = tables.last_date
+        snaps, last = load_snapshots(snapshot_dir, tables, params, as_of), tables.last_date
     train_rows, holdout, split = time_split(
         snaps, holdout_share=params.train.holdout_share, embargo_days=params.train.embargo_days)
     share = float(snaps["sampled_share"][0])
