@@ -148,7 +148,9 @@ def features_at(
     -------
     polars.LazyFrame
         One row per invoice open on the morning of a pair's day: ``invoice_id``,
-        ``debtor_id``, ``as_of``, ``due_date``, ``open_amount`` (currency) and every column
+        ``debtor_id``, ``as_of``, ``due_date``, ``open_amount`` (currency),
+        ``days_since_payment`` (days since the debtor's last payment on any invoice; null
+        when none: read by the policy, not a model input) and every column
         of :data:`FEATURES` (days, currency, shares in [0, 1]; null where the history says
         nothing, e.g. no settled invoice yet), sorted by day, debtor, due date and invoice.
     """
@@ -236,7 +238,8 @@ def features_at(
         n_disputes=pl.len().cast(pl.Float64),
         n_disputes_open=pl.col("resolved_on").is_null().sum().cast(pl.Float64))
     debtors = tables.debtors.lazy().select("debtor_id", "segment", "created_on", "country")
-    first_issue = inv.group_by(keys).agg(first_issue=pl.col("issue_date").min())
+    first_issue = inv.group_by(keys).agg(first_issue=pl.col("issue_date").min(),
+                                         last_payment=pl.col("last_paid").max())
 
     frame = (
         open_inv.join(contacts["invoice"], on=ik, how="left")
@@ -276,6 +279,7 @@ def features_at(
             due_weekday=pl.col("due_date").dt.weekday().cast(pl.Float64),
             due_month_end=(pl.col("due_date").dt.day() >= 25).cast(pl.Float64),
             as_of_weekday=day.dt.weekday().cast(pl.Float64),
+            days_since_payment=_days(day - pl.col("last_payment")),
         )
         .with_columns(
             late_trend=pl.col("share_late_last_5") - pl.col("share_late"),
@@ -290,6 +294,7 @@ def features_at(
         )
         .select(
             "invoice_id", "debtor_id", "as_of", "due_date", "open_amount",
+            pl.col("days_since_payment").cast(pl.Float64),
             *[pl.col(f).cast(pl.Float64) for f in FEATURES],
         )
         .sort("as_of", "debtor_id", "due_date", "invoice_id")

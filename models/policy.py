@@ -383,6 +383,8 @@ def decide_value(
     """
     allowed = allowed_actions(state, on, policy)
     greedy, ids, step, reason = _greedy(state, risks, on, policy, allowed, merits_plan)
+    if greedy == "collection":
+        greedy, ids, reason = _worth_handing_over(state, policy, ids, reason)
     if greedy == "collection" and patient is not None:
         held = _patience(state, on, policy, ids, patient)
         if held is not None:
@@ -479,11 +481,13 @@ def _early_reminder(state: DebtorState, on: dt.date, allowed: dict[str, tuple],
 @dataclass(frozen=True)
 class PaymentRecord:
     """What a debtor's history says about its paying (features ``n_settled``,
-    ``median_days_late``, ``n_broken_plans``)."""
+    ``median_days_late``, ``n_broken_plans``; ``days_since_payment``: days since its last
+    payment on any invoice, None when it never paid)."""
 
     n_settled: float
     median_days_late: float | None
     n_broken_plans: float
+    days_since_payment: float | None = None
 
 
 #: A debtor with at least PATIENT_MIN_SETTLED paid invoices, typically paid at most
@@ -494,26 +498,58 @@ class PaymentRecord:
 PATIENT_MIN_SETTLED = 3
 PATIENT_MAX_DAYS_LATE = 40
 PATIENCE_DAYS = 21
+#: A debtor that paid something, on any invoice, within the last PAYING_DAYS days is paying:
+#: while it keeps paying, its invoices are handed to collection no earlier than PAYING_EXTRA_DAYS
+#: after the schedule's collection day. A hand-over stops the payments that were coming (and
+#: the agency recovers only part of them, for a fee); a debtor who stops paying for
+#: PAYING_DAYS is handed over at once (docs/policy.md).
+PAYING_DAYS = 14
+PAYING_EXTRA_DAYS = 40
+
+
+def _worth_handing_over(state: DebtorState, policy: Policy, ids: tuple[str, ...],
+                        reason: str) -> tuple[str, tuple[str, ...], str]:
+    """The hand-over of ``ids`` without the invoices it cannot pay for: an invoice whose open
+    amount, recovered in full, would not cover the agency's fee and the hand-over's cost
+    (open amount × (1 − ``collection_fee_rate``) ≤ ``costs.collection``) stays with the
+    company. Returns ``(action, invoice ids, reason)``; waiting when none is left."""
+    cost, keep = policy.costs.of("collection"), 1.0 - policy.collection_fee_rate
+    named = [i for i in state.invoices if i.invoice_id in ids]
+    worth = tuple(i.invoice_id for i in named if i.open_amount * keep > cost)
+    if len(worth) == len(named):
+        return "collection", ids, reason
+    small = max(i.open_amount for i in named if i.invoice_id not in worth)
+    why = (f"a hand-over costs {cost:.2f} plus {policy.collection_fee_rate:.0%} of what is "
+           f"recovered: more than an open amount of {small:.2f} can bring back")
+    if not worth:
+        return "wait", (), f"not handed to collection: {why}"
+    return "collection", worth, f"{reason}; {len(named) - len(worth)} smaller one(s) kept: {why}"
 
 
 def _patience(state: DebtorState, on: dt.date, policy: Policy, ids: tuple[str, ...],
               record: PaymentRecord) -> str | None:
     """Why a due hand-over of ``ids`` waits today, or None when it should go ahead."""
-    late = record.median_days_late
-    if record.n_settled < PATIENT_MIN_SETTLED or late is None or math.isnan(late) or \
-            late > PATIENT_MAX_DAYS_LATE or record.n_broken_plans > 0:
-        return None
     named = [i for i in state.invoices if i.invoice_id in ids]
     if not named:
         return None
     oldest = max((on - i.due_date).days for i in named)
-    until = policy.schedule.collection + PATIENCE_DAYS
-    if oldest >= until:
-        return None
-    return (f"pays late but pays: {record.n_settled:.0f} invoices paid, typically "
-            f"{late:.0f} days late, no broken plan; the hand-over to collection waits until "
-            f"{until} days past due ({until - oldest} more days), saving the agency's fee on "
-            "money that is likely to come")
+    late = record.median_days_late
+    if record.n_settled >= PATIENT_MIN_SETTLED and late is not None and not math.isnan(late) \
+            and late <= PATIENT_MAX_DAYS_LATE and record.n_broken_plans <= 0:
+        until = policy.schedule.collection + PATIENCE_DAYS
+        if oldest < until:
+            return (f"pays late but pays: {record.n_settled:.0f} invoices paid, typically "
+                    f"{late:.0f} days late, no broken plan; the hand-over to collection waits "
+                    f"until {until} days past due ({until - oldest} more days), saving the "
+                    "agency's fee on money that is likely to come")
+    since = record.days_since_payment
+    if since is not None and not math.isnan(since) and since <= PAYING_DAYS:
+        until = policy.schedule.collection + PAYING_EXTRA_DAYS
+        if oldest < until:
+            return (f"still paying: last payment {since:.0f} days ago; the hand-over to "
+                    f"collection waits while payments keep coming (at most until {until} days "
+                    f"past due, {until - oldest} more days), since handing over stops them")
+    return None
 
 
 def _value_review(state: DebtorState, on: dt.date, policy: Policy, action: str) -> dt.date:

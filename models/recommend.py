@@ -163,7 +163,8 @@ def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
                               merits_plan=merits, responds=responds,
                               patient=PaymentRecord(first["n_settled"] or 0.0,
                                                     first.get("median_days_late"),
-                                                    first.get("n_broken_plans") or 0.0))
+                                                    first.get("n_broken_plans") or 0.0,
+                                                    first.get("days_since_payment")))
     else:
         choice = decide(state, risks, as_of, policy, merits_plan=merits)
     weights = np.array([max(r["open_amount"], 1e-9) for r in recs])

@@ -18,6 +18,8 @@ from paycadence.guard import (
 )
 from paycadence.models.policy import (
     PATIENCE_DAYS,
+    PAYING_DAYS,
+    PAYING_EXTRA_DAYS,
     VALUE_CHANNELS,
     InvoiceRisk,
     PaymentRecord,
@@ -112,7 +114,8 @@ def test_decide_breaks_no_rule_whatever_the_scores(state, policy, p, merits):
        days_late=st.floats(-30, 400),
        record=st.none() | st.builds(PaymentRecord, st.floats(0, 50),
                                     st.none() | st.floats(-30, 400) | st.just(float("nan")),
-                                    st.floats(0, 3)))
+                                    st.floats(0, 3),
+                                    st.none() | st.floats(0, 400) | st.just(float("nan"))))
 @settings(max_examples=300, deadline=None)
 def test_adaptive_decision_breaks_no_rule_whatever_the_model_says(state, policy, p, merits, up,
                                                                   worth, resp, days_late,
@@ -204,6 +207,30 @@ def test_a_debtor_who_pays_late_but_pays_gets_patience_before_collection():
         assert action(state, bad).action == "collection", bad  # too few, too late, broke a plan
     later = _debtor(contacts=3, past_due=day + PATIENCE_DAYS, last_contact=30)
     assert action(later, good).action == "collection"  # patience has an end
+
+
+def test_a_debtor_who_is_still_paying_is_not_handed_over_until_it_stops():
+    quiet = _quiet()
+    day = quiet.schedule.collection
+    risks = {"I0": InvoiceRisk("I0", 0.9, 0.5, 80.0)}
+    uplift = {a: {"I0": 0.0} for a in VALUE_CHANNELS}
+
+    def action(past_due, since, n_settled=0, late=None):
+        state = _debtor(contacts=3, past_due=past_due, last_contact=20)
+        record = PaymentRecord(n_settled, late, 0, since)
+        return decide_value(state, risks, D0, quiet, uplift=uplift, worth={"I0": 1.0},
+                            patient=record)
+
+    held = action(day, PAYING_DAYS)  # paid something a month ago: still paying
+    assert held.action == "wait" and "still paying" in held.reason
+    assert f"{day + PAYING_EXTRA_DAYS} days past due" in held.reason
+    assert action(day + PAYING_EXTRA_DAYS - 1, 2).action == "wait"
+    assert action(day + PAYING_EXTRA_DAYS, 2).action == "collection"  # at most this long
+    for stopped in (PAYING_DAYS + 1, None, float("nan")):  # stopped paying, or never paid
+        assert action(day, stopped).action == "collection", stopped
+    # a good record's 21 days come first; a debtor still paying then waits on to the cap
+    assert "pays late but pays" in action(day, 5, 8, 25.0).reason
+    assert "still paying" in action(day + PATIENCE_DAYS, 5, 8, 25.0).reason
 
 
 @st.composite
@@ -301,3 +328,29 @@ def test_audit_counts_violations_as_the_contract_reads_them():
     assert rules == {"min_days_between_contacts", "min_days_overdue_for_collection"}
     same_day = [{"invoice_id": "I1", "sent_on": D0, "channel": c} for c in ("email", "letter")]
     assert audit_actions(same_day, invoices) == []
+
+
+def test_an_invoice_a_hand_over_cannot_pay_for_stays_with_the_company():
+    quiet = _quiet()  # collection costs 25.00 + 15%: break-even at 29.41 recovered in full
+    day = quiet.schedule.collection
+    due = D0 - dt.timedelta(days=day)
+    invoices = (InvoiceState("BIG", due, 800.0, 3), InvoiceState("SMALL", due, 29.0, 3))
+    risks = {i: InvoiceRisk(i, 0.9, 0.5, 80.0) for i in ("BIG", "SMALL")}
+    uplift = {a: {"BIG": 0.0, "SMALL": 0.0} for a in VALUE_CHANNELS}
+    last = (D0 - dt.timedelta(days=20),)
+
+    def decide_for(*invs):
+        state = DebtorState("D", invs, last, frozenset())
+        ids = {i.invoice_id for i in invs}
+        return decide_value(state, {k: v for k, v in risks.items() if k in ids}, D0, quiet,
+                            uplift={a: {k: v for k, v in u.items() if k in ids}
+                                    for a, u in uplift.items()},
+                            worth=dict.fromkeys(ids, 1.0))
+
+    both = decide_for(*invoices)
+    assert both.action == "collection" and both.invoice_ids == ("BIG",)
+    assert "1 smaller one(s) kept" in both.reason and "29.00" in both.reason
+    alone = decide_for(invoices[1])
+    assert alone.action == "wait" and alone.reason.startswith("not handed to collection")
+    just_worth = decide_for(InvoiceState("SMALL", due, 29.5, 3))
+    assert just_worth.action == "collection"

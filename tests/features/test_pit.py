@@ -169,6 +169,8 @@ def oracle(tables: Tables, as_of: dt.date) -> dict[str, dict]:
                                        if owner[a["invoice_id"]] == d and a["channel"] in contact
                                        and a["sent_on"] >= as_of - dt.timedelta(days=30)})),
             "paid": sum(p["amount"] for p in pays if p["invoice_id"] == inv["invoice_id"]),
+            "days_since_payment": min((float((as_of - p["paid_on"]).days) for p in pays
+                                       if owner[p["invoice_id"]] == d), default=None),
         }
     return out
 
@@ -181,7 +183,7 @@ def test_features_match_a_slow_oracle():
         for inv, want in slow.items():
             got = fast[inv]
             for key in ("days_past_due", "n_settled", "share_late", "n_late_last_5",
-                        "reminders_invoice", "contacts_30d"):
+                        "reminders_invoice", "contacts_30d", "days_since_payment"):
                 if want[key] is None:
                     assert got[key] is None, (inv, key)
                 else:
@@ -190,7 +192,8 @@ def test_features_match_a_slow_oracle():
 
 
 def test_feature_frame_has_every_feature_in_order():
-    assert list(BEFORE.columns[5:]) == list(FEATURES)
+    assert BEFORE.columns[5] == "days_since_payment"  # read by the policy, not a model input
+    assert list(BEFORE.columns[6:]) == list(FEATURES)
     assert BEFORE.height > 0
 
 
