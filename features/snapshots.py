@@ -32,8 +32,14 @@ UNPAID_DAYS = 90
 
 def snapshot_dates(tables: Tables, *, every_days: int, min_history_days: int) -> list[dt.date]:
     """Decision days every ``every_days`` from the first invoice + warm-up to the last date."""
-    first = tables.invoices["issue_date"].min()
-    last = tables.last_date
+    return dates_between(tables.invoices["issue_date"].min(), tables.last_date,
+                         every_days=every_days, min_history_days=min_history_days)
+
+
+def dates_between(first: dt.date | None, last: dt.date | None, *, every_days: int,
+                  min_history_days: int) -> list[dt.date]:
+    """:func:`snapshot_dates` of a book whose first invoice was issued on ``first`` and whose
+    last row is dated ``last``."""
     if first is None or last is None:
         return []
     start = first + dt.timedelta(days=min_history_days)
@@ -83,6 +89,11 @@ def label(frame: pl.DataFrame, tables: Tables, *, data_end: dt.date, horizon_day
     ).drop("settled_on")
 
 
+#: Strata of (debtor, date) pairs for sampling: ``overdue`` when one of the debtor's open
+#: invoices is past due on the date (the situations dunning acts on), else ``current``.
+STRATA = ("current", "overdue")
+
+
 def build_snapshots(
     tables: Tables,
     dates: Iterable[dt.date],
@@ -91,24 +102,65 @@ def build_snapshots(
     data_end: dt.date | None = None,
     max_rows: int | None = None,
     seed: int = 0,
+    overdue_oversampling: float = 1.0,
+    shares: dict[str, float] | None = None,
 ) -> pl.DataFrame:
     """Features of every invoice open on each date, labelled from what happened afterwards.
 
     Invoices more than ``horizon_days`` past due are left out: their outcome is all but
     settled (still open) and would only flatter the metrics. When the table would exceed
     ``max_rows``, a fixed random share of (debtor, date) pairs is kept, each with all its
-    open invoices (see :func:`snapshot_points`); the share is in ``frame["sampled_share"]``.
+    open invoices, overdue pairs ``overdue_oversampling`` times as often as current ones (see
+    :func:`snapshot_points`); each row's share is in ``frame["sampled_share"]`` (its inverse
+    is the row's weight). ``shares`` (by stratum, see :func:`sampling_shares`) replaces the
+    shares computed from ``max_rows``: a part of a book is then sampled as the whole is.
     """
     data_end = data_end or tables.last_date
     points, share = snapshot_points(tables, dates, horizon_days=horizon_days,
-                                    max_rows=max_rows, seed=seed)
+                                    max_rows=max_rows, seed=seed,
+                                    overdue_oversampling=overdue_oversampling, shares=shares)
     if points.height == 0:
         return pl.DataFrame()
-    frame = features_at(tables, points, max_days_past_due=horizon_days).collect()
+    frame = features_at(tables, points.select("debtor_id", "as_of"),
+                        max_days_past_due=horizon_days).collect()
     if frame.height == 0:
         return pl.DataFrame()
-    return label(frame, tables, data_end=data_end, horizon_days=horizon_days).with_columns(
-        sampled_share=pl.lit(share))
+    frame = label(frame, tables, data_end=data_end, horizon_days=horizon_days)
+    if points["sampled_share"].n_unique() == 1:
+        return frame.with_columns(sampled_share=pl.lit(points["sampled_share"][0]))
+    return frame.join(points, on=["debtor_id", "as_of"], how="left", maintain_order="left")
+
+
+def sampling_shares(rows: dict[str, int], *, max_rows: int | None,
+                    overdue_oversampling: float = 1.0) -> dict[str, float]:
+    """The share of (debtor, date) pairs kept in each stratum of :data:`STRATA`.
+
+    ``rows`` are the snapshot rows (open invoices) of each stratum. Everything is kept when
+    they add up to at most ``max_rows``; otherwise the shares give ``max_rows`` rows in
+    expectation, the overdue share ``overdue_oversampling`` times the current one (capped at
+    1, the current share then taking what is left). With ``overdue_oversampling`` 1 both are
+    ``max_rows / rows``: a uniform sample.
+    """
+    current, overdue = rows.get("current", 0), rows.get("overdue", 0)
+    total = current + overdue
+    if max_rows is None or total <= max_rows:
+        return {"current": 1.0, "overdue": 1.0}
+    k = overdue_oversampling
+    low = max_rows / (current + k * overdue) if k != 1.0 else max_rows / total
+    if k * low > 1.0:
+        return {"current": (max_rows - overdue) / current, "overdue": 1.0}
+    return {"current": low, "overdue": k * low}
+
+
+def stratum_rows(tables: Tables, dates: Iterable[dt.date], *, horizon_days: int
+                 ) -> dict[str, int]:
+    """Snapshot rows (open invoices on a date) in each stratum of :data:`STRATA`, counted
+    without building them; summed over parts of a book they give the whole book's."""
+    pairs = _open_pairs(tables, dates, horizon_days=horizon_days)
+    if pairs is None:
+        return dict.fromkeys(STRATA, 0)
+    _, _, overdue, rows = pairs
+    return {"current": int(rows[~overdue].sum()), "overdue": int(rows[overdue].sum())}
 
 
 def snapshot_points(
@@ -118,20 +170,58 @@ def snapshot_points(
     horizon_days: int,
     max_rows: int | None = None,
     seed: int = 0,
+    overdue_oversampling: float = 1.0,
+    shares: dict[str, float] | None = None,
 ) -> tuple[pl.DataFrame, float]:
-    """The (debtor, date) pairs of the snapshot table and the share of them kept.
+    """The (debtor, date) pairs of the snapshot table, each with the share of its stratum
+    kept (``sampled_share``), and the share of all rows kept in expectation.
 
     A pair exists where the debtor has an invoice open on the date and at most
-    ``horizon_days`` past due. The rows this gives are counted from each invoice's open
-    interval without building them; above ``max_rows`` a pair is kept when a hash of its
-    debtor id and date falls below ``max_rows / rows``, so the choice is fixed by the seed,
-    the same for a debtor whatever else is in the data, and keeps whole debtors' days (their
-    exposure features stay consistent).
+    ``horizon_days`` past due; it is ``overdue`` when one of them is past due, else
+    ``current``. The rows this gives are counted from each invoice's open interval without
+    building them; above ``max_rows`` (or with ``shares`` given) a pair is kept when a hash
+    of its debtor id and date falls below its stratum's share (:func:`sampling_shares`), so
+    the choice is fixed by the seed, the same for a debtor whatever else is in the data, and
+    keeps whole debtors' days (their exposure features stay consistent).
     """
-    days = np.unique(np.array(sorted(set(dates)), dtype="datetime64[D]"))
-    empty = pl.DataFrame(schema={"debtor_id": pl.String, "as_of": pl.Date})
-    if days.size == 0 or tables.invoices.height == 0:
+    empty = pl.DataFrame(schema={"debtor_id": pl.String, "as_of": pl.Date,
+                                 "sampled_share": pl.Float64})
+    pairs = _open_pairs(tables, dates, horizon_days=horizon_days)
+    if pairs is None:
         return empty, 1.0
+    names, pair, overdue, rows = pairs
+    days = _days(dates)
+    total = int(rows.sum())
+    if shares is None:
+        shares = sampling_shares(
+            {"current": int(rows[~overdue].sum()), "overdue": int(rows[overdue].sum())},
+            max_rows=max_rows, overdue_oversampling=overdue_oversampling)
+    share_of = np.where(overdue, shares["overdue"], shares["current"])
+    kept_rows = float((rows * share_of).sum())
+    share = shares["current"] if shares["current"] == shares["overdue"] else kept_rows / total
+    debtor_code, day_ix = np.divmod(pair, days.size)
+    if (share_of < 1.0).any():
+        ordinal = days.astype(np.int64).astype(np.uint64)
+        key = names.hash(seed=seed).to_numpy()[debtor_code] ^ (ordinal[day_ix] * np.uint64(GOLDEN))
+        below = (np.where(share_of < 1.0, share_of, 0.0) * 2.0**64).astype(np.uint64)
+        keep = (share_of >= 1.0) | (_mix(key) < below)
+        debtor_code, day_ix, share_of = debtor_code[keep], day_ix[keep], share_of[keep]
+    points = pl.DataFrame({"debtor_id": names.gather(debtor_code), "as_of": days[day_ix],
+                           "sampled_share": share_of}).with_columns(pl.col("as_of").cast(pl.Date))
+    return points, share
+
+
+def _days(dates: Iterable[dt.date]) -> np.ndarray:
+    return np.unique(np.array(sorted(set(dates)), dtype="datetime64[D]"))
+
+
+def _open_pairs(tables: Tables, dates: Iterable[dt.date], *, horizon_days: int):
+    """``(names, pair, overdue, rows)``: the debtor ids (sorted), and for every (debtor, date)
+    pair with an open invoice its code (debtor code × dates + date index, ascending), whether
+    one of its invoices is past due and how many are open; None when there is none."""
+    days = _days(dates)
+    if days.size == 0 or tables.invoices.height == 0:
+        return None
     final = settlements(tables.invoices.lazy(), tables.payments.lazy()).select(
         "invoice_id", "settled_on")
     inv = tables.invoices.lazy().select("invoice_id", "debtor_id", "issue_date", "due_date").join(
@@ -146,24 +236,19 @@ def snapshot_points(
                    how="left", maintain_order="left")
     lo = np.searchsorted(days, inv["issue_date"].to_numpy().astype("datetime64[D]"), "left")
     hi = np.searchsorted(days, inv["last"].to_numpy().astype("datetime64[D]"), "right")
+    # past due from the first date after the due date on
+    late = np.searchsorted(days, inv["due_date"].to_numpy().astype("datetime64[D]"), "right")
     n = np.maximum(hi - lo, 0)
-    rows = int(n.sum())
-    if rows == 0:
-        return empty, 1.0
-    share = 1.0 if max_rows is None or rows <= max_rows else max_rows / rows
+    total = int(n.sum())
+    if total == 0:
+        return None
     code = inv["code"].to_numpy().astype(np.int64)
     which = np.repeat(code, n)
-    day_ix = np.arange(rows, dtype=np.int64) - np.repeat(np.cumsum(n) - n - lo, n)
-    if share < 1.0:
-        ordinal = days.astype(np.int64).astype(np.uint64)
-        key = names.hash(seed=seed).to_numpy()[which] ^ (ordinal[day_ix] * np.uint64(GOLDEN))
-        keep = _mix(key) < np.uint64(share * 2.0**64)
-        which, day_ix = which[keep], day_ix[keep]
-    pair = np.unique(which * days.size + day_ix)
-    debtor_code, day_ix = np.divmod(pair, days.size)
-    points = pl.DataFrame({"debtor_id": names.gather(debtor_code),
-                           "as_of": days[day_ix]}).with_columns(pl.col("as_of").cast(pl.Date))
-    return points, share
+    day_ix = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n) - n - lo, n)
+    pair, index = np.unique(which * days.size + day_ix, return_inverse=True)
+    rows = np.bincount(index, minlength=pair.size)
+    overdue = np.bincount(index, weights=day_ix >= np.repeat(late, n), minlength=pair.size) > 0
+    return names, pair, overdue, rows
 
 
 GOLDEN = 0x9E3779B97F4A7C15

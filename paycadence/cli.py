@@ -132,14 +132,29 @@ def ingest(
     _run(go)
 
 
+class EngineName(StrEnum):
+    local = "local"
+    spark = "spark"
+
+
 @app.command()
 def features(
-    data: Annotated[Path, typer.Option("--data", help="Directory with the input tables.")],
+    data: Annotated[str, typer.Option("--data", help="Directory with the input tables (with "
+                                      "--engine spark also clean Parquet tables at a URI).")],
     out: Annotated[Path, typer.Option("--out", help="Directory for snapshots.parquet + "
                                       "snapshots.json.")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="As if on this date.")] = None,
     params: ParamsOpt = None,
     mapping: MapOpt = None,
+    engine: Annotated[EngineName, typer.Option(
+        "--engine", help="local: this process; spark: debtors hash-partitioned over Apache "
+        "Spark, the same snapshots (docs/scaling.md).")] = EngineName.local,
+    master: Annotated[str | None, typer.Option(
+        "--master", help="Spark master with --engine spark (default: $SPARK_MASTER, else "
+        "local[*]).")] = None,
+    partitions: Annotated[int | None, typer.Option(
+        "--partitions", help="Hash buckets of debtors with --engine spark (default: about "
+        "200,000 invoices each).")] = None,
     quiet: Quiet = False,
 ):
     """Build the point-in-time training snapshots once (``train --features`` uses them)."""
@@ -149,8 +164,25 @@ def features(
     from paycadence.training.train import save_snapshots
 
     def go():
+        if engine is EngineName.local and (master is not None or partitions is not None):
+            raise PaycadenceError("--master and --partitions need --engine spark")
+        if engine is EngineName.spark and mapping is not None:
+            raise PaycadenceError("--map needs --engine local: ingest with it first "
+                                  "(paycadence ingest --map) and give --engine spark the "
+                                  "clean tables")
         cfg, day = load_params(params), _date(as_of, "--as-of")
         t = time.perf_counter()
+        if engine is EngineName.spark:
+            from paycadence.serving.spark_snapshots import snapshots_spark
+
+            result = snapshots_spark(data, cfg, out, as_of=day, master=master,
+                                     buckets=partitions)
+            shares = ", ".join(f"{k} {v['share']:.3g} of {v['rows']:,}"
+                               for k, v in result.plan.items())
+            console.print(f"{result.rows:,} labelled snapshots in {result.out} "
+                          f"({time.perf_counter() - t:.1f} s; Spark, {result.buckets} buckets; "
+                          f"kept: {shares})", highlight=False)
+            return
         with _Progress(quiet, "ingesting") as step:
             tables = run_ingest(data, mapping=load_mapping(mapping) if mapping else None).tables
             if step:
@@ -261,11 +293,6 @@ def _with_feedback(tables):
         console.print("learning also from /feedback rows: " + ", ".join(
             f"{n} {name}" for name, n in added.items() if n), highlight=False)
     return merged
-
-
-class EngineName(StrEnum):
-    local = "local"
-    spark = "spark"
 
 
 @app.command()

@@ -109,6 +109,9 @@ class FeatureParams(_Frozen):
     #: Above this many snapshot rows, a fixed random share of (debtor, day) pairs is kept.
     max_snapshot_rows: int = Field(2_000_000, ge=1000)
     snapshot_seed: int = 0
+    #: When sampling, (debtor, day) pairs with an overdue invoice are kept this many times as
+    #: often as the others (1: a uniform sample); training weights rows by 1 / share.
+    overdue_oversampling: float = Field(2.0, ge=1, le=100)
 
 
 class TrainParams(_Frozen):

@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from paycadence.errors import InputError
 from paycadence.features import FEATURES, build_snapshots, snapshot_dates
 from paycadence.features import label as label_snapshots
 from paycadence.features.pit import features_at
+from paycadence.features.snapshots import STRATA, sampling_shares, stratum_rows
 from paycadence.models import LateRiskModel, RiskModels, calibration, naive_forecast
 from paycadence.models.calibration import Calibrator
 from paycadence.models.hazard import BIN_FEATURES, CASH_WEEKS, training_rows
@@ -72,12 +74,28 @@ def cut_tables(tables: Tables, as_of: dt.date) -> Tables:
 
 def fingerprint(tables: Tables) -> str:
     """A short, order-independent digest of the tables' contract columns."""
-    digest = hashlib.sha256()
+    return fingerprint_of(fingerprint_parts(tables))
+
+
+def fingerprint_parts(tables: Tables) -> dict[str, tuple[int, int]]:
+    """Per table, its rows and the sum of its rows' hashes (modulo 2**64): parts of a book
+    (hash buckets of debtors) add up to the whole book's (:func:`fingerprint_of`)."""
+    parts = {}
     for name, frame in tables.items():
         hashed = frame.select(list(COLUMNS[name]))
         value = int(hashed.hash_rows(seed=0).sum()) if \
             hashed.height else 0
-        digest.update(f"{name}:{frame.height}:{value};".encode())
+        parts[name] = (frame.height, value)
+    return parts
+
+
+def fingerprint_of(*parts: dict[str, tuple[int, int]]) -> str:
+    """:func:`fingerprint` of the tables whose :func:`fingerprint_parts` are ``parts``."""
+    digest = hashlib.sha256()
+    for name in TABLE_NAMES:
+        height = sum(p[name][0] for p in parts)
+        value = sum(p[name][1] for p in parts) % 2**64
+        digest.update(f"{name}:{height}:{value};".encode())
     return digest.hexdigest()[:16]
 
 
@@ -107,19 +125,45 @@ def time_split(snaps: pl.DataFrame, *, holdout_share: float, embargo_days: int):
     return train, holdout, split
 
 
-def snapshots(tables: Tables, params: Params) -> tuple[pl.DataFrame, dt.date]:
-    """The labelled training snapshots of ``params`` and the data's last day."""
+def snapshots(tables: Tables, params: Params, strata: dict | None = None
+              ) -> tuple[pl.DataFrame, dt.date]:
+    """The labelled training snapshots of ``params`` and the data's last day.
+
+    Above ``features.max_snapshot_rows`` rows a stratified sample of (debtor, day) pairs is
+    kept (:func:`sampling_plan`); ``strata``, when given, receives the plan.
+    """
     last = tables.last_date
     if last is None:
         raise InputError("no invoices to train on")
     dates = snapshot_dates(tables, every_days=params.features.snapshot_every_days,
                            min_history_days=params.features.min_history_days)
+    plan = sampling_plan(stratum_rows(tables, dates, horizon_days=params.train.horizon_days),
+                         params)
+    if strata is not None:
+        strata.update(plan)
     snaps = build_snapshots(tables, dates, horizon_days=params.train.horizon_days, data_end=last,
-                            max_rows=params.features.max_snapshot_rows,
-                            seed=params.features.snapshot_seed)
+                            seed=params.features.snapshot_seed,
+                            shares={k: v["share"] for k, v in plan.items()})
     if snaps.height == 0:
         raise InputError("no open invoice on any snapshot date: nothing to learn from")
     return snaps, last
+
+
+def sampling_plan(rows: dict[str, int], params: Params) -> dict[str, dict]:
+    """Rows and kept share of each snapshot stratum (``current``, ``overdue``: see
+    :func:`paycadence.features.snapshots.sampling_shares`) for the settings of ``params``."""
+    shares = sampling_shares(rows, max_rows=params.features.max_snapshot_rows,
+                             overdue_oversampling=params.features.overdue_oversampling)
+    return {k: {"rows": int(rows.get(k, 0)), "share": shares[k]} for k in STRATA}
+
+
+def kept_share(plan: dict[str, dict]) -> float:
+    """The share of all snapshot rows a sampling plan keeps, in expectation."""
+    total = sum(v["rows"] for v in plan.values())
+    shares = {v["share"] for v in plan.values()}
+    if len(shares) == 1 or total == 0:
+        return float(next(iter(shares)))
+    return float(sum(v["rows"] * v["share"] for v in plan.values()) / total)
 
 
 #: What the saved snapshots were built from; training refuses them for other data or settings.
@@ -127,7 +171,13 @@ SNAPSHOT_FILE, SNAPSHOT_META = "snapshots.parquet", "snapshots.json"
 
 
 def _snapshot_key(tables: Tables, params: Params, as_of: dt.date | None) -> dict:
-    return {"data_fingerprint": fingerprint(tables),
+    return snapshot_key(fingerprint(tables), params, as_of)
+
+
+def snapshot_key(digest: str, params: Params, as_of: dt.date | None) -> dict:
+    """What snapshots are built from: the data's :func:`fingerprint`, the day and the
+    settings (``train --features`` refuses snapshots whose key differs from its own)."""
+    return {"data_fingerprint": digest,
             "as_of": as_of.isoformat() if as_of else None,
             "features": params.features.model_dump(),
             "horizon_days": params.train.horizon_days}
@@ -140,24 +190,37 @@ def save_snapshots(tables: Tables, params: Params, out: str | Path,
     Returns the directory and the number of rows."""
     if as_of is not None:
         tables = cut_tables(tables, as_of)
-    snaps, _ = snapshots(tables, params)
+    plan: dict = {}
+    snaps, _ = snapshots(tables, params, plan)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    snaps.write_parquet(out / SNAPSHOT_FILE)
-    meta = {**_snapshot_key(tables, params, as_of), "rows": snaps.height,
-            "sampled_share": float(snaps["sampled_share"][0])}
-    (out / SNAPSHOT_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    data_path = out / SNAPSHOT_FILE
+    if data_path.is_dir():  # an earlier --engine spark build
+        shutil.rmtree(data_path)
+    snaps.write_parquet(data_path)
+    write_snapshot_meta(out, _snapshot_key(tables, params, as_of), snaps.height, plan)
     return out, snaps.height
+
+
+def write_snapshot_meta(out: Path, key: dict, rows: int, plan: dict[str, dict]) -> Path:
+    """``snapshots.json``: what the snapshots were built from (``key``), their rows and the
+    sampling plan (rows and kept share per stratum, and the share kept overall)."""
+    meta = {**key, "rows": rows, "sampled_share": kept_share(plan), "strata": plan}
+    path = out / SNAPSHOT_META
+    path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return path
 
 
 def load_snapshots(folder: str | Path, tables: Tables, params: Params,
                    as_of: dt.date | None = None) -> pl.DataFrame:
-    """The snapshots :func:`save_snapshots` wrote, after checking they were built from these
-    tables (as known on ``as_of``: already cut with :func:`cut_tables`) with these settings
-    (a clear :class:`InputError` otherwise)."""
+    """The snapshots :func:`save_snapshots` (one ``snapshots.parquet`` file) or
+    ``features --engine spark`` (a ``snapshots.parquet/`` folder of part files, read in name
+    order) wrote, after checking they were built from these tables (as known on ``as_of``:
+    already cut with :func:`cut_tables`) with these settings (a clear :class:`InputError`
+    otherwise)."""
     folder = Path(folder)
     meta_path, data_path = folder / SNAPSHOT_META, folder / SNAPSHOT_FILE
-    if not meta_path.is_file() or not data_path.is_file():
+    if not meta_path.is_file() or not data_path.exists():
         raise InputError(f"{folder}: no {SNAPSHOT_FILE} + {SNAPSHOT_META} "
                          "(build them with: paycadence features --data DIR --out DIR)")
     try:
@@ -171,7 +234,9 @@ def load_snapshots(folder: str | Path, tables: Tables, params: Params,
                          f"{', '.join(differ)} than this training run; rebuild them with "
                          "paycadence features")
     try:
-        snaps = pl.read_parquet(data_path)
+        # a folder of part files (--engine spark) is read in name order: sorted as one file is
+        snaps = pl.read_parquet(sorted(data_path.glob("*.parquet")) if data_path.is_dir()
+                                else data_path)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{data_path}: unreadable ({exc})") from None
     missing = [c for c in (*FEATURES, *LABELS.values(), "as_of") if c not in snaps.columns]
@@ -224,6 +289,11 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
     their two halves). Settlement: the hazard model on person-period rows of every training
     snapshot (sampled above ``train.hazard_max_rows``), its number of trees chosen the same
     way and then refit on all training days. ``train.n_estimators`` is the upper bound.
+
+    Snapshots of a stratified sample (``sampled_share`` differing between rows) weigh
+    1 / share in every fit, so that each model learns the whole book's rates; the rows that
+    stop boosting early and calibrate p_late are first thinned to one share
+    (:func:`self_weighting`). Unsampled or uniformly sampled snapshots are fitted unweighted.
     """
     p = params.train
     kw = {"n_estimators": p.n_estimators, "learning_rate": p.learning_rate,
@@ -239,8 +309,10 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
     if fit_rows.height == 0 or len(days) < 3:
         fit_rows, calib_rows = late_rows, late_rows.clear()
     stop = {"early_stopping_rounds": EARLY_STOPPING_ROUNDS}
+    calib_rows = self_weighting(calib_rows, seed=p.seed)
     late = LateRiskModel(**kw, **stop).fit(
         fit_rows.select(FEATURES).to_pandas(), fit_rows["y_late"].to_numpy(),
+        sample_weight=sample_weights(fit_rows) if weighted(train) else None,
         eval_set=(calib_rows.select(FEATURES).to_pandas(), calib_rows["y_late"].to_numpy())
         if calib_rows.height else None)
     calibrator = Calibrator()
@@ -252,14 +324,16 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
     columns = [*FEATURES, *BIN_FEATURES]
     early = train.filter(pl.col("as_of") < cut)
     later = train.filter(pl.col("as_of") >= cut)
-    X_a, y_a = hazard_rows(early, max_rows=p.hazard_max_rows, seed=p.seed)
-    X_b, y_b = hazard_rows(later, max_rows=p.hazard_max_rows, seed=p.seed)
-    rounds = _early_rounds(kw, columns, X_a, y_a, X_b, y_b)
-    X, y = hazard_rows(train, max_rows=p.hazard_max_rows, seed=p.seed)
+    scale = weighted(train)
+    X_a, y_a, w_a = hazard_rows(early, max_rows=p.hazard_max_rows, seed=p.seed, weights=scale)
+    X_b, y_b, _ = hazard_rows(self_weighting(later, seed=p.seed) if scale else later,
+                              max_rows=p.hazard_max_rows, seed=p.seed)
+    rounds = _early_rounds(kw, columns, X_a, y_a, X_b, y_b, weight=w_a)
+    X, y, w = hazard_rows(train, max_rows=p.hazard_max_rows, seed=p.seed, weights=scale)
     if y.size == 0:
         raise InputError("no snapshot was followed long enough to learn when invoices are paid")
     hazard = LateRiskModel(**(kw | {"n_estimators": rounds})).fit(
-        pd.DataFrame(X, columns=columns), y)
+        pd.DataFrame(X, columns=columns), y, sample_weight=w)
     response, card = None, {}
     if treated is not None and treated.height:
         response, card = fit_response(train, treated, cut, kw)
@@ -280,10 +354,46 @@ def _early_rounds(kw: dict, columns: list[str], X_a: np.ndarray, y_a: np.ndarray
         eval_set=(pd.DataFrame(X_b, columns=columns), y_b)).best_iteration_
 
 
+def weighted(snaps: pl.DataFrame) -> bool:
+    """Whether snapshots are a stratified sample: their rows were kept at different shares."""
+    return "sampled_share" in snaps.columns and snaps["sampled_share"].n_unique() > 1
+
+
+def sample_weights(snaps: pl.DataFrame) -> np.ndarray:
+    """Each snapshot's weight: 1 / the share of its stratum that was kept."""
+    return 1.0 / snaps["sampled_share"].to_numpy().astype(np.float64)
+
+
+def self_weighting(snaps: pl.DataFrame, *, seed: int) -> pl.DataFrame:
+    """A stratified sample thinned to its lowest share (a row of share s kept with
+    probability min share / s, a seeded draw): every row then stands for as many of the
+    book's, so unweighted steps (early stopping, calibration) see the book's mix. Snapshots
+    that are not :func:`weighted` are returned as they are."""
+    if not weighted(snaps):
+        return snaps
+    share = snaps["sampled_share"].to_numpy().astype(np.float64)
+    keep = np.random.default_rng(seed).random(snaps.height) < share.min() / share
+    return snaps.filter(pl.Series(keep))
+
+
+def response_rows_weighted(train: pl.DataFrame, treated: pl.DataFrame) -> pl.DataFrame:
+    """:func:`paycadence.models.response.response_rows`, the waited rows of a stratified
+    sample weighted by 1 / their share as well (the treated rows are all the logged actions,
+    not sampled)."""
+    if not weighted(train):
+        return response_rows(train, treated)
+    acted = response_rows(train.clear(), treated)
+    waited = [response_rows(part, treated).filter(pl.col("action") == "wait").with_columns(
+        pl.col("weight") / share) for (share,), part in
+        train.group_by("sampled_share", maintain_order=True)]
+    return pl.concat([*waited, acted], how="vertical_relaxed")
+
+
 def fit_response(train: pl.DataFrame, treated: pl.DataFrame, cut: dt.date, kw: dict):
     """The action-response model (:mod:`paycadence.models.response`): rounds chosen by early
-    stopping on the days from ``cut`` on, then refit on all rows, inverse-propensity weighted."""
-    rows = response_rows(train, treated)
+    stopping on the days from ``cut`` on, then refit on all rows, inverse-propensity weighted
+    (and inverse-share weighted, for a stratified sample)."""
+    rows = response_rows_weighted(train, treated)
     if rows.height == 0 or rows["y"].n_unique() < 2:
         return None, {}
     columns = [*FEATURES, *ACTION_FEATURES]
@@ -298,19 +408,23 @@ def fit_response(train: pl.DataFrame, treated: pl.DataFrame, cut: dt.date, kw: d
                    "response_rows_by_action": dict(counts.iter_rows())}
 
 
-def hazard_rows(snaps: pl.DataFrame, *, max_rows: int, seed: int):
+def hazard_rows(snaps: pl.DataFrame, *, max_rows: int, seed: int, weights: bool = False):
     """Person-period rows (:func:`paycadence.models.hazard.training_rows`) of labelled
-    snapshots; when there would be more than ``max_rows``, a fixed random share of snapshots
-    is used."""
+    snapshots, their labels and (with ``weights``) their snapshot's weight
+    (:func:`sample_weights`; else None); when there would be more than ``max_rows``, a fixed
+    random share of snapshots is used."""
     X = snaps.select(FEATURES).to_numpy().astype(np.float64)
     past_due = snaps["days_past_due"].to_numpy().astype(np.float64)
     t_settle = snaps["t_settle"].fill_null(np.nan).to_numpy().astype(np.float64)
     t_observed = snaps["t_observed"].to_numpy().astype(np.float64)
-    rows, y, _ = training_rows(X, past_due, t_settle, t_observed)
+    w = sample_weights(snaps) if weights else None
+    rows, y, owner = training_rows(X, past_due, t_settle, t_observed)
     if y.size > max_rows:
         keep = np.random.default_rng(seed).random(X.shape[0]) < max_rows / y.size
-        rows, y, _ = training_rows(X[keep], past_due[keep], t_settle[keep], t_observed[keep])
-    return rows, y
+        rows, y, owner = training_rows(X[keep], past_due[keep], t_settle[keep],
+                                       t_observed[keep])
+        w = w[keep] if w is not None else None
+    return rows, y, (w[owner] if w is not None else None)
 
 
 #: Stages of an invoice's life on the snapshot day, for p_late metrics per stage.
@@ -340,21 +454,29 @@ def evaluate(models: RiskModels | None, holdout: pl.DataFrame, prefix: str = "",
     """
     frame = predictions(models, holdout).with_columns(
         pl.col("expected_days_late").clip(upper_bound=horizon_days))
+    scale = weighted(holdout)
+    frame = frame.with_columns(weight=pl.Series(sample_weights(holdout)) if scale else pl.lit(1.0))
+
+    def w(rows: pl.DataFrame) -> np.ndarray | None:
+        return rows["weight"].to_numpy() if scale else None
+
     out = {}
     for key, label, col in (("late", "y_late", "p_late"), ("unpaid", "y_unpaid_90d",
                                                              "p_unpaid_90d")):
         rows = frame.filter(pl.col(label).is_not_null())
-        for name, value in M.binary_metrics(rows[label].to_numpy(), rows[col].to_numpy()).items():
+        for name, value in M.binary_metrics(rows[label].to_numpy(), rows[col].to_numpy(),
+                                            w(rows)).items():
             out[f"{prefix}{key}_{name}"] = value
     for stage in STAGES:
         rows = frame.filter(pl.col("y_late").is_not_null() & pl.col("stage").struct.field(stage))
         if rows.height:
-            m = M.binary_metrics(rows["y_late"].to_numpy(), rows["p_late"].to_numpy())
+            m = M.binary_metrics(rows["y_late"].to_numpy(), rows["p_late"].to_numpy(), w(rows))
             out |= {f"{prefix}late_auc_{stage}": m["auc"], f"{prefix}late_ece_{stage}": m["ece"],
                     f"{prefix}late_n_{stage}": m["n"]}
     rows = frame.filter(pl.col("y_days_late").is_not_null())
     for name, value in M.regression_metrics(rows["y_days_late"].to_numpy(),
-                                            rows["expected_days_late"].to_numpy()).items():
+                                            rows["expected_days_late"].to_numpy(),
+                                            w(rows)).items():
         out[f"{prefix}days_{name}"] = value
     out[f"{prefix}cash_wape"] = cash_error(frame)
     return out
@@ -363,7 +485,9 @@ def evaluate(models: RiskModels | None, holdout: pl.DataFrame, prefix: str = "",
 def cash_error(frame: pl.DataFrame) -> float:
     """Weighted absolute percentage error of the weekly cash forecast, over the snapshot days
     followed for all 13 weeks: Σ |forecast − received| / Σ received, per (day, week) of the
-    held-out book (an invoice's open amount counts as received in the week it settled)."""
+    held-out book (an invoice's open amount counts as received in the week it settled).
+    With a ``weight`` column (a stratified sample) both sides are weighted sums: estimates of
+    the whole book's."""
     weeks = CASH_WEEKS
     rows = frame.filter(pl.col("t_observed") >= 7 * weeks)
     if rows.height == 0:
@@ -371,12 +495,16 @@ def cash_error(frame: pl.DataFrame) -> float:
     days = rows["as_of"].to_physical().to_numpy()
     day_ix = np.unique(days, return_inverse=True)[1]
     forecast = np.zeros((day_ix.max() + 1, weeks))
-    np.add.at(forecast, day_ix, np.asarray(rows["cash_weeks"].to_list(), dtype=np.float64))
+    cash = np.asarray(rows["cash_weeks"].to_list(), dtype=np.float64)
+    amount = rows["open_amount"].to_numpy()
+    if "weight" in rows.columns and rows["weight"].n_unique() > 1:
+        weight = rows["weight"].to_numpy()
+        cash, amount = cash * weight[:, None], amount * weight
+    np.add.at(forecast, day_ix, cash)
     received = np.zeros_like(forecast)
     t = rows["t_settle"].fill_null(np.inf).to_numpy()
     inside = t < 7 * weeks
-    np.add.at(received, (day_ix[inside], (t[inside] // 7).astype(int)),
-              rows["open_amount"].to_numpy()[inside])
+    np.add.at(received, (day_ix[inside], (t[inside] // 7).astype(int)), amount[inside])
     total = received.sum()
     return float(np.abs(forecast - received).sum() / total) if total > 0 else float("nan")
 
@@ -449,8 +577,10 @@ def train(
     data_dir
         Where the tables came from, recorded with the run.
     snapshot_dir
-        Snapshots built beforehand by :func:`save_snapshots` from the same tables and
-        settings (checked), instead of building them here.
+        Snapshots built beforehand by :func:`save_snapshots` or ``features --engine spark``
+        from the same tables and settings (checked), instead of building them here; only
+        they are read (a stratified sample above ``features.max_snapshot_rows``, its rows
+        weighted by 1 / ``sampled_share``).
     progress
         ``progress(what, done, total)`` hears each phase.
     """
@@ -469,7 +599,7 @@ def train(
         snaps, last = load_snapshots(snapshot_dir, tables, params, as_of), tables.last_date
     train_rows, holdout, split = time_split(
         snaps, holdout_share=params.train.holdout_share, embargo_days=params.train.embargo_days)
-    share = float(snaps["sampled_share"][0])
+    share = float(snaps.height / (1.0 / snaps["sampled_share"]).sum())
     logger.info("snapshots: %d train, %d holdout, split at %s (%.1f%% of debtor-days kept)",
                 train_rows.height, holdout.height, split, 100 * share)
     treated = treated_rows(tables, before=split - dt.timedelta(days=params.train.embargo_days),

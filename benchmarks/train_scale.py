@@ -1,0 +1,188 @@
+"""Training snapshots at scale: peak driver memory of ``features`` on one machine against Spark.
+
+For each book size, generates a history (benchmarks/synthetic.py, ten invoices per debtor over
+two years) checked into the clean-tables layout (as benchmarks/scale.py does), then, each in a
+fresh process, with the repository's params.yaml (``features.max_snapshot_rows`` 2,000,000,
+stratified, ``train.horizon_days``):
+
+- ``local``: what ``paycadence features --data CLEAN`` does: the tables read and checked
+  (:func:`paycadence.data.ingest.ingest`), then :func:`paycadence.training.train.save_snapshots`;
+- ``spark``: ``paycadence features --engine spark --master local[2]``:
+  :func:`paycadence.serving.spark_snapshots.snapshots_spark` (the session started first, timed
+  apart);
+- ``read``: what ``train --features`` then reads of the snapshots (the sample only:
+  ``pl.read_parquet`` of the Spark part files);
+- ``inputs``: everything ``train --features`` holds on the driver before it fits: the tables
+  read and checked (``ingest``), the snapshots checked against them (``load_snapshots``,
+  which computes the tables' fingerprint) and the treated rows of the response model
+  (``treated_rows``: features of every logged action's invoice and day before the split).
+
+Printed per run: rows, seconds and peak memory: the measuring process's high-water mark
+(VmHWM: the driver), and for Spark its children sampled every 0.25 s (benchmarks/scale.py's
+``ChildMemory``: the JVM by RSS, the Python workers by PSS summed, the largest by RSS). Then
+each driver's peak against the local run's at the same size, and how each grew with size.
+
+    .venv/bin/python benchmarks/train_scale.py --invoices 200000 1000000 --driver-memory 4g
+    .venv/bin/python benchmarks/train_scale.py --invoices 20000 --kinds local inputs  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from measure import peak_gb
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+KINDS = ("local", "spark", "read", "inputs")
+
+
+def child(kind: str, folder: str, out_dir: str, master: str) -> None:
+    """One measurement in this (fresh) process; prints a JSON line."""
+    sys.path.insert(0, str(HERE))
+    import polars as pl
+    from scale import ChildMemory
+
+    from paycadence.config import load_params
+
+    params = load_params(ROOT / "params.yaml")
+    out = Path(out_dir)
+    start_s, buckets, plan, extra = 0.0, None, None, {}
+    with ChildMemory() as memory:
+        if kind == "local":
+            from paycadence.data.ingest import ingest
+            from paycadence.training.train import save_snapshots
+
+            t = time.perf_counter()
+            tables = ingest(folder).tables
+            _, rows = save_snapshots(tables, params, out)
+            seconds = time.perf_counter() - t
+        elif kind == "spark":
+            from paycadence.serving.spark_batch import spark_session
+            from paycadence.serving.spark_snapshots import snapshots_spark
+
+            t = time.perf_counter()
+            spark, _ = spark_session(master)
+            start_s = time.perf_counter() - t
+            t = time.perf_counter()
+            result = snapshots_spark(folder, params, out)
+            seconds = time.perf_counter() - t
+            rows, buckets, plan = result.rows, result.buckets, result.plan
+            spark.stop()
+        elif kind == "read":
+            from paycadence.training.train import SNAPSHOT_FILE
+
+            t = time.perf_counter()
+            frame = pl.read_parquet(sorted((out / SNAPSHOT_FILE).glob("*.parquet")))
+            rows, seconds = frame.height, time.perf_counter() - t
+        else:
+            import datetime as dt
+
+            from paycadence.data.ingest import ingest
+            from paycadence.training.train import load_snapshots, time_split, treated_rows
+
+            t = time.perf_counter()
+            tables = ingest(folder).tables
+            snaps = load_snapshots(out, tables, params)
+            p = params.train
+            _, _, split = time_split(snaps, holdout_share=p.holdout_share,
+                                     embargo_days=p.embargo_days)
+            treated = treated_rows(tables, before=split - dt.timedelta(days=p.embargo_days),
+                                   horizon_days=p.horizon_days, data_end=tables.last_date)
+            rows, seconds = snaps.height, time.perf_counter() - t
+            extra = {"treated": treated.height, "actions": tables.actions.height,
+                     "tables_gb": sum(f.estimated_size() for _, f in tables.items()) / 1e9,
+                     "snaps_gb": snaps.estimated_size() / 1e9,
+                     "treated_gb": treated.estimated_size() / 1e9}
+    print(json.dumps({"kind": kind, "rows": rows, "seconds": seconds, "start_s": start_s,
+                      "buckets": buckets, "plan": plan, "driver_gb": peak_gb(),
+                      "jvm_gb": memory.jvm_rss / 1e9, "workers_gb": memory.workers_pss / 1e9,
+                      "worker_gb": memory.worker_rss / 1e9, "workers": memory.workers,
+                      **extra}))
+
+
+def run(kind: str, folder: Path, out_dir: Path, master: str, driver_memory: str | None) -> dict:
+    env = dict(os.environ)
+    if driver_memory:  # on a local master the executor lives in the driver's JVM
+        env["PYSPARK_SUBMIT_ARGS"] = f"--driver-memory {driver_memory} pyspark-shell"
+    done = subprocess.run([sys.executable, __file__, "--child", kind, str(folder),
+                           str(out_dir), master], capture_output=True, text=True, check=False,
+                          env=env)
+    if done.returncode != 0:
+        sys.exit(f"{kind} run failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def line(r: dict, base: dict | None) -> str:
+    text = (f"  {r['kind']:5s} {r['rows']:>10,} snapshot rows in {r['seconds']:7.1f} s; peak "
+            f"memory: driver {r['driver_gb']:.2f} GB")
+    if base is not None and r["kind"] != "local":
+        text += f" ({r['driver_gb'] / base['driver_gb']:.2f}× the local run's)"
+    if r["kind"] == "inputs":
+        text += (f"; of it: the tables {r['tables_gb']:.2f} GB, the snapshots "
+                 f"{r['snaps_gb']:.2f} GB, {r['treated']:,} treated rows (of {r['actions']:,} "
+                 f"actions) {r['treated_gb']:.2f} GB (polars' estimated sizes)")
+    if r["kind"] == "spark":
+        text += (f", JVM {r['jvm_gb']:.2f} GB, Python workers {r['workers_gb']:.2f} GB (PSS, "
+                 f"{r['workers']} at most; largest {r['worker_gb']:.2f} GB RSS); "
+                 f"{r['buckets']} buckets; session start {r['start_s']:.1f} s (not counted); "
+                 f"kept {json.dumps(r['plan'])}")
+    return text
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(*sys.argv[2:6])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invoices", type=int, nargs="+", default=[200_000, 1_000_000])
+    parser.add_argument("--master", default="local[2]", help="Spark master (default local[2])")
+    parser.add_argument("--driver-memory", help="Spark driver JVM heap, e.g. 4g")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
+                        help="what to measure (read and inputs use the spark run's output, "
+                        "or the local one's without it)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from scale import INVOICES_PER_DEBTOR, prepare
+
+    print(f"{os.cpu_count()} cores; Spark master {args.master}, driver memory "
+          f"{args.driver_memory or 'Spark default (1g)'}; params {ROOT / 'params.yaml'}")
+    results: dict[int, dict[str, dict]] = {}
+    for n in sorted(args.invoices):
+        folder = Path(tempfile.mkdtemp(prefix=f"pc-train-scale-{n}-"))
+        try:
+            made = prepare(n, folder)
+            print(f"{n:,} invoices / {max(n // INVOICES_PER_DEBTOR, 1):,} debtors (generated "
+                  f"and checked in {made:.0f} s, {folder / 'clean'}):", flush=True)
+            results[n] = {}
+            for kind in args.kinds:
+                out = folder / ("local" if kind == "local" or "spark" not in args.kinds
+                                else "spark")
+                r = run(kind, folder / "clean", out, args.master, args.driver_memory)
+                results[n][kind] = r
+                print(line(r, results[n].get("local")), flush=True)
+            rows = {r["rows"] for r in results[n].values()}
+            if len(rows) > 1:
+                print("  WARNING: the engines built different numbers of rows")
+        finally:
+            if not args.keep:
+                shutil.rmtree(folder, ignore_errors=True)
+    sizes = sorted(results)
+    for a, b in zip(sizes, sizes[1:], strict=False):
+        for kind in args.kinds:
+            ga, gb = results[a][kind]["driver_gb"], results[b][kind]["driver_gb"]
+            print(f"  {kind:5s} {a:,} → {b:,} invoices (×{b / a:.1f}): driver peak ×{gb / ga:.2f}"
+                  f" ({ga:.2f} → {gb:.2f} GB)")
+
+
+if __name__ == "__main__":
+    main()
