@@ -204,7 +204,7 @@ def snapshot_points(
         ordinal = days.astype(np.int64).astype(np.uint64)
         key = names.hash(seed=seed).to_numpy()[debtor_code] ^ (ordinal[day_ix] * np.uint64(GOLDEN))
         below = (np.where(share_of < 1.0, share_of, 0.0) * 2.0**64).astype(np.uint64)
-        keep = (share_of >= 1.0) | (_mix(key) < below)
+        keep = (share_of >= 1.0) | (mix64(key) < below)
         debtor_code, day_ix, share_of = debtor_code[keep], day_ix[keep], share_of[keep]
     points = pl.DataFrame({"debtor_id": names.gather(debtor_code), "as_of": days[day_ix],
                            "sampled_share": share_of}).with_columns(pl.col("as_of").cast(pl.Date))
@@ -254,7 +254,7 @@ def _open_pairs(tables: Tables, dates: Iterable[dt.date], *, horizon_days: int):
 GOLDEN = 0x9E3779B97F4A7C15
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: a uint64 array to well-spread uint64 values."""
     with np.errstate(over="ignore"):
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)

@@ -5,19 +5,25 @@ time, so that the driver never holds the book.
 The clean tables are read and bucketed as for the batch (:func:`debtor_rows`:
 ``pmod(xxhash64(debtor_id), n)``) and kept, bucketed, by Spark for three passes, each a
 ``groupBy(bucket).applyInArrow`` over every bucket's :class:`paycadence.data.Tables` (cut to
-what was known on ``as_of`` by :func:`paycadence.training.train.cut_tables`):
+what was known on ``as_of`` by :func:`paycadence.training.train.cut_tables`), and a fourth:
 
-1. each bucket's first invoice, last date and fingerprint parts: the driver adds them up into
-   the snapshot dates and the data fingerprint of the whole book;
+1. each bucket's first invoice, last date, fingerprint parts and logged (invoice, day) pairs
+   per day: the driver adds them up into the snapshot dates, the data fingerprint and the
+   action pairs of the whole book;
 2. each bucket's snapshot rows per stratum (:func:`paycadence.features.snapshots.stratum_rows`):
    the driver adds them up and computes the shares to keep (:func:`sampling_plan`);
 3. each bucket's snapshots, built and labelled by
    :func:`paycadence.features.build_snapshots` with those shares, written by Spark as Parquet,
    then sorted as the single-machine table is into ``snapshots.parquet/`` (part files).
+4. each bucket's treated rows of the response model
+   (:func:`paycadence.training.train.treated_rows`) before the day ``train`` will split at
+   minus its embargo (from the days the snapshots hold), a seeded sample of them above
+   ``features.max_snapshot_rows`` (:func:`paycadence.training.train.treated_plan`), sorted
+   into ``treated.parquet/``.
 
-A debtor's features, labels and sampling draw read only that debtor's rows, so the result is
-the single-machine table row for row (docs/scaling.md, "Training at scale"). The driver
-receives a few numbers per bucket, never rows.
+A debtor's features, labels and sampling draws read only that debtor's rows, so the result
+is the single-machine tables row for row (docs/scaling.md, "Training at scale"). The driver
+receives a few numbers per bucket and the snapshot days, never rows.
 """
 
 from __future__ import annotations
@@ -48,12 +54,19 @@ from paycadence.serving.spark_batch import (
     spark_session,
 )
 from paycadence.training.train import (
+    ROW_ORDER,
     SNAPSHOT_FILE,
+    TREATED_FILE,
+    action_pairs,
+    clear_output,
     cut_tables,
     fingerprint_of,
     fingerprint_parts,
     sampling_plan,
     snapshot_key,
+    treated_before,
+    treated_plan,
+    treated_rows,
     write_snapshot_meta,
 )
 
@@ -86,6 +99,18 @@ def snapshot_schema(horizon_days: int) -> pl.Schema:
     return pl.Schema({**frame.schema, "sampled_share": pl.Float64()})
 
 
+def treated_schema(horizon_days: int) -> pl.Schema:
+    """The columns and types of :func:`paycadence.training.train.treated_rows`' table."""
+    empty = Tables.from_frames()
+    points = pl.DataFrame(schema={"debtor_id": pl.String, "as_of": pl.Date})
+    acts = pl.DataFrame(schema={"invoice_id": pl.String, "as_of": pl.Date,
+                                "action": pl.String, "propensity": pl.Float64})
+    frame = features_at(empty, points, max_days_past_due=horizon_days).collect().join(
+        acts, on=["invoice_id", "as_of"], how="inner")
+    frame = label(frame, empty, data_end=dt.date(2000, 1, 1), horizon_days=horizon_days)
+    return pl.Schema({**frame.schema, "sampled_share": pl.Float64()})
+
+
 # -- one bucket, on a worker ---------------------------------------------------------------------
 def bucket_tables(table: pa.Table, as_of: dt.date | None) -> Tables:
     """The :class:`Tables` of one bucket (``table``: the five tables' columns as
@@ -105,7 +130,7 @@ def bucket_stats(table: pa.Table, *, as_of: dt.date | None) -> pa.Table:
     first = tables.invoices["issue_date"].min()
     stats = {"first": first.isoformat() if first else None,
              "last": tables.last_date.isoformat() if tables.last_date else None,
-             "parts": fingerprint_parts(tables)}
+             "parts": fingerprint_parts(tables), "pairs": action_pairs(tables)}
     return pa.table({"stats": [json.dumps(stats)]})
 
 
@@ -122,6 +147,17 @@ def bucket_snapshots(table: pa.Table, *, as_of: dt.date | None, dates: list[dt.d
     """Pass 3: the bucket's labelled snapshots, sampled with the book's ``shares``."""
     frame = build_snapshots(bucket_tables(table, as_of), dates, horizon_days=horizon_days,
                             data_end=data_end, seed=seed, shares=shares)
+    if frame.height == 0:
+        return schema.empty_table()
+    return frame.select(schema.names).to_arrow().cast(schema)
+
+
+def bucket_treated(table: pa.Table, *, as_of: dt.date | None, before: dt.date,
+                   horizon_days: int, data_end: dt.date, share: float, seed: int,
+                   schema: pa.Schema) -> pa.Table:
+    """Pass 4: the bucket's treated rows before ``before``, sampled at ``share``."""
+    frame = treated_rows(bucket_tables(table, as_of), before=before, horizon_days=horizon_days,
+                         data_end=data_end, share=share, seed=seed)
     if frame.height == 0:
         return schema.empty_table()
     return frame.select(schema.names).to_arrow().cast(schema)
@@ -196,6 +232,10 @@ def _build(spark, data_dir, params: Params, out: Path, as_of, buckets) -> SparkS
                               min_history_days=f.min_history_days)
         digest = fingerprint_of(*({k: tuple(v) for k, v in s["parts"].items()}
                                   for s in found))
+        pairs: dict[str, int] = {}
+        for s in found:
+            for day, n in s["pairs"].items():
+                pairs[day] = pairs.get(day, 0) + n
 
         def counts(table: pa.Table) -> pa.Table:
             return bucket_counts(table, as_of=as_of, dates=dates, horizon_days=horizon)
@@ -221,15 +261,53 @@ def _build(spark, data_dir, params: Params, out: Path, as_of, buckets) -> SparkS
         # (once more to sample the sort's ranges); no leading dot, Spark skips those
         staging = out / "snapshots-unsorted"
         built.write.mode("overwrite").parquet(staging.resolve().as_uri())
+        # the days the snapshots hold (a few hundred values) give train's split
+        days = sorted(r["as_of"] for r in spark.read.parquet(staging.resolve().as_uri())
+                      .select("as_of").distinct().collect())
+        before = treated_before(days, params)
+        treated = None
+        treated_staging = out / "treated-unsorted"
+        if before is not None:
+            treated = treated_plan(pairs, before=before, data_end=last, params=params)
+            share = treated["share"]
+            t_schema = treated_schema(horizon)
+            t_arrow = pa.schema([(c, _ARROW[t]) for c, t in t_schema.items()])
+
+            def treat(table: pa.Table) -> pa.Table:
+                return bucket_treated(table, as_of=as_of, before=before, horizon_days=horizon,
+                                      data_end=last, share=share, seed=f.snapshot_seed,
+                                      schema=t_arrow)
+
+            _per_bucket(rows, treat, ", ".join(f"{c} {_SPARK[t]}" for c, t in t_schema.items())
+                        ).write.mode("overwrite").parquet(treated_staging.resolve().as_uri())
     finally:
         rows.unpersist()
     target = out / SNAPSHOT_FILE
-    if target.is_file():  # an earlier single-machine build
-        target.unlink()
-    # the single-machine table's order, so that training reads the very same rows
-    spark.read.parquet(staging.resolve().as_uri()).orderBy(
-        "as_of", "debtor_id", "due_date", "invoice_id").write.mode("overwrite").parquet(
-        target.resolve().as_uri())
+    count = _sorted_parts(spark, staging, target)
+    if count == 0:
+        raise InputError("no open invoice on any snapshot date: nothing to learn from")
+    treated_target = out / TREATED_FILE
+    clear_output(treated_target)
+    if treated is not None:
+        treated["rows"] = _sorted_parts(spark, treated_staging, treated_target)
+        if treated["rows"] == 0:  # as the single-machine build: no file
+            clear_output(treated_target)
+        logger.info("spark treated rows: %d of %d logged pairs before %s (share %.4g)",
+                    treated["rows"], treated["actions"], before, treated["share"])
+    write_snapshot_meta(out, snapshot_key(digest, params, as_of), count, plan, treated)
+    logger.info("spark snapshots: %d rows from %d buckets into %s", count, buckets, target)
+    return SparkSnapshotResult(out, count, plan, buckets, checked)
+
+
+def _sorted_parts(spark, staging: Path, target: Path) -> int:
+    """Sort the rows written to ``staging`` as the single-machine tables are (so that
+    training reads the very same rows) into part files in ``target``; their number."""
+    clear_output(target)  # also an earlier single-machine build's file
+    if not any(staging.glob("part-*")):  # nothing written at all: no rows
+        shutil.rmtree(staging, ignore_errors=True)
+        return 0
+    spark.read.parquet(staging.resolve().as_uri()).orderBy(*ROW_ORDER).write.mode(
+        "overwrite").parquet(target.resolve().as_uri())
     shutil.rmtree(staging, ignore_errors=True)
     for extra in target.iterdir():  # Spark's _SUCCESS and .crc files: only the parts stay
         if extra.name.startswith("part-"):
@@ -238,12 +316,7 @@ def _build(spark, data_dir, params: Params, out: Path, as_of, buckets) -> SparkS
             shutil.rmtree(extra)
         else:
             extra.unlink()
-    count = spark.read.parquet(target.resolve().as_uri()).count()
-    if count == 0:
-        raise InputError("no open invoice on any snapshot date: nothing to learn from")
-    write_snapshot_meta(out, snapshot_key(digest, params, as_of), count, plan)
-    logger.info("spark snapshots: %d rows from %d buckets into %s", count, buckets, target)
-    return SparkSnapshotResult(out, count, plan, buckets, checked)
+    return spark.read.parquet(target.resolve().as_uri()).count()
 
 
 def _per_bucket(rows: DataFrame, fn, schema: str) -> DataFrame:

@@ -33,10 +33,17 @@ from paycadence.errors import InputError
 from paycadence.features import FEATURES, build_snapshots, snapshot_dates
 from paycadence.features import label as label_snapshots
 from paycadence.features.pit import features_at
-from paycadence.features.snapshots import STRATA, sampling_shares, stratum_rows
+from paycadence.features.snapshots import (
+    GOLDEN,
+    STRATA,
+    mix64,
+    sampling_shares,
+    stratum_rows,
+)
 from paycadence.models import LateRiskModel, RiskModels, calibration, naive_forecast
 from paycadence.models.calibration import Calibrator
 from paycadence.models.hazard import BIN_FEATURES, CASH_WEEKS, training_rows
+from paycadence.models.policy import STRENGTH
 from paycadence.models.response import ACTION_FEATURES, design, response_rows
 from paycadence.training import metrics as M
 from paycadence.training import plots, tracking
@@ -109,15 +116,20 @@ def code_version() -> str:
         return __version__
 
 
-def time_split(snaps: pl.DataFrame, *, holdout_share: float, embargo_days: int):
-    """Split snapshots by date: the last ``holdout_share`` of dates held out, an embargo before."""
-    dates = snaps["as_of"].unique().sort().to_list()
+def split_day(dates: list[dt.date], *, holdout_share: float) -> dt.date:
+    """The first held-out day of :func:`time_split`, from the snapshot days (ascending, each
+    once): the last ``holdout_share`` of them are held out."""
     if len(dates) < 4:
         raise InputError(
             f"too little history to train: {len(dates)} snapshot dates; simulate or export at "
             "least six months of invoices"
         )
-    split = dates[min(int(len(dates) * (1 - holdout_share)), len(dates) - 1)]
+    return dates[min(int(len(dates) * (1 - holdout_share)), len(dates) - 1)]
+
+
+def time_split(snaps: pl.DataFrame, *, holdout_share: float, embargo_days: int):
+    """Split snapshots by date: the last ``holdout_share`` of dates held out, an embargo before."""
+    split = split_day(snaps["as_of"].unique().sort().to_list(), holdout_share=holdout_share)
     train = snaps.filter(pl.col("as_of") < split - dt.timedelta(days=embargo_days))
     holdout = snaps.filter(pl.col("as_of") >= split)
     if train.height == 0:
@@ -168,6 +180,10 @@ def kept_share(plan: dict[str, dict]) -> float:
 
 #: What the saved snapshots were built from; training refuses them for other data or settings.
 SNAPSHOT_FILE, SNAPSHOT_META = "snapshots.parquet", "snapshots.json"
+#: The response model's treated rows, saved beside the snapshots (see :func:`treated_plan`).
+TREATED_FILE = "treated.parquet"
+#: The order of saved snapshots and treated rows (both engines write it).
+ROW_ORDER = ("as_of", "debtor_id", "due_date", "invoice_id")
 
 
 def _snapshot_key(tables: Tables, params: Params, as_of: dt.date | None) -> dict:
@@ -186,26 +202,49 @@ def snapshot_key(digest: str, params: Params, as_of: dt.date | None) -> dict:
 def save_snapshots(tables: Tables, params: Params, out: str | Path,
                    as_of: dt.date | None = None) -> tuple[Path, int]:
     """Build the labelled training snapshots (the features stage of ``dvc.yaml``) into
-    ``out``: ``snapshots.parquet`` and ``snapshots.json`` (what they were built from).
-    Returns the directory and the number of rows."""
+    ``out``: ``snapshots.parquet``, the response model's treated rows before the split
+    ``train`` will make (``treated.parquet``, :func:`treated_plan`) and ``snapshots.json``
+    (what they were built from). Returns the directory and the number of snapshot rows."""
     if as_of is not None:
         tables = cut_tables(tables, as_of)
     plan: dict = {}
-    snaps, _ = snapshots(tables, params, plan)
+    snaps, last = snapshots(tables, params, plan)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data_path = out / SNAPSHOT_FILE
-    if data_path.is_dir():  # an earlier --engine spark build
-        shutil.rmtree(data_path)
+    clear_output(data_path)  # an earlier --engine spark build is a folder
     snaps.write_parquet(data_path)
-    write_snapshot_meta(out, _snapshot_key(tables, params, as_of), snaps.height, plan)
+    clear_output(out / TREATED_FILE)
+    before = treated_before(snaps["as_of"].unique().sort().to_list(), params)
+    treated = None
+    if before is not None:
+        treated = treated_plan(action_pairs(tables), before=before, data_end=last,
+                               params=params)
+        rows = treated_rows(tables, before=before, horizon_days=params.train.horizon_days,
+                            data_end=last, share=treated["share"],
+                            seed=params.features.snapshot_seed)
+        treated["rows"] = rows.height
+        if rows.height:
+            rows.sort(ROW_ORDER).write_parquet(out / TREATED_FILE)
+    write_snapshot_meta(out, _snapshot_key(tables, params, as_of), snaps.height, plan, treated)
     return out, snaps.height
 
 
-def write_snapshot_meta(out: Path, key: dict, rows: int, plan: dict[str, dict]) -> Path:
-    """``snapshots.json``: what the snapshots were built from (``key``), their rows and the
-    sampling plan (rows and kept share per stratum, and the share kept overall)."""
-    meta = {**key, "rows": rows, "sampled_share": kept_share(plan), "strata": plan}
+def clear_output(path: Path) -> None:
+    """Remove an earlier output file or folder of part files at ``path``."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def write_snapshot_meta(out: Path, key: dict, rows: int, plan: dict[str, dict],
+                        treated: dict | None = None) -> Path:
+    """``snapshots.json``: what the snapshots were built from (``key``), their rows, the
+    sampling plan (rows and kept share per stratum, and the share kept overall) and what
+    ``treated.parquet`` holds (:func:`treated_plan` and its ``rows``; None: no file)."""
+    meta = {**key, "rows": rows, "sampled_share": kept_share(plan), "strata": plan,
+            "treated": treated}
     path = out / SNAPSHOT_META
     path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return path
@@ -246,6 +285,46 @@ def load_snapshots(folder: str | Path, tables: Tables, params: Params,
     return snaps
 
 
+def load_treated(folder: str | Path, *, before: dt.date, data_end: dt.date
+                 ) -> pl.DataFrame | None:
+    """The treated rows saved beside snapshots that :func:`load_snapshots` has accepted
+    (``treated.parquet``: a file, or a folder of part files read in name order), when they
+    are those of days before ``before`` labelled to ``data_end``; None when there are none
+    or they were built for another split (``train.holdout_share`` or ``embargo_days``
+    changed since): then ``train`` builds them itself."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / SNAPSHOT_META).read_text(encoding="utf-8")).get("treated")
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder / SNAPSHOT_META}: unreadable ({exc})") from None
+    if not meta or meta.get("before") != before.isoformat() or \
+            meta.get("data_end") != data_end.isoformat():
+        logger.warning("%s: no treated rows before %s saved (%s): building them", folder, before,
+                    f"saved before {meta.get('before')}" if meta else "none")
+        return None
+    if meta["rows"] == 0:
+        return pl.DataFrame()
+    path = folder / TREATED_FILE
+    try:
+        rows = pl.read_parquet(sorted(path.glob("*.parquet")) if path.is_dir() else path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"{path}: unreadable ({exc})") from None
+    missing = [c for c in (*FEATURES, "action", "propensity", "sampled_share")
+               if c not in rows.columns]
+    if missing or rows.height != meta["rows"]:
+        raise InputError(f"{path}: not the treated rows {SNAPSHOT_META} describes "
+                         f"(missing columns: {', '.join(missing) or 'none'}); rebuild them "
+                         "with paycadence features")
+    return rows
+
+
+def acted_keys(tables: Tables, before: dt.date) -> pl.DataFrame:
+    """``invoice_id`` and ``as_of`` of every logged action before ``before``: the snapshot
+    rows that were not waited, when the treated rows are a sample."""
+    return tables.actions.filter(pl.col("sent_on") < before).select(
+        "invoice_id", as_of="sent_on").unique()
+
+
 def fit_models(tables: Tables, params: Params) -> RiskModels:
     """Fit the forecasts and the response model on a whole history, without a holdout or
     MLflow (the backtest's learnt policy; ``train`` is the tracked, gated way)."""
@@ -260,15 +339,26 @@ EARLY_STOPPING_ROUNDS = 30
 
 
 def treated_rows(tables: Tables, *, before: dt.date, horizon_days: int,
-                 data_end: dt.date) -> pl.DataFrame:
+                 data_end: dt.date, share: float = 1.0, seed: int = 0) -> pl.DataFrame:
     """Labelled feature rows of every (invoice, day) on which a logged action named the
     invoice, for days before ``before``: the treated rows of the response model (the day's
-    action, its logged propensity, the features as of that morning)."""
+    action, its logged propensity, the features as of that morning). Two actions on one
+    invoice on one day count as the stronger one (:data:`paycadence.models.policy.STRENGTH`),
+    whatever the order of the rows, so every engine and bucketing keeps the same one.
+
+    With ``share`` below 1, an (invoice, day) pair is kept when a hash of its invoice id and
+    day (with ``seed``) falls below ``share``: the same draw whatever else is in the tables
+    (a hash bucket of debtors or the whole book). Every row carries ``sampled_share``.
+    """
     acts = tables.actions.filter(pl.col("sent_on") < before).select(
         "invoice_id", as_of="sent_on", action="channel",
         propensity=pl.col("propensity") if "propensity" in tables.actions.columns
         else pl.lit(None, dtype=pl.Float64),
-    ).unique(["invoice_id", "as_of"], keep="first", maintain_order=True)
+    ).with_columns(strength=pl.col("action").replace_strict(STRENGTH, default=0)).sort(
+        "invoice_id", "as_of", "strength", "action", descending=[False, False, True, False]
+    ).unique(["invoice_id", "as_of"], keep="first", maintain_order=True).drop("strength")
+    if share < 1.0 and acts.height:
+        acts = acts.filter(pl.Series(_pair_draw(acts, seed) < np.uint64(share * 2.0**64)))
     if acts.height == 0:
         return pl.DataFrame()
     owners = tables.invoices.select("invoice_id", "debtor_id")
@@ -277,10 +367,49 @@ def treated_rows(tables: Tables, *, before: dt.date, horizon_days: int,
     frame = frame.join(acts, on=["invoice_id", "as_of"], how="inner")
     if frame.height == 0:
         return pl.DataFrame()
-    return label_snapshots(frame, tables, data_end=data_end, horizon_days=horizon_days)
+    return label_snapshots(frame, tables, data_end=data_end, horizon_days=horizon_days
+                           ).with_columns(sampled_share=pl.lit(share, dtype=pl.Float64))
 
 
-def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None) -> RiskModels:
+def _pair_draw(acts: pl.DataFrame, seed: int) -> np.ndarray:
+    """A uniform uint64 per (``invoice_id``, ``as_of``) row, fixed by ``seed``."""
+    ordinal = acts["as_of"].to_physical().to_numpy().astype(np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        key = acts["invoice_id"].hash(seed=seed).to_numpy() ^ (ordinal * np.uint64(GOLDEN))
+    return mix64(key)
+
+
+def action_pairs(tables: Tables) -> dict[str, int]:
+    """Per day (ISO), the logged (invoice, day) pairs of known invoices: what
+    :func:`treated_rows` starts from. Hash buckets of debtors add up to the whole book's."""
+    pairs = tables.actions.select("invoice_id", "sent_on").drop_nulls().unique().join(
+        tables.invoices.select("invoice_id"), on="invoice_id", how="semi")
+    return {day.isoformat(): int(n) for day, n in pairs.group_by("sent_on").len().iter_rows()}
+
+
+def treated_plan(pairs: dict[str, int], *, before: dt.date, data_end: dt.date,
+                 params: Params) -> dict:
+    """What ``treated.parquet`` holds: the treated rows of days before ``before`` (labels to
+    ``data_end``), the logged pairs they come from (``actions``) and the share kept: all of
+    them up to ``features.max_snapshot_rows`` pairs, above it that many in expectation."""
+    n = sum(v for day, v in pairs.items() if day < before.isoformat())
+    cap = params.features.max_snapshot_rows
+    return {"before": before.isoformat(), "data_end": data_end.isoformat(), "actions": n,
+            "share": 1.0 if n <= cap else cap / n}
+
+
+def treated_before(dates: list[dt.date], params: Params) -> dt.date | None:
+    """The day ``train`` takes treated rows before: :func:`time_split`'s first held-out day
+    minus ``train.embargo_days``, from the snapshot days (ascending, each once); None when
+    they are too few to train on."""
+    if len(dates) < 4:
+        return None
+    split = split_day(dates, holdout_share=params.train.holdout_share)
+    return split - dt.timedelta(days=params.train.embargo_days)
+
+
+def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None,
+        acted: pl.DataFrame | None = None) -> RiskModels:
     """Fit the forecasts on labelled snapshots (censored rows left out per target).
 
     ``p_late``: a LightGBM classifier on all but the latest ``train.calibration_share`` of the
@@ -294,6 +423,8 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
     1 / share in every fit, so that each model learns the whole book's rates; the rows that
     stop boosting early and calibrate p_late are first thinned to one share
     (:func:`self_weighting`). Unsampled or uniformly sampled snapshots are fitted unweighted.
+    Treated rows that are a sample (``sampled_share`` below 1) weigh 1 / share as well; they
+    need ``acted``, the keys of every logged action (:func:`acted_keys`).
     """
     p = params.train
     kw = {"n_estimators": p.n_estimators, "learning_rate": p.learning_rate,
@@ -336,7 +467,7 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
         pd.DataFrame(X, columns=columns), y, sample_weight=w)
     response, card = None, {}
     if treated is not None and treated.height:
-        response, card = fit_response(train, treated, cut, kw)
+        response, card = fit_response(train, treated, cut, kw, acted)
     return RiskModels.from_estimators(
         FEATURES, late, hazard, response=response, calibrator=calibrator,
         card={"calibration_rows": calib_rows.height, "hazard_rows": int(y.size),
@@ -376,24 +507,41 @@ def self_weighting(snaps: pl.DataFrame, *, seed: int) -> pl.DataFrame:
     return snaps.filter(pl.Series(keep))
 
 
-def response_rows_weighted(train: pl.DataFrame, treated: pl.DataFrame) -> pl.DataFrame:
-    """:func:`paycadence.models.response.response_rows`, the waited rows of a stratified
-    sample weighted by 1 / their share as well (the treated rows are all the logged actions,
-    not sampled)."""
-    if not weighted(train):
+def treated_sampled(treated: pl.DataFrame) -> bool:
+    """Whether treated rows are a sample of the logged actions (``sampled_share`` below 1)."""
+    return "sampled_share" in treated.columns and bool((treated["sampled_share"] < 1).any())
+
+
+def response_rows_weighted(train: pl.DataFrame, treated: pl.DataFrame,
+                           acted: pl.DataFrame | None = None) -> pl.DataFrame:
+    """:func:`paycadence.models.response.response_rows`, the rows of a sample weighted by
+    1 / their share as well: the waited rows of a stratified sample of snapshots, and the
+    treated rows when they are a sample of the logged actions (then the snapshot rows named
+    by any logged action, ``acted``, are not waited rows, whether their treated row was kept
+    or not)."""
+    sampled = treated_sampled(treated)
+    if not (weighted(train) or sampled):
         return response_rows(train, treated)
-    acted = response_rows(train.clear(), treated)
+    if sampled:
+        if acted is None:
+            raise ValueError("a sample of treated rows needs the keys of every logged action")
+        train = train.join(acted, on=["invoice_id", "as_of"], how="anti", maintain_order="left")
+    parts = (train.group_by("sampled_share", maintain_order=True) if weighted(train)
+             else [((1.0,), train)])
     waited = [response_rows(part, treated).filter(pl.col("action") == "wait").with_columns(
-        pl.col("weight") / share) for (share,), part in
-        train.group_by("sampled_share", maintain_order=True)]
-    return pl.concat([*waited, acted], how="vertical_relaxed")
+        pl.col("weight") / share) for (share,), part in parts]
+    acts = [response_rows(train.clear(), part).with_columns(pl.col("weight") / share)
+            for (share,), part in (treated.group_by("sampled_share", maintain_order=True)
+                                   if sampled else [((1.0,), treated)])]
+    return pl.concat([*waited, *acts], how="vertical_relaxed")
 
 
-def fit_response(train: pl.DataFrame, treated: pl.DataFrame, cut: dt.date, kw: dict):
+def fit_response(train: pl.DataFrame, treated: pl.DataFrame, cut: dt.date, kw: dict,
+                 acted: pl.DataFrame | None = None):
     """The action-response model (:mod:`paycadence.models.response`): rounds chosen by early
     stopping on the days from ``cut`` on, then refit on all rows, inverse-propensity weighted
-    (and inverse-share weighted, for a stratified sample)."""
-    rows = response_rows_weighted(train, treated)
+    (and inverse-share weighted, for a sample of snapshots or of treated rows)."""
+    rows = response_rows_weighted(train, treated, acted)
     if rows.height == 0 or rows["y"].n_unique() < 2:
         return None, {}
     columns = [*FEATURES, *ACTION_FEATURES]
@@ -580,7 +728,9 @@ def train(
         Snapshots built beforehand by :func:`save_snapshots` or ``features --engine spark``
         from the same tables and settings (checked), instead of building them here; only
         they are read (a stratified sample above ``features.max_snapshot_rows``, its rows
-        weighted by 1 / ``sampled_share``).
+        weighted by 1 / ``sampled_share``), and the response model's treated rows saved
+        beside them when they were built for this split (:func:`load_treated`; else they are
+        built here from the whole tables).
     progress
         ``progress(what, done, total)`` hears each phase.
     """
@@ -602,10 +752,15 @@ def train(
     share = float(snaps.height / (1.0 / snaps["sampled_share"]).sum())
     logger.info("snapshots: %d train, %d holdout, split at %s (%.1f%% of debtor-days kept)",
                 train_rows.height, holdout.height, split, 100 * share)
-    treated = treated_rows(tables, before=split - dt.timedelta(days=params.train.embargo_days),
-                           horizon_days=params.train.horizon_days, data_end=last)
+    before = split - dt.timedelta(days=params.train.embargo_days)
+    treated = None if snapshot_dir is None else load_treated(snapshot_dir, before=before,
+                                                             data_end=last)
+    if treated is None:
+        treated = treated_rows(tables, before=before, horizon_days=params.train.horizon_days,
+                               data_end=last)
+    acted = acted_keys(tables, before) if treated_sampled(treated) else None
     step(f"fitting LightGBM on {train_rows.height:,} snapshots", 1, phases)
-    models = fit(train_rows, params, treated)
+    models = fit(train_rows, params, treated, acted)
     h = params.train.horizon_days
     step(f"scoring {holdout.height:,} holdout snapshots against the naive reference", 2, phases)
     scores = {**evaluate(models, holdout, horizon_days=h),
