@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -20,7 +21,7 @@ from paycadence.data import COLUMNS, Tables, ingest
 from paycadence.models import FALLBACK_VERSION, RiskModels, recommend
 from paycadence.serving.schemas import DebtorIn
 from paycadence.serving.snapshot import BookDays, touched_debtors
-from paycadence.serving.store import KEYS
+from paycadence.serving.store import KEYS, FeedbackStore, StoreUnavailableError
 from paycadence.training import tracking
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Engine:
     _known: tuple[Tables, frozenset] | None = field(default=None, repr=False)
     _days: BookDays = field(default_factory=BookDays, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _feed: _Feed | None = field(default=None, repr=False)
 
     @property
     def degraded(self) -> bool:
@@ -121,21 +123,79 @@ class Engine:
         """Stop the alias watch."""
         self._stop.set()
 
+    def follow(self, store: FeedbackStore, every_seconds: float = 0.0) -> None:
+        """Add every row of the feedback store now, and from then on, before each call about
+        stored debtors, the rows any process (another worker, another instance) stored since
+        (:meth:`catch_up`).
+
+        Parameters
+        ----------
+        store
+            The feedback store this process writes to.
+        every_seconds
+            Look at most this often (seconds); 0 looks before every such call (one indexed
+            query when nothing is new).
+        """
+        tables, seq = store.changes(None)
+        self.add_feedback(tables)
+        self._feed = _Feed(store, every_seconds, seq)
+
+    def catch_up(self) -> None:
+        """Add the feedback rows stored by any process since the last look (see
+        :meth:`follow`). A database that cannot be read leaves the history as it is (one
+        warning until it can be read again)."""
+        feed = self._feed
+        if feed is None or (feed.every > 0
+                            and time.monotonic() - feed.checked < feed.every):
+            return
+        # a call waits for a look in progress, then looks itself: a row committed before the
+        # call started is then always in its answer
+        with feed.lock:
+            feed.checked = time.monotonic()
+            try:
+                got = feed.store.changes(feed.seq)
+            except StoreUnavailableError as exc:
+                if not feed.failing:
+                    logger.warning("feedback rows of other processes not read (%s): "
+                                   "answering from what this process holds", exc)
+                feed.failing = True
+                return
+            if feed.failing:
+                logger.info("feedback store readable again")
+                feed.failing = False
+            if got is not None:
+                tables, seq = got
+                self.add_feedback(tables)
+                feed.seq = seq
+
     def add_feedback(self, tables: Tables) -> None:
         """Make rows just stored durably visible to stored-debtor recommendations.
 
         Rows whose natural key the stored history already has (e.g. an invoice of the training
-        data posted again) are not added twice.
+        data posted again, or rows this process stored itself read back from the store) are
+        not added twice; a dispute that comes with a ``resolved_on`` sets that of the one
+        held (a resolution posted later).
         """
         with self._lock:
-            fresh = {}
+            fresh, resolved = {}, None
             for name, frame in tables.items():
                 keys = list(KEYS[name])
-                known = getattr(self.stored, name).select(keys)
-                fresh[name] = frame.unique(keys, keep="first", maintain_order=True).join(
-                    known, on=keys, how="anti", nulls_equal=True)
-            self.stored = self.stored.concat(Tables(**fresh))
-            self._days.touch(touched_debtors(Tables(**fresh), self.stored), self.stored)
+                held = getattr(self.stored, name)
+                frame = frame.unique(keys, keep="first", maintain_order=True)
+                fresh[name] = frame.join(held.select(keys), on=keys, how="anti",
+                                         nulls_equal=True)
+                if name == "disputes" and frame.height > fresh[name].height:
+                    resolved = _resolutions(frame, held)
+            if not any(f.height for f in fresh.values()) and resolved is None:
+                return
+            changed = Tables(**fresh)
+            stored = self.stored
+            if resolved is not None:
+                stored = replace(stored, disputes=stored.disputes.update(
+                    resolved, on=list(KEYS["disputes"])))
+                changed = replace(changed, disputes=pl.concat([fresh["disputes"], resolved]))
+            self.stored = stored.concat(Tables(**fresh))
+            self._days.touch(touched_debtors(changed, self.stored), self.stored)
 
     def recommend(self, as_of: dt.date, debtors: list[DebtorIn]) -> list[dict]:
         """Recommendations in request order; stateless debtors use only their own history."""
@@ -143,6 +203,7 @@ class Engine:
         stored = [d for d in debtors if d.history is None]
         out: dict[str, dict] = {}
         if stored:
+            self.catch_up()
             snapshot, known = self._stored_debtors()
             book = self._days.get(snapshot, as_of, lambda: self.stored)
             if book is not None:
@@ -192,6 +253,29 @@ class Engine:
                                    f"({type(exc).__name__}): answering with the rule-based " \
                                    "fallback"
         return recommend(tables, models=None, model_version=FALLBACK_VERSION, **kwargs)
+
+
+@dataclass
+class _Feed:
+    """Where :meth:`Engine.catch_up` reads the feedback store from."""
+
+    store: FeedbackStore
+    every: float  # seconds between looks; 0: before every stored-debtor call
+    seq: int  # every row up to this transaction number has been added
+    checked: float = 0.0  # time.monotonic() of the last look
+    failing: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _resolutions(posted: pl.DataFrame, held: pl.DataFrame) -> pl.DataFrame | None:
+    """Disputes of ``posted`` already held whose ``resolved_on`` is new (key and date), or
+    None."""
+    keys = list(KEYS["disputes"])
+    pairs = posted.filter(pl.col("resolved_on").is_not_null()).select(*keys, "resolved_on")
+    changed = pairs.join(held.select(*keys, pl.col("resolved_on").alias("held")),
+                         on=keys, how="inner", nulls_equal=True).filter(
+        pl.col("resolved_on").ne_missing(pl.col("held"))).drop("held")
+    return changed if changed.height else None
 
 
 def request_tables(debtors: list[DebtorIn], base: Tables | None):

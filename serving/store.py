@@ -5,6 +5,14 @@ process or the machine), PostgreSQL when ``PAYCADENCE_DATABASE_URL`` names one (
 psycopg 3; ``postgresql://`` URLs get it). Every table has a natural key, and rows are written
 with ``INSERT ... ON CONFLICT DO NOTHING``, so re-posting the same rows stores nothing twice,
 even when several processes post them at once.
+
+Every table also has a ``seq`` column: the number of the transaction that stored (or last
+changed) the row. One counter row, ``feedback_seq``, hands the numbers out; a writer takes it
+first in its transaction, so writers commit one after the other, in ``seq`` order, and a
+process that has read every row up to ``seq`` = N only ever needs the rows above N
+(:meth:`FeedbackStore.changes`). That is how each serve process picks up what the others
+stored. A database made before ``seq`` existed gets the column (``0`` for its rows) when the
+first new process opens it.
 """
 
 from __future__ import annotations
@@ -37,13 +45,15 @@ _INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 #: PostgreSQL errors after which the whole transaction is simply tried again.
 _RETRY_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 _TRIES = 3
+#: The row of ``feedback_seq`` that holds the last transaction number handed out.
+_COUNTER_ID = 1
 
 
 class StoreUnavailableError(PaycadenceError):
     """The database did not take the rows (down, locked too long); nothing was stored."""
 
 
-def _metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
+def _metadata() -> tuple[sa.MetaData, dict[str, sa.Table], sa.Table]:
     meta = sa.MetaData()
     tables = {}
     for name in TABLE_NAMES:
@@ -52,9 +62,15 @@ def _metadata() -> tuple[sa.MetaData, dict[str, sa.Table]]:
             sql_type = _SQL_TYPES[type(dtype)]
             cols.append(sa.Column(col, sql_type(), nullable=col not in KEYS[name]))
         cols.append(sa.Column("received_at", sa.DateTime(), nullable=False))
+        # rows written by a process older than the column get 0 (read at start only)
+        cols.append(sa.Column("seq", sa.BigInteger(), nullable=False, server_default="0"))
         tables[name] = sa.Table(f"feedback_{name}", meta, *cols,
-                                sa.PrimaryKeyConstraint(*KEYS[name]))
-    return meta, tables
+                                sa.PrimaryKeyConstraint(*KEYS[name]),
+                                sa.Index(f"ix_feedback_{name}_seq", "seq"))
+    counter = sa.Table("feedback_seq", meta,
+                       sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+                       sa.Column("value", sa.BigInteger(), nullable=False))
+    return meta, tables, counter
 
 
 def database_url(url: str) -> sa.URL:
@@ -100,20 +116,42 @@ class FeedbackStore:
         self.engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        self.meta, self.tables = _metadata()
-        for attempt in range(3):
+        self.meta, self.tables, self.counter = _metadata()
+        for attempt in range(5):
             try:
                 self.meta.create_all(self.engine)
+                self._upgrade()
                 break
             except sa.exc.SQLAlchemyError as exc:
-                # another process (worker, instance) may have created a table between the
-                # check and the CREATE: look again, then give up with one line
-                if attempt < 2 and "already exists" in str(exc):
+                # another process (worker, instance) may have created a table, column or index
+                # between the check and the CREATE: look again, then give up with one line
+                if attempt < 4 and _raced(exc):
+                    time.sleep(0.05 * (attempt + 1))
                     continue
                 self.engine.dispose()
                 raise ConfigError(f"PAYCADENCE_DATABASE_URL: cannot open {self._shown} "
                                   f"({_first_line(exc)})") from None
         self._lock = threading.Lock()
+        self._last_seq = sa.select(self.counter.c.value).where(
+            self.counter.c.id == _COUNTER_ID)
+
+    def _upgrade(self) -> None:
+        """Bring a database made by an older version up to this schema: the ``seq`` column
+        and its index on each table, and the counter's row (idempotent)."""
+        with self.engine.begin() as conn:
+            inspector = sa.inspect(conn)
+            for name, table in self.tables.items():
+                if "seq" not in {c["name"] for c in inspector.get_columns(table.name)}:
+                    conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN seq BIGINT "
+                                         "NOT NULL DEFAULT 0"))
+                    logger.info("feedback store %s: added column seq to %s (rows stored "
+                                "before count as seq 0)", self._shown, table.name)
+                index = f"ix_feedback_{name}_seq"
+                if index not in {i["name"] for i in inspector.get_indexes(table.name)}:
+                    conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {index} "
+                                         f"ON {table.name} (seq)"))
+            conn.execute(_INSERT[self.dialect](self.counter).values(
+                id=_COUNTER_ID, value=0).on_conflict_do_nothing(index_elements=["id"]))
 
     def add(self, rows: Mapping[str, Iterable[Mapping]]) -> tuple[dict, dict, dict]:
         """Store rows per table in one transaction, committed when this returns.
@@ -153,6 +191,13 @@ class FeedbackStore:
 
     def _add(self, conn, batches: dict[str, list[dict]]) -> tuple[dict, dict, dict]:
         stored, dupes, new_rows = {}, {}, {}
+        if not any(batches.values()):
+            return stored, dupes, new_rows
+        # first statement of the transaction: the counter's row lock (the database's write
+        # lock on SQLite) is held until the commit, so transactions commit in seq order
+        seq = conn.execute(self.counter.update().where(self.counter.c.id == _COUNTER_ID)
+                           .values(value=self.counter.c.value + 1)
+                           .returning(self.counter.c.value)).scalar_one()
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         for name, batch in batches.items():
             if not batch:
@@ -160,7 +205,7 @@ class FeedbackStore:
             table, keys = self.tables[name], KEYS[name]
             fresh: dict[tuple, dict] = {}
             for r in batch:
-                row = {c: r.get(c) for c in COLUMNS[name]} | {"received_at": now}
+                row = {c: r.get(c) for c in COLUMNS[name]} | {"received_at": now, "seq": seq}
                 fresh.setdefault(tuple(row[k] for k in keys), row)
             # key order: concurrent writers then take row locks in the same order (no deadlock)
             ordered = [fresh[k] for k in sorted(fresh, key=_sort_key)]
@@ -174,11 +219,38 @@ class FeedbackStore:
                         conn.execute(table.update().where(
                             table.c.invoice_id == r["invoice_id"],
                             table.c.opened_on == r["opened_on"],
-                        ).values(resolved_on=r["resolved_on"]))
+                        ).values(resolved_on=r["resolved_on"], seq=seq))
             stored[name] = len(new)
             dupes[name] = len(batch) - len(new)
-            new_rows[name] = new
+            new_rows[name] = [{c: r[c] for c in COLUMNS[name]} for r in new]
         return stored, dupes, new_rows
+
+    def changes(self, after: int | None) -> tuple[Tables, int] | None:
+        """Rows stored or changed after transaction ``after`` (every row when None), and the
+        number to pass next time; None when there is nothing new (one indexed query).
+
+        Every transaction up to the returned number has committed (they commit in order), so
+        no row is missed; a row may come back again (a dispute resolved later), which the
+        caller merges by natural key.
+        """
+        try:
+            with self.engine.connect() as conn:
+                last = conn.execute(self._last_seq).scalar_one()
+                if after is not None and last <= after:
+                    return None
+                frames = {}
+                for name in TABLE_NAMES:
+                    table, cols = self.tables[name], list(COLUMNS[name])
+                    query = sa.select(*[table.c[c] for c in cols])
+                    if after is not None:
+                        query = query.where(table.c.seq > after, table.c.seq <= last)
+                    rows = conn.execute(query).all()
+                    frames[name] = pl.DataFrame([dict(zip(cols, r, strict=True)) for r in rows],
+                                                schema=COLUMNS[name], orient="row")
+        except sa.exc.DBAPIError as exc:
+            raise StoreUnavailableError(f"feedback store {self._shown}: {_first_line(exc)}"
+                                        ) from exc
+        return Tables.from_frames(**frames), last
 
     def known_invoice_ids(self, ids: Iterable[str]) -> set[str]:
         """Which of ``ids`` the store holds as invoices."""
@@ -193,14 +265,7 @@ class FeedbackStore:
 
     def load(self) -> Tables:
         """Every stored row as contract tables."""
-        frames = {}
-        with self.engine.connect() as conn:
-            for name in TABLE_NAMES:
-                cols = list(COLUMNS[name])
-                rows = conn.execute(sa.select(*[self.tables[name].c[c] for c in cols])).all()
-                frames[name] = pl.DataFrame([dict(zip(cols, r, strict=True)) for r in rows],
-                                            schema=COLUMNS[name], orient="row")
-        return Tables.from_frames(**frames)
+        return self.changes(None)[0]
 
     def count(self) -> dict[str, int]:
         """Rows per table."""
@@ -214,6 +279,13 @@ class FeedbackStore:
 
 def _sort_key(key: tuple) -> tuple:
     return tuple((v is None, v if v is not None else "") for v in key)
+
+
+def _raced(exc: Exception) -> bool:
+    """Whether ``exc`` says another process created the same table, column or index first."""
+    text = str(exc).lower()
+    return any(s in text for s in ("already exists", "duplicate column", "duplicate key value",
+                                   "unique constraint"))
 
 
 def _first_line(exc: Exception) -> str:
