@@ -208,3 +208,24 @@ def has(cmd: str) -> bool:
 def start_server():
     """``start_server(env, data_dir, log)`` → a started :class:`Server` (stop it yourself)."""
     return lambda env, data_dir, log: Server(env, data_dir, log).start()
+
+
+def java_available() -> bool:
+    """Whether a ``java`` Spark can start is on the path (or under ``JAVA_HOME``)."""
+    home = os.environ.get("JAVA_HOME")
+    return Path(home, "bin", "java").exists() if home else shutil.which("java") is not None
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """A real Spark session on ``local[2]``, shared by the Spark tests (one xdist group);
+    skipped, with the reason, where pyspark or Java is absent."""
+    pytest.importorskip("pyspark", reason="pyspark is not installed (pip install '.[spark]')")
+    if not java_available():
+        pytest.skip("Java is absent: Spark needs Java 17 or newer (or JAVA_HOME)")
+    from paycadence.serving.spark_batch import spark_session
+
+    session, created = spark_session("local[2]")
+    yield session
+    if created:
+        session.stop()

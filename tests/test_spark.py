@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,28 +20,12 @@ from typer.testing import CliRunner
 from paycadence.cli import app
 from paycadence.config import get_settings, load_policy
 from paycadence.serving.batch import recommend_batch, write_recommendations
-from paycadence.serving.spark_batch import gather, recommend_spark, spark_session
+from paycadence.serving.spark_batch import gather, recommend_spark
 
 pytestmark = [pytest.mark.xdist_group("spark"), pytest.mark.slow]
 
 BIN = Path(sys.executable).parent / "paycadence"
 TOL = 1e-9
-
-
-def _java() -> bool:
-    home = os.environ.get("JAVA_HOME")
-    return Path(home, "bin", "java").exists() if home else shutil.which("java") is not None
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark", reason="pyspark is not installed (pip install '.[spark]')")
-    if not _java():
-        pytest.skip("Java is absent: Spark needs Java 17 or newer (or JAVA_HOME)")
-    session, created = spark_session("local[2]")
-    yield session
-    if created:
-        session.stop()
 
 
 def assert_same(a, b, where="rec"):

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 from pathlib import Path
 
 import polars as pl
@@ -34,24 +32,6 @@ from paycadence.training.train import (
 pytestmark = [pytest.mark.xdist_group("spark"), pytest.mark.slow]
 
 TOL = 1e-9
-
-
-def _java() -> bool:
-    home = os.environ.get("JAVA_HOME")
-    return Path(home, "bin", "java").exists() if home else shutil.which("java") is not None
-
-
-@pytest.fixture(scope="module")
-def spark():
-    pytest.importorskip("pyspark", reason="pyspark is not installed (pip install '.[spark]')")
-    if not _java():
-        pytest.skip("Java is absent: Spark needs Java 17 or newer (or JAVA_HOME)")
-    from paycadence.serving.spark_batch import spark_session
-
-    session, created = spark_session("local[2]")
-    yield session
-    if created:
-        session.stop()
 
 
 def with_features(params: Params, **changes) -> Params:
