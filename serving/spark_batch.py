@@ -234,6 +234,17 @@ def _models(bundle: dict | None) -> RiskModels | None:
 
 
 # -- one bucket, on a worker ---------------------------------------------------------------------
+def bucket_tables(table: pa.Table) -> Tables:
+    """The :class:`Tables` of one bucket (``table``: the five tables' columns as
+    ``<table>__<column>``, ``_table`` naming each row's table)."""
+    frame = pl.from_arrow(table)
+    frames = {}
+    for name in TABLE_NAMES:
+        names = {f"{name}__{c}": c for c in COLUMNS[name]}
+        frames[name] = frame.filter(pl.col("_table") == name).select(list(names)).rename(names)
+    return Tables.from_frames(**frames)
+
+
 def score_bucket(table: pa.Table, *, as_of: dt.date, policy: Policy, bundle,
                  model_version: str) -> pa.Table:
     """Recommendations for the debtors of one bucket, from all of their rows (``table``: the
@@ -242,12 +253,7 @@ def score_bucket(table: pa.Table, *, as_of: dt.date, policy: Policy, bundle,
     Runs :func:`paycadence.models.recommend` on the bucket's :class:`Tables`; returns one
     :func:`paycadence.serving.batch.flat` row per debtor plus :data:`EXTRA_COLUMNS`.
     """
-    frame = pl.from_arrow(table)
-    frames = {}
-    for name in TABLE_NAMES:
-        names = {f"{name}__{c}": c for c in COLUMNS[name]}
-        frames[name] = frame.filter(pl.col("_table") == name).select(list(names)).rename(names)
-    tables = Tables.from_frames(**frames)
+    tables = bucket_tables(table)
     models = _models(bundle.value if bundle is not None else None)
     recs = recommend(tables, as_of=as_of, policy=policy, models=models,
                      model_version=model_version)

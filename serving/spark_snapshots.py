@@ -40,7 +40,7 @@ import polars as pl
 import pyarrow as pa
 
 from paycadence.config import Params
-from paycadence.data import COLUMNS, TABLE_NAMES, Tables
+from paycadence.data import Tables
 from paycadence.data.ingest import IngestResult
 from paycadence.errors import InputError, PaycadenceError
 from paycadence.features import build_snapshots, label
@@ -49,6 +49,7 @@ from paycadence.features.snapshots import STRATA, dates_between, stratum_rows
 from paycadence.serving.spark_batch import (
     BUCKET_INVOICES,
     _quiet,
+    bucket_tables,
     clean_source,
     debtor_rows,
     spark_session,
@@ -112,21 +113,15 @@ def treated_schema(horizon_days: int) -> pl.Schema:
 
 
 # -- one bucket, on a worker ---------------------------------------------------------------------
-def bucket_tables(table: pa.Table, as_of: dt.date | None) -> Tables:
-    """The :class:`Tables` of one bucket (``table``: the five tables' columns as
-    ``<table>__<column>``, ``_table`` naming each row's), as known on ``as_of``."""
-    frame = pl.from_arrow(table)
-    frames = {}
-    for name in TABLE_NAMES:
-        names = {f"{name}__{c}": c for c in COLUMNS[name]}
-        frames[name] = frame.filter(pl.col("_table") == name).select(list(names)).rename(names)
-    tables = Tables.from_frames(**frames)
+def known_bucket_tables(table: pa.Table, as_of: dt.date | None) -> Tables:
+    """The :class:`Tables` of one bucket (:func:`bucket_tables`), as known on ``as_of``."""
+    tables = bucket_tables(table)
     return cut_tables(tables, as_of) if as_of is not None else tables
 
 
 def bucket_stats(table: pa.Table, *, as_of: dt.date | None) -> pa.Table:
     """Pass 1: the bucket's first invoice day, last date and fingerprint parts (JSON)."""
-    tables = bucket_tables(table, as_of)
+    tables = known_bucket_tables(table, as_of)
     first = tables.invoices["issue_date"].min()
     stats = {"first": first.isoformat() if first else None,
              "last": tables.last_date.isoformat() if tables.last_date else None,
@@ -137,7 +132,7 @@ def bucket_stats(table: pa.Table, *, as_of: dt.date | None) -> pa.Table:
 def bucket_counts(table: pa.Table, *, as_of: dt.date | None, dates: list[dt.date],
                   horizon_days: int) -> pa.Table:
     """Pass 2: the bucket's snapshot rows per stratum."""
-    rows = stratum_rows(bucket_tables(table, as_of), dates, horizon_days=horizon_days)
+    rows = stratum_rows(known_bucket_tables(table, as_of), dates, horizon_days=horizon_days)
     return pa.table({k: pa.array([rows[k]], pa.int64()) for k in STRATA})
 
 
@@ -145,7 +140,7 @@ def bucket_snapshots(table: pa.Table, *, as_of: dt.date | None, dates: list[dt.d
                      horizon_days: int, data_end: dt.date, seed: int,
                      shares: dict[str, float], schema: pa.Schema) -> pa.Table:
     """Pass 3: the bucket's labelled snapshots, sampled with the book's ``shares``."""
-    frame = build_snapshots(bucket_tables(table, as_of), dates, horizon_days=horizon_days,
+    frame = build_snapshots(known_bucket_tables(table, as_of), dates, horizon_days=horizon_days,
                             data_end=data_end, seed=seed, shares=shares)
     if frame.height == 0:
         return schema.empty_table()
@@ -156,8 +151,8 @@ def bucket_treated(table: pa.Table, *, as_of: dt.date | None, before: dt.date,
                    horizon_days: int, data_end: dt.date, share: float, seed: int,
                    schema: pa.Schema) -> pa.Table:
     """Pass 4: the bucket's treated rows before ``before``, sampled at ``share``."""
-    frame = treated_rows(bucket_tables(table, as_of), before=before, horizon_days=horizon_days,
-                         data_end=data_end, share=share, seed=seed)
+    frame = treated_rows(known_bucket_tables(table, as_of), before=before,
+                         horizon_days=horizon_days, data_end=data_end, share=share, seed=seed)
     if frame.height == 0:
         return schema.empty_table()
     return frame.select(schema.names).to_arrow().cast(schema)
