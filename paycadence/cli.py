@@ -137,6 +137,20 @@ class EngineName(StrEnum):
     spark = "spark"
 
 
+MasterOpt = Annotated[str | None, typer.Option(
+    "--master", help="Spark master with --engine spark (default: $SPARK_MASTER, else "
+    "local[*]).")]
+PartitionsOpt = Annotated[int | None, typer.Option(
+    "--partitions", help="Hash buckets of debtors with --engine spark (default: about "
+    "200,000 invoices each).")]
+
+
+def _spark_only(engine: EngineName, master: str | None, partitions: int | None) -> None:
+    """Refuse Spark's options without ``--engine spark``."""
+    if engine is EngineName.local and (master is not None or partitions is not None):
+        raise PaycadenceError("--master and --partitions need --engine spark")
+
+
 @app.command()
 def features(
     data: Annotated[str, typer.Option("--data", help="Directory with the input tables (with "
@@ -149,12 +163,8 @@ def features(
     engine: Annotated[EngineName, typer.Option(
         "--engine", help="local: this process; spark: debtors hash-partitioned over Apache "
         "Spark, the same snapshots (docs/scaling.md).")] = EngineName.local,
-    master: Annotated[str | None, typer.Option(
-        "--master", help="Spark master with --engine spark (default: $SPARK_MASTER, else "
-        "local[*]).")] = None,
-    partitions: Annotated[int | None, typer.Option(
-        "--partitions", help="Hash buckets of debtors with --engine spark (default: about "
-        "200,000 invoices each).")] = None,
+    master: MasterOpt = None,
+    partitions: PartitionsOpt = None,
     quiet: Quiet = False,
 ):
     """Build the point-in-time training snapshots once (``train --features`` uses them)."""
@@ -164,8 +174,7 @@ def features(
     from paycadence.training.train import save_snapshots
 
     def go():
-        if engine is EngineName.local and (master is not None or partitions is not None):
-            raise PaycadenceError("--master and --partitions need --engine spark")
+        _spark_only(engine, master, partitions)
         if engine is EngineName.spark and mapping is not None:
             raise PaycadenceError("--map needs --engine local: ingest with it first "
                                   "(paycadence ingest --map) and give --engine spark the "
@@ -305,12 +314,8 @@ def recommend(
     engine: Annotated[EngineName, typer.Option(
         "--engine", help="local: this process; spark: debtors hash-partitioned over Apache "
         "Spark, the same answers (docs/scaling.md).")] = EngineName.local,
-    master: Annotated[str | None, typer.Option(
-        "--master", help="Spark master with --engine spark (default: $SPARK_MASTER, else "
-        "local[*]).")] = None,
-    partitions: Annotated[int | None, typer.Option(
-        "--partitions", help="Hash buckets of debtors with --engine spark (default: about "
-        "200,000 invoices each).")] = None,
+    master: MasterOpt = None,
+    partitions: PartitionsOpt = None,
     quiet: Quiet = False,
 ):
     """Write the next action for every debtor with an open invoice (no server needed)."""
@@ -318,8 +323,7 @@ def recommend(
     from paycadence.serving.batch import check_output, recommend_batch
 
     def go():
-        if engine is EngineName.local and (master is not None or partitions is not None):
-            raise PaycadenceError("--master and --partitions need --engine spark")
+        _spark_only(engine, master, partitions)
         pol = load_policy(policy)
         day = _date(as_of, "--as-of")
         check_output(out)
