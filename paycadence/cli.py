@@ -489,9 +489,14 @@ def backtest(
                 ["policy", "net value", "vs fixed", "mean days late", "days late (paid)",
                  "unpaid at due+90", "contacts / invoice", "reminders / invoice", "hand-overs",
                  "rule violations"], rows))
-        learnt = result.outcomes[-1]
+        learnt, none = result.outcomes[-1], result.outcomes[1]
+        m = result.margin
+        worth = fixed.net_value - none.net_value
         console.print(f"learnt policy vs fixed schedule: net value "
-                      f"{relative(learnt.net_value, fixed.net_value):+.2%}, mean days late "
+                      f"{relative(learnt.net_value, fixed.net_value):+.2%} (95% interval over "
+                      f"debtors {m.low:+.2%} to {m.high:+.2%}; {m.debtors_better} debtors "
+                      f"better off, {m.debtors_worse} worse; {m.difference:+,.0f} on the "
+                      f"{worth:,.0f} the fixed schedule earns over no dunning), mean days late "
                       f"{relative(learnt.mean_days_late, fixed.mean_days_late):+.1%}, contacts "
                       f"per invoice {learnt.contacts_per_invoice:.2f} vs "
                       f"{fixed.contacts_per_invoice:.2f} ({result.learnt_calls} decisions asked "

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -101,6 +101,9 @@ class Outcome:
     invoices_scored: int
     reminders_per_invoice: float = 0.0
     mean_days_late_paid: float = 0.0
+    #: net value per debtor (``debtor_id``, ``net_value``; every debtor of the company, 0 when
+    #: it had nothing): its sum is ``net_value``
+    per_debtor: pl.DataFrame | None = field(default=None, repr=False, compare=False)
 
 
 def outcome(name: str, tables: Tables, policy: Policy, *, start: dt.date, end: dt.date
@@ -118,27 +121,36 @@ def outcome(name: str, tables: Tables, policy: Policy, *, start: dt.date, end: d
     ``unpaid_90d``: the open amount of those invoices 90 days after their due date.
     ``violations``: the guard's audit of the whole action log.
     ``start`` and ``end`` are the first and last simulated days (the same for every policy).
+    ``per_debtor``: the same net value debtor by debtor, for :func:`paired_margin`.
     """
     rate = policy.annual_cost_of_capital
-    pay = tables.payments.join(tables.invoices.select("invoice_id", "issue_date"),
-                               on="invoice_id")
+    owner = tables.invoices.select("invoice_id", "debtor_id")
+    pay = tables.payments.join(owner, on="invoice_id").with_columns(
+        value=pl.col("amount") * ((pl.col("paid_on") - start).dt.total_days()
+                                  .cast(pl.Float64) * (-rate / 365)).exp())
     collected = float(pay["amount"].sum() or 0.0)
-    discounted = float(pay.select(
-        (pl.col("amount") * ((pl.col("paid_on") - start).dt.total_days().cast(pl.Float64)
-                             * (-rate / 365)).exp()).sum()).item() or 0.0)
-    acts = tables.actions
-    contacts = acts.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).join(
-        tables.invoices.select("invoice_id", "debtor_id"), on="invoice_id").select(
+    acts = tables.actions.join(owner, on="invoice_id")
+    costs_of = {a: policy.costs.of(a) for a in (*CONTACT_CHANNELS, "collection")}
+    contacts = acts.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).select(
         "debtor_id", "sent_on", "channel").unique()
-    costs = float(sum(policy.costs.of(a) * n for a, n in contacts.group_by("channel").len()
-                      .iter_rows()))
-    costs += policy.costs.of("collection") * acts.filter(
-        pl.col("channel") == "collection").height
-    handed = acts.filter(pl.col("channel") == "collection")["invoice_id"].unique()
-    recovered = pay.filter(pl.col("invoice_id").is_in(handed.implode())).join(
-        acts.filter(pl.col("channel") == "collection").select("invoice_id", "sent_on"),
-        on="invoice_id").filter(pl.col("paid_on") >= pl.col("sent_on"))
-    fees = policy.collection_fee_rate * float(recovered["amount"].sum() or 0.0)
+    handovers = acts.filter(pl.col("channel") == "collection")
+    spent = pl.concat([contacts.select("debtor_id", "channel"),
+                       handovers.select("debtor_id", "channel")]).with_columns(
+        cost=pl.col("channel").replace_strict(costs_of, return_dtype=pl.Float64))
+    handed = handovers["invoice_id"].unique()
+    recovered = pay.join(handovers.select("invoice_id", "sent_on"), on="invoice_id").filter(
+        pl.col("paid_on") >= pl.col("sent_on")).with_columns(
+        fee=pl.col("amount") * policy.collection_fee_rate)
+    per_debtor = tables.debtors.select("debtor_id").unique().join(
+        pay.group_by("debtor_id").agg(pl.col("value").sum()), on="debtor_id", how="left").join(
+        spent.group_by("debtor_id").agg(pl.col("cost").sum()), on="debtor_id", how="left").join(
+        recovered.group_by("debtor_id").agg(pl.col("fee").sum()), on="debtor_id", how="left"
+    ).fill_null(0.0).select(
+        "debtor_id", net_value=pl.col("value") - pl.col("cost") - pl.col("fee")
+    ).sort("debtor_id")
+    discounted = float(pay["value"].sum() or 0.0)
+    costs = float(spent["cost"].sum() or 0.0)
+    fees = float(recovered["fee"].sum() or 0.0)
     settled = settlements(tables.invoices.lazy(), tables.payments.lazy()).collect()
     scored = tables.invoices.filter(
         pl.col("due_date") <= end - dt.timedelta(days=SCORED_BEFORE_END)).join(
@@ -153,13 +165,42 @@ def outcome(name: str, tables: Tables, policy: Policy, *, start: dt.date, end: d
     unpaid = scored.join(cut, on="invoice_id", how="left").select(
         (pl.col("amount") - pl.col("by90").fill_null(0.0)).clip(lower_bound=0).sum()).item()
     reminders = acts.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).height
-    broken = audit_actions(acts.to_dicts(), tables.invoices.to_dicts(),
+    broken = audit_actions(tables.actions.to_dicts(), tables.invoices.to_dicts(),
                            tables.disputes.to_dicts(), tables.debtors.to_dicts(), policy)
     n_inv = max(tables.invoices.height, 1)
     return Outcome(name, discounted - costs - fees, collected, costs, fees,
                    float(late or 0.0), float(unpaid or 0.0), contacts.height / n_inv,
                    int(handed.len()), len(broken), scored.height, reminders / n_inv,
-                   float(late_paid or 0.0))
+                   float(late_paid or 0.0), per_debtor)
+
+
+@dataclass(frozen=True)
+class Margin:
+    """How much more one policy earned than another on the same company, debtor by debtor
+    (common random numbers make the difference paired), with a bootstrap interval."""
+
+    difference: float  # net value of ``a`` − net value of ``b`` (currency)
+    relative: float  # difference / |net value of b|
+    low: float  # 95% bootstrap interval of ``relative`` over debtors
+    high: float
+    debtors_better: int  # debtors for whom ``a`` earned more than ``b``
+    debtors_worse: int
+
+
+def paired_margin(a: Outcome, b: Outcome, *, seed: int = 0, resamples: int = 2000) -> Margin:
+    """``a``'s net value against ``b``'s, with a 95% interval from resampling debtors (with
+    replacement, the same debtors for both): how sure the margin is, not only how big. Both
+    outcomes must be of the same company (:func:`outcome`'s ``per_debtor``)."""
+    joined = a.per_debtor.join(b.per_debtor, on="debtor_id", how="full", coalesce=True,
+                               suffix="_b").fill_null(0.0)
+    diff = (joined["net_value"] - joined["net_value_b"]).to_numpy()
+    base = abs(b.net_value) or 1.0
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(diff), size=(resamples, len(diff)))
+    totals = diff[draws].sum(axis=1) / base
+    low, high = np.percentile(totals, [2.5, 97.5])
+    return Margin(float(diff.sum()), float(diff.sum() / base), float(low), float(high),
+                  int((diff > 1e-9).sum()), int((diff < -1e-9).sum()))
 
 
 class OneStepDeviation:
@@ -250,6 +291,8 @@ class BacktestResult:
     models: RiskModels | None
     learnt_calls: int
     ope: OpeCheck | None = None
+    #: the learnt policy against the fixed schedule, debtor by debtor (:func:`paired_margin`)
+    margin: Margin | None = None
 
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None = None,
@@ -307,7 +350,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
         check = OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
                          estimate.snips.value, estimate.logged.value, estimate.decisions)
     return BacktestResult(out, seed + TRAIN_SEED_OFFSET, models, runs["learnt policy"].calls,
-                          check)
+                          check, paired_margin(out[-1], out[0], seed=seed))
 
 
 #: MLflow experiment of backtest runs (the report shows the latest).
@@ -337,6 +380,12 @@ def log_backtest(result: BacktestResult, *, debtors: int, days: int, seed: int,
                 "learnt_vs_fixed_days_late": relative(learnt.mean_days_late,
                                                       fixed.mean_days_late),
                 "decisions_asked": float(result.learnt_calls)}
+    if result.margin is not None:
+        m = result.margin
+        metrics |= {"learnt_vs_fixed_net_value_low": m.low,
+                    "learnt_vs_fixed_net_value_high": m.high,
+                    "learnt_vs_fixed_debtors_better": float(m.debtors_better),
+                    "learnt_vs_fixed_debtors_worse": float(m.debtors_worse)}
     if result.ope is not None:
         c = result.ope
         metrics |= {"ope_dr": c.dr, "ope_ips": c.ips, "ope_snips": c.snips,

@@ -46,6 +46,26 @@ def test_common_random_numbers_same_company(result):
     assert len(scored) == 1
 
 
+def test_net_value_adds_up_debtor_by_debtor(result):
+    for o in result.outcomes:
+        assert o.per_debtor["net_value"].sum() == pytest.approx(o.net_value, rel=1e-9)
+        assert o.per_debtor.height == 25 and o.per_debtor["debtor_id"].n_unique() == 25
+
+
+def test_margin_is_paired_over_debtors_with_an_interval(result):
+    from paycadence.training.backtest import paired_margin
+
+    fixed, _, learnt = result.outcomes
+    m = result.margin
+    assert m.difference == pytest.approx(learnt.net_value - fixed.net_value)
+    assert m.relative == pytest.approx((learnt.net_value - fixed.net_value) / fixed.net_value)
+    assert m.low <= m.relative <= m.high and m.low < m.high
+    assert m.debtors_better + m.debtors_worse <= 25
+    same = paired_margin(fixed, fixed)
+    assert (same.difference, same.low, same.high, same.debtors_better) == (0, 0, 0, 0)
+    assert paired_margin(learnt, fixed, seed=1).relative == m.relative
+
+
 def test_dunning_brings_money_in_sooner_than_none(result):
     fixed, none, _ = result.outcomes
     assert fixed.mean_days_late < none.mean_days_late
@@ -72,4 +92,5 @@ def test_a_backtest_is_logged_for_the_report(result, mlflow_uri):
     assert found.metrics["fixed_schedule_net_value"] == pytest.approx(fixed.net_value)
     assert found.metrics["learnt_policy_handovers"] == learnt.handovers
     assert found.metrics["ope_dr"] == pytest.approx(result.ope.dr)
+    assert found.metrics["learnt_vs_fixed_net_value_low"] == pytest.approx(result.margin.low)
     assert found.params["seed"] == "3"
