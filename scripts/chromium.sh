@@ -13,23 +13,12 @@ BROWSER="${PAYCADENCE_CHROMIUM:-/usr/bin/chromium}"
 
 die() { echo "error: $*" >&2; exit 2; }
 
-install_browser() {
-  [ -x "$BROWSER" ] && return 0
-  [ "$(id -u)" -eq 0 ] || die "Chromium is not installed; as root run: apt-get install -y chromium"
-  command -v apt-get >/dev/null || die "Chromium is not installed and apt-get is absent"
-  echo "installing Debian's chromium package (once)" >&2
-  # two test runs may get here together: one installs, the other waits for it
-  (
-    flock 9
-    if [ ! -x "$BROWSER" ]; then
-      export DEBIAN_FRONTEND=noninteractive
-      apt_get() { apt-get -o DPkg::Lock::Timeout=300 -qq "$@" >/dev/null; }
-      apt_get install -y chromium || { apt_get update && apt_get install -y chromium; } \
-        || die "apt-get install -y chromium failed"
-    fi
-  ) 9>"${TMPDIR:-/tmp}/paycadence-chromium-install.lock"
-  [ -x "$BROWSER" ] || die "chromium is installed but $BROWSER is missing"
-}
+# shellcheck source=lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+
+browser_present() { [ -x "$BROWSER" ]; }
+
+install_browser() { apt_install_once chromium browser_present; }
 
 case "${1:-}" in
   install) install_browser ;;

@@ -20,6 +20,9 @@ USER_=postgres
 
 die() { echo "error: $*" >&2; exit 2; }
 
+# shellcheck source=lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
+
 pg_bin() {
   # the newest installed server's binaries (Debian keeps them in /usr/lib/postgresql/N/bin)
   local dir
@@ -29,23 +32,9 @@ pg_bin() {
   fi
 }
 
-install_server() {
-  [ -n "$(pg_bin)" ] && return 0
-  [ "$(id -u)" -eq 0 ] || die "PostgreSQL's server is not installed; as root run: apt-get install -y postgresql"
-  command -v apt-get >/dev/null || die "PostgreSQL's server is not installed and apt-get is absent"
-  echo "installing Debian's postgresql package (once)" >&2
-  # two test workers may get here together: one installs, the other waits for it
-  (
-    flock 9
-    if [ -z "$(pg_bin)" ]; then
-      export DEBIAN_FRONTEND=noninteractive
-      apt_get() { apt-get -o DPkg::Lock::Timeout=300 -qq "$@" >/dev/null; }
-      apt_get install -y postgresql || { apt_get update && apt_get install -y postgresql; } \
-        || die "apt-get install -y postgresql failed"
-    fi
-  ) 9>"${TMPDIR:-/tmp}/paycadence-postgres-install.lock"
-  [ -n "$(pg_bin)" ] || die "postgresql is installed but no initdb/pg_ctl in /usr/lib/postgresql/*/bin"
-}
+server_present() { [ -n "$(pg_bin)" ]; }
+
+install_server() { apt_install_once postgresql server_present; }
 
 as_pg() {
   # run a server command as the postgres user when we are root (the server refuses root)
