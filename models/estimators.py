@@ -13,6 +13,7 @@ def _booster_params(est) -> dict:
     return {
         "learning_rate": est.learning_rate,
         "num_leaves": est.num_leaves,
+        "max_depth": est.max_depth,
         "min_child_samples": est.min_child_samples,
         "deterministic": True,
         "force_col_wise": True,
@@ -31,10 +32,12 @@ class _LightGBMParams(BaseEstimator):
     """The LightGBM knobs the estimators take (stored only, as scikit-learn wants)."""
 
     def __init__(self, n_estimators=300, learning_rate=0.05, num_leaves=31,
-                 min_child_samples=40, random_state=None, early_stopping_rounds=None):
+                 min_child_samples=40, random_state=None, early_stopping_rounds=None,
+                 max_depth=-1):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
+        self.max_depth = max_depth  # -1: no limit
         self.min_child_samples = min_child_samples
         self.random_state = random_state
         self.early_stopping_rounds = early_stopping_rounds

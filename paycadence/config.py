@@ -119,6 +119,10 @@ class TrainParams(_Frozen):
     learning_rate: float = Field(0.05, gt=0, le=1)
     n_estimators: int = Field(300, ge=1)
     num_leaves: int = Field(31, ge=2)
+    #: Depth limit of the p_late classifier's trees (-1: none), the model whose exact SHAP
+    #: values give every decision its reasons: TreeSHAP costs leaves × depth² per tree, and
+    #: depth 4 makes it 3-4x cheaper at the same quality (measured in docs/models.md).
+    late_max_depth: int = Field(4, ge=-1)
     min_child_samples: int = Field(40, ge=1)
     holdout_share: float = Field(0.25, gt=0, lt=1)
     embargo_days: int = Field(30, ge=0)

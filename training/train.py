@@ -441,7 +441,7 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
         fit_rows, calib_rows = late_rows, late_rows.clear()
     stop = {"early_stopping_rounds": EARLY_STOPPING_ROUNDS}
     calib_rows = self_weighting(calib_rows, seed=p.seed)
-    late = LateRiskModel(**kw, **stop).fit(
+    late = LateRiskModel(**kw, **stop, max_depth=p.late_max_depth).fit(
         fit_rows.select(FEATURES).to_pandas(), fit_rows["y_late"].to_numpy(),
         sample_weight=sample_weights(fit_rows) if weighted(train) else None,
         eval_set=(calib_rows.select(FEATURES).to_pandas(), calib_rows["y_late"].to_numpy())
