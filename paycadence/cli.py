@@ -495,7 +495,7 @@ def backtest(
         console.print(f"learnt policy vs fixed schedule: net value "
                       f"{relative(learnt.net_value, fixed.net_value):+.2%} (95% interval over "
                       f"debtors {m.low:+.2%} to {m.high:+.2%}; {m.debtors_better} debtors "
-                      f"better off, {m.debtors_worse} worse; {m.difference:+,.0f} on the "
+                      f"better off, {m.debtors_worse} worse; {m.difference:+,.0f} on top of the "
                       f"{worth:,.0f} the fixed schedule earns over no dunning), mean days late "
                       f"{relative(learnt.mean_days_late, fixed.mean_days_late):+.1%}, contacts "
                       f"per invoice {learnt.contacts_per_invoice:.2f} vs "
