@@ -12,10 +12,20 @@ stratified, ``train.horizon_days``):
   apart);
 - ``read``: what ``train --features`` then reads of the snapshots (the sample only:
   ``pl.read_parquet`` of the Spark part files);
-- ``inputs``: everything ``train --features`` holds on the driver before it fits: the tables
-  read and checked (``ingest``), the snapshots checked against them (``load_snapshots``,
-  which computes the tables' fingerprint) and the treated rows of the response model
-  (``treated_rows``: features of every logged action's invoice and day before the split).
+- ``inputs``: what ``train --features`` held on the driver before it fits, before it was
+  bounded: the tables read and checked (``ingest``), the snapshots checked against them
+  (``load_snapshots``, which computes the tables' fingerprint) and the treated rows of the
+  response model (``treated_rows``: features of every logged action's invoice and day before
+  the split);
+- ``bounded``: what it holds now before it fits: the clean tables scanned
+  (:class:`paycadence.training.bounded.ScannedTables`: the fingerprint summed batch by batch,
+  the last day), the snapshots, the saved treated rows (``load_treated``) and the keys of the
+  logged actions (``acted_keys``);
+- ``train-old``: the whole of ``train --features`` as it ran before: the tables ingested in
+  memory, then :func:`paycadence.training.train` on them and the saved snapshots (fits,
+  holdout, MLflow into a temporary store);
+- ``train``: the whole of ``train --features`` now, as the command runs it: the clean tables
+  scanned (``ScannedTables``), then ``train`` on them and the saved snapshots.
 
 Printed per run: rows, seconds and peak memory: the measuring process's high-water mark
 (VmHWM: the driver), and for Spark its children sampled every 0.25 s (benchmarks/scale.py's
@@ -24,6 +34,8 @@ each driver's peak against the local run's at the same size, and how each grew w
 
     .venv/bin/python benchmarks/train_scale.py --invoices 200000 1000000 --driver-memory 4g
     .venv/bin/python benchmarks/train_scale.py --invoices 20000 --kinds local inputs  # quick
+    .venv/bin/python benchmarks/train_scale.py --invoices 200000 --kinds local inputs bounded \
+        train-old train            # train --features before and after, against the local build
 """
 
 from __future__ import annotations
@@ -42,7 +54,9 @@ from measure import peak_gb
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-KINDS = ("local", "spark", "read", "inputs")
+KINDS = ("local", "spark", "read", "inputs", "bounded", "train-old", "train")
+#: Each kind's peak is also printed against this kind's, when it ran.
+BASES = {"train": "train-old", "bounded": "inputs"}
 
 
 def child(kind: str, folder: str, out_dir: str, master: str) -> None:
@@ -83,6 +97,48 @@ def child(kind: str, folder: str, out_dir: str, master: str) -> None:
             t = time.perf_counter()
             frame = pl.read_parquet(sorted((out / SNAPSHOT_FILE).glob("*.parquet")))
             rows, seconds = frame.height, time.perf_counter() - t
+        elif kind == "bounded":
+            import datetime as dt
+
+            from paycadence.training.bounded import ScannedTables
+            from paycadence.training.train import (
+                acted_keys,
+                load_snapshots,
+                load_treated,
+                time_split,
+            )
+
+            t = time.perf_counter()
+            tables = ScannedTables(Path(folder))
+            snaps = load_snapshots(out, tables, params)  # scans the fingerprint
+            last = tables.last_date
+            p = params.train
+            _, _, split = time_split(snaps, holdout_share=p.holdout_share,
+                                     embargo_days=p.embargo_days)
+            before = split - dt.timedelta(days=p.embargo_days)
+            treated = load_treated(out, before=before, data_end=last)
+            keys = acted_keys(tables, before)
+            rows, seconds = snaps.height, time.perf_counter() - t
+            extra = {"treated": treated.height if treated is not None else -1,
+                     "keys": keys.height, "snaps_gb": snaps.estimated_size() / 1e9}
+        elif kind in ("train-old", "train"):
+            from paycadence.training import train
+
+            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{out.parent / 'mlflow.db'}"
+            os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+            t = time.perf_counter()
+            if kind == "train-old":
+                from paycadence.data.ingest import ingest
+
+                tables = ingest(folder).tables
+            else:
+                from paycadence.training.bounded import ScannedTables, clean_tables
+
+                tables = ScannedTables(clean_tables(folder, out.parent / "unused"))
+            result = train(tables, params=params, data_dir=folder, snapshot_dir=out,
+                           model_name=f"bench-{kind}")
+            rows, seconds = result.train_rows + result.holdout_rows, time.perf_counter() - t
+            extra = {"auc": result.metrics["late_auc"]}
         else:
             import datetime as dt
 
@@ -121,15 +177,24 @@ def run(kind: str, folder: Path, out_dir: Path, master: str, driver_memory: str 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def line(r: dict, base: dict | None) -> str:
-    text = (f"  {r['kind']:5s} {r['rows']:>10,} snapshot rows in {r['seconds']:7.1f} s; peak "
+def line(r: dict, base: dict | None, others: dict[str, dict]) -> str:
+    text = (f"  {r['kind']:9s} {r['rows']:>10,} snapshot rows in {r['seconds']:7.1f} s; peak "
             f"memory: driver {r['driver_gb']:.2f} GB")
     if base is not None and r["kind"] != "local":
-        text += f" ({r['driver_gb'] / base['driver_gb']:.2f}× the local run's)"
+        text += f" ({r['driver_gb'] / base['driver_gb']:.2f}× the local run's"
+        other = others.get(BASES.get(r["kind"], ""))
+        if other is not None:
+            text += f", {r['driver_gb'] / other['driver_gb']:.2f}× the {other['kind']} run's"
+        text += ")"
     if r["kind"] == "inputs":
         text += (f"; of it: the tables {r['tables_gb']:.2f} GB, the snapshots "
                  f"{r['snaps_gb']:.2f} GB, {r['treated']:,} treated rows (of {r['actions']:,} "
                  f"actions) {r['treated_gb']:.2f} GB (polars' estimated sizes)")
+    if r["kind"] == "bounded":
+        text += (f"; of it: the snapshots {r['snaps_gb']:.2f} GB, {r['treated']:,} saved "
+                 f"treated rows, {r['keys']:,} action keys")
+    if r["kind"] in ("train-old", "train"):
+        text += f"; p_late AUC {r['auc']:.4f}"
     if r["kind"] == "spark":
         text += (f", JVM {r['jvm_gb']:.2f} GB, Python workers {r['workers_gb']:.2f} GB (PSS, "
                  f"{r['workers']} at most; largest {r['worker_gb']:.2f} GB RSS); "
@@ -169,8 +234,8 @@ def main() -> None:
                                 else "spark")
                 r = run(kind, folder / "clean", out, args.master, args.driver_memory)
                 results[n][kind] = r
-                print(line(r, results[n].get("local")), flush=True)
-            rows = {r["rows"] for r in results[n].values()}
+                print(line(r, results[n].get("local"), results[n]), flush=True)
+            rows = {r["rows"] for k, r in results[n].items() if not k.startswith("train")}
             if len(rows) > 1:
                 print("  WARNING: the engines built different numbers of rows")
         finally:
@@ -180,7 +245,7 @@ def main() -> None:
     for a, b in zip(sizes, sizes[1:], strict=False):
         for kind in args.kinds:
             ga, gb = results[a][kind]["driver_gb"], results[b][kind]["driver_gb"]
-            print(f"  {kind:5s} {a:,} → {b:,} invoices (×{b / a:.1f}): driver peak ×{gb / ga:.2f}"
+            print(f"  {kind:9s} {a:,} → {b:,} invoices (×{b / a:.1f}): driver peak ×{gb / ga:.2f}"
                   f" ({ga:.2f} → {gb:.2f} GB)")
 
 

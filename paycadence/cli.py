@@ -215,29 +215,44 @@ def train(
     ] = None,
     snapshot_dir: Annotated[Path | None, typer.Option(
         "--features", help="Snapshots built by `paycadence features` from the same data and "
-        "params (checked) instead of building them again.")] = None,
+        "params (checked) instead of building them again; the tables are then scanned, not "
+        "held in memory (docs/scaling.md).")] = None,
     mapping: MapOpt = None,
     feedback: Annotated[bool, typer.Option(
         "--feedback/--no-feedback", help="Also learn from the rows posted to /feedback "
         "(PAYCADENCE_DATABASE_URL, when that store exists).")] = True,
     quiet: Quiet = False,
 ):
-    """Ingest, build features, train and evaluate the forecasts; register them in MLflow."""
+    """Ingest, build features, train and evaluate the forecasts; register them in MLflow.
+
+    With ``--features`` the tables are not held in memory: clean Parquet tables (the output of
+    ``paycadence ingest``) are scanned as they are, raw input is first checked by the
+    streamed ingest into a temporary folder (docs/scaling.md, "Training at scale").
+    """
     from paycadence.config import load_params, load_policy
     from paycadence.data.ingest import ingest as run_ingest
     from paycadence.data.mapping import load_mapping
     from paycadence.training import train as run_train
+    from paycadence.training.bounded import ScannedTables, clean_tables
     from paycadence.training.tracking import tracking_uri
 
     def go():
         pol = load_policy(policy)
         cfg = load_params(params)
         day = _date(as_of, "--as-of")
-        with _Progress(quiet, "ingesting") as step:
-            checked = run_ingest(data, mapping=load_mapping(mapping) if mapping else None)
-            tables = checked.tables
-            if feedback:
-                tables = _with_feedback(tables)
+        mapped = load_mapping(mapping) if mapping else None
+        with _Progress(quiet, "ingesting") as step, \
+                tempfile.TemporaryDirectory(prefix="paycadence-train-") as tmp:
+            if snapshot_dir is not None and not (feedback and _feedback_rows()):
+                tables = ScannedTables(clean_tables(data, Path(tmp) / "clean", mapped))
+            else:
+                if snapshot_dir is not None:
+                    console.print("the /feedback store holds rows: reading the whole tables "
+                                  "to merge them (memory not bounded; --no-feedback skips "
+                                  "them)", highlight=False)
+                tables = run_ingest(data, mapping=mapped).tables
+                if feedback:
+                    tables = _with_feedback(tables)
             result = run_train(tables, params=cfg, as_of=day, data_dir=str(data), policy=pol,
                                snapshot_dir=snapshot_dir, progress=step)
         m = result.metrics
@@ -273,9 +288,12 @@ def train(
                 f"trained on {result.train_rows})",
                 ["forecast", "metric", "model", "naive reference"], rows))
         if "ope_dr" in m and not quiet:
+            of = (f" of {m['ope_debtors']:.0f} of its {m['ope_debtors_decided']:.0f} decided "
+                  "debtors (train.ope_max_debtors)"
+                  if m["ope_debtors"] < m["ope_debtors_decided"] else "")
             console.print(
                 f"off-policy value per decision on the holdout's {m['ope_decisions']:.0f} logged "
-                f"decisions: logging policy {m['ope_logged']:,.2f}; this model's policy "
+                f"decisions{of}: logging policy {m['ope_logged']:,.2f}; this model's policy "
                 f"{m['ope_dr']:,.2f} doubly robust ({m['ope_dr_low']:,.2f} … "
                 f"{m['ope_dr_high']:,.2f}), IPS {m['ope_ips']:,.2f}, SNIPS {m['ope_snips']:,.2f}",
                 highlight=False)
@@ -287,6 +305,21 @@ def train(
         if not quiet:
             console.print(f"MLflow run {result.run_id} in {tracking_uri()}", highlight=False)
     _run(go)
+
+
+def _feedback_rows() -> int:
+    """Rows the ``/feedback`` store holds (0 when it does not exist)."""
+    from paycadence.config import get_settings
+    from paycadence.serving.store import FeedbackStore
+
+    url = get_settings().database_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return 0
+    store = FeedbackStore(url)
+    try:
+        return sum(store.count().values())
+    finally:
+        store.close()
 
 
 def _with_feedback(tables):

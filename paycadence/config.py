@@ -136,6 +136,9 @@ class TrainParams(_Frozen):
     #: When set, a new model must also not lose more than this share of the champion's
     #: off-policy (doubly robust) value per decision on the holdout's logged decisions.
     gate_ope_margin: float | None = Field(0.02, ge=0, le=1)
+    #: The off-policy evaluation reads the logged decisions (and the table rows) of at most
+    #: this many of the holdout's decided debtors: a hash sample of debtor ids above it.
+    ope_max_debtors: int = Field(50_000, ge=1)
 
 
 class RecommendParams(_Frozen):

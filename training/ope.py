@@ -68,28 +68,40 @@ class OpeResult:
 def read_decisions(data_dir) -> pl.DataFrame:
     """``decisions.csv`` (or ``.parquet``) of a data directory: the logged decisions, waits
     included, with ``debtor_id, decided_on, action, propensity`` (``n_allowed`` optional)."""
+    return scan_decisions(data_dir).collect()
+
+
+def scan_decisions(data_dir) -> pl.LazyFrame:
+    """:func:`read_decisions` as a lazy scan, after checking the whole log in a streaming pass
+    (a clear :class:`InputError` for a missing column, an unknown action or a propensity
+    outside (0, 1]); ``train`` reads only the part it evaluates on."""
     from pathlib import Path
 
     folder = Path(data_dir)
     for name in ("decisions.parquet", "decisions.csv"):
         path = folder / name
         if path.exists():
-            frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(
+            frame = pl.scan_parquet(path) if path.suffix == ".parquet" else pl.scan_csv(
                 path, try_parse_dates=True, infer_schema_length=None)
             break
     else:
         raise InputError(f"{folder}: no decisions.csv: off-policy evaluation needs the logged "
                          "decisions, waits included, with their propensities (docs/policy.md)")
-    missing = [c for c in DECISION_COLUMNS if c not in frame.columns]
+    try:
+        columns = frame.collect_schema().names()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"{path.name}: unreadable ({exc})") from None
+    missing = [c for c in DECISION_COLUMNS if c not in columns]
     if missing:
         raise InputError(f"{path.name}: required column '{missing[0]}' is missing")
     frame = frame.with_columns(pl.col("decided_on").cast(pl.Date),
                                pl.col("propensity").cast(pl.Float64))
     bad = frame.filter(~pl.col("action").is_in(list(ACTIONS)) | (pl.col("propensity") <= 0)
                        | (pl.col("propensity") > 1) | pl.col("propensity").is_null())
-    if bad.height:
-        row = bad.row(0, named=True)
-        raise InputError(f"{path.name}: {bad.height} decisions with an unknown action or a "
+    n_bad, first = pl.collect_all([bad.select(pl.len()), bad.head(1)], engine="streaming")
+    if n_bad.item():
+        row = first.row(0, named=True)
+        raise InputError(f"{path.name}: {n_bad.item()} decisions with an unknown action or a "
                          f"propensity outside (0, 1], e.g. {row['debtor_id']} on "
                          f"{row['decided_on']}: {row['action']} / {row['propensity']}")
     return frame

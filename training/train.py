@@ -11,7 +11,6 @@ least as good as the current champion on this same holdout (:func:`gate`); other
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import shutil
@@ -28,7 +27,7 @@ import polars as pl
 
 from paycadence import __version__
 from paycadence.config import Params, Policy
-from paycadence.data import COLUMNS, TABLE_NAMES, Tables, known_as_of
+from paycadence.data import TABLE_NAMES, Tables, known_as_of
 from paycadence.errors import InputError
 from paycadence.features import FEATURES, build_snapshots, snapshot_dates
 from paycadence.features import label as label_snapshots
@@ -47,6 +46,13 @@ from paycadence.models.policy import STRENGTH
 from paycadence.models.response import ACTION_FEATURES, design, response_rows
 from paycadence.training import metrics as M
 from paycadence.training import plots, tracking
+from paycadence.training.bounded import (
+    OpeSample,
+    ScannedTables,
+    fingerprint_of,
+    frame_parts,
+    ope_sample,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,39 +77,29 @@ class TrainResult:
     reliability: pl.DataFrame | None = field(default=None, repr=False)
 
 
-def cut_tables(tables: Tables, as_of: dt.date) -> Tables:
+def cut_tables(tables: Tables | ScannedTables, as_of: dt.date) -> Tables | ScannedTables:
     """Only what was known on the morning of ``as_of`` (train as if it were that day)."""
+    if isinstance(tables, ScannedTables):
+        return tables.cut(as_of)
     out = {"debtors": tables.debtors}
     for name in TABLE_NAMES[1:]:
         out[name] = known_as_of(getattr(tables, name), as_of, table=name)
     return Tables(**out)
 
 
-def fingerprint(tables: Tables) -> str:
-    """A short, order-independent digest of the tables' contract columns."""
+def fingerprint(tables: Tables | ScannedTables) -> str:
+    """A short, order-independent digest of the tables' contract columns (of scanned tables:
+    summed batch by batch, the same digest in bounded memory)."""
     return fingerprint_of(fingerprint_parts(tables))
 
 
-def fingerprint_parts(tables: Tables) -> dict[str, tuple[int, int]]:
+def fingerprint_parts(tables: Tables | ScannedTables) -> dict[str, tuple[int, int]]:
     """Per table, its rows and the sum of its rows' hashes (modulo 2**64): parts of a book
-    (hash buckets of debtors) add up to the whole book's (:func:`fingerprint_of`)."""
-    parts = {}
-    for name, frame in tables.items():
-        hashed = frame.select(list(COLUMNS[name]))
-        value = int(hashed.hash_rows(seed=0).sum()) if \
-            hashed.height else 0
-        parts[name] = (frame.height, value)
-    return parts
-
-
-def fingerprint_of(*parts: dict[str, tuple[int, int]]) -> str:
-    """:func:`fingerprint` of the tables whose :func:`fingerprint_parts` are ``parts``."""
-    digest = hashlib.sha256()
-    for name in TABLE_NAMES:
-        height = sum(p[name][0] for p in parts)
-        value = sum(p[name][1] for p in parts) % 2**64
-        digest.update(f"{name}:{height}:{value};".encode())
-    return digest.hexdigest()[:16]
+    (hash buckets of debtors, batches of rows) add up to the whole book's
+    (:func:`paycadence.training.bounded.fingerprint_of`)."""
+    if isinstance(tables, ScannedTables):
+        return tables.fingerprint_parts()
+    return {name: frame_parts(name, frame) for name, frame in tables.items()}
 
 
 def code_version() -> str:
@@ -186,8 +182,6 @@ TREATED_FILE = "treated.parquet"
 ROW_ORDER = ("as_of", "debtor_id", "due_date", "invoice_id")
 
 
-def _snapshot_key(tables: Tables, params: Params, as_of: dt.date | None) -> dict:
-    return snapshot_key(fingerprint(tables), params, as_of)
 
 
 def snapshot_key(digest: str, params: Params, as_of: dt.date | None) -> dict:
@@ -226,7 +220,8 @@ def save_snapshots(tables: Tables, params: Params, out: str | Path,
         treated["rows"] = rows.height
         if rows.height:
             rows.sort(ROW_ORDER).write_parquet(out / TREATED_FILE)
-    write_snapshot_meta(out, _snapshot_key(tables, params, as_of), snaps.height, plan, treated)
+    write_snapshot_meta(out, snapshot_key(fingerprint(tables), params, as_of), snaps.height,
+                        plan, treated)
     return out, snaps.height
 
 
@@ -250,7 +245,7 @@ def write_snapshot_meta(out: Path, key: dict, rows: int, plan: dict[str, dict],
     return path
 
 
-def load_snapshots(folder: str | Path, tables: Tables, params: Params,
+def load_snapshots(folder: str | Path, tables: Tables | ScannedTables, params: Params,
                    as_of: dt.date | None = None) -> pl.DataFrame:
     """The snapshots :func:`save_snapshots` (one ``snapshots.parquet`` file) or
     ``features --engine spark`` (a ``snapshots.parquet/`` folder of part files, read in name
@@ -266,7 +261,7 @@ def load_snapshots(folder: str | Path, tables: Tables, params: Params,
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"{meta_path}: unreadable ({exc})") from None
-    want = _snapshot_key(tables, params, as_of)
+    want = snapshot_key(fingerprint(tables), params, as_of)
     differ = [k for k, v in want.items() if meta.get(k) != v]
     if differ:
         raise InputError(f"{folder}: snapshots were built from other "
@@ -318,11 +313,12 @@ def load_treated(folder: str | Path, *, before: dt.date, data_end: dt.date
     return rows
 
 
-def acted_keys(tables: Tables, before: dt.date) -> pl.DataFrame:
+def acted_keys(tables: Tables | ScannedTables, before: dt.date) -> pl.DataFrame:
     """``invoice_id`` and ``as_of`` of every logged action before ``before``: the snapshot
-    rows that were not waited, when the treated rows are a sample."""
-    return tables.actions.filter(pl.col("sent_on") < before).select(
-        "invoice_id", as_of="sent_on").unique()
+    rows that were not waited, when the treated rows are a sample (a lazy query of two
+    columns of the actions table: scanned tables are not read whole)."""
+    return tables.actions.lazy().filter(pl.col("sent_on") < before).select(
+        "invoice_id", as_of="sent_on").unique().collect(engine="streaming")
 
 
 def fit_models(tables: Tables, params: Params) -> RiskModels:
@@ -657,23 +653,46 @@ def cash_error(frame: pl.DataFrame) -> float:
     return float(np.abs(forecast - received).sum() / total) if total > 0 else float("nan")
 
 
-def _off_policy(tables: Tables, data_dir: str | None, split: dt.date, policy: Policy,
-                models: RiskModels, prefix: str) -> dict:
-    """Off-policy estimates on the decision log of ``data_dir`` from ``split`` on (none when
-    there is no log); see :mod:`paycadence.training.ope`."""
-    from paycadence.training.ope import evaluate_policy, read_decisions
+def _ope_sample(tables: Tables | ScannedTables, data_dir: str | None, split: dt.date,
+                params: Params) -> OpeSample | None:
+    """The holdout's logged decisions that ``train`` evaluates policies on: those of
+    ``data_dir``'s decision log from ``split`` on, of at most ``train.ope_max_debtors``
+    decided debtors (a hash sample of debtor ids), with the tables' rows about them (None:
+    no log, or no decision in the period); see :func:`paycadence.training.bounded.ope_sample`.
+    """
+    from paycadence.training.ope import scan_decisions
 
     if data_dir is None or not any((Path(data_dir) / f"decisions.{e}").exists()
                                    for e in ("csv", "parquet")):
+        return None
+    return ope_sample(tables, scan_decisions(data_dir), since=split,
+                      max_debtors=params.train.ope_max_debtors, seed=params.train.seed)
+
+
+def _off_policy(sample: OpeSample | None, policy: Policy, models: RiskModels,
+                prefix: str) -> dict:
+    """Off-policy estimates of ``models``' policy on the logged decisions of ``sample``
+    (none without a sample); see :mod:`paycadence.training.ope`."""
+    from paycadence.training.ope import evaluate_policy
+
+    if sample is None:
         return {}
-    decisions = read_decisions(data_dir).filter(pl.col("decided_on") >= split)
-    if decisions.height == 0:
-        return {}
-    r = evaluate_policy(tables, decisions, policy, models)
+    r = evaluate_policy(sample.tables, sample.decisions, policy, models)
     return {f"{prefix}logged": r.logged.value, f"{prefix}ips": r.ips.value,
             f"{prefix}snips": r.snips.value, f"{prefix}dr": r.dr.value,
             f"{prefix}dr_low": r.dr.low, f"{prefix}dr_high": r.dr.high,
-            f"{prefix}decisions": float(r.decisions), f"{prefix}agreement": r.agreement}
+            f"{prefix}decisions": float(r.decisions), f"{prefix}agreement": r.agreement,
+            f"{prefix}debtors": float(sample.debtors)}
+
+
+def _in_memory(tables: Tables | ScannedTables) -> Tables:
+    """``tables`` as :class:`Tables`: scanned ones read whole, with a warning."""
+    if not isinstance(tables, ScannedTables):
+        return tables
+    logger.warning("reading the whole tables of %s into memory (not bounded) to build the "
+                   "treated rows of this split; rebuild the features with paycadence features "
+                   "to bound it", tables.folder)
+    return tables.collect()
 
 
 def gate(scores: dict, champion: dict | None, params: Params) -> tuple[bool, str]:
@@ -699,7 +718,7 @@ def gate(scores: dict, champion: dict | None, params: Params) -> tuple[bool, str
 
 
 def train(
-    tables: Tables,
+    tables: Tables | ScannedTables,
     *,
     params: Params,
     as_of: dt.date | None = None,
@@ -712,14 +731,20 @@ def train(
     """Build snapshots, fit, evaluate against the naive reference, log and register in MLflow.
 
     When ``data_dir`` holds a decision log (``decisions.csv``), the new model's policy is also
-    evaluated off-policy on the logged decisions of the holdout period (``ope_*`` metrics);
-    with ``train.gate_ope_margin`` set, the champion is evaluated the same way and the new
-    model is promoted only if its doubly robust value is not worse by more than that share.
+    evaluated off-policy on the logged decisions of the holdout period (``ope_*`` metrics),
+    those of at most ``train.ope_max_debtors`` decided debtors (a hash sample of debtor ids:
+    ``ope_debtors`` of ``ope_debtors_decided``, tag ``ope_sample``); with
+    ``train.gate_ope_margin`` set, the champion is evaluated the same way, on the same
+    decisions, and the new model is promoted only if its doubly robust value is not worse by
+    more than that share.
 
     Parameters
     ----------
     tables
-        Validated tables (from ingest or the simulator).
+        Validated tables (from ingest or the simulator), or, with ``snapshot_dir``, clean
+        tables scanned lazily (:class:`paycadence.training.bounded.ScannedTables`): then the
+        tables are never held whole (unless the saved treated rows are of another split,
+        below).
     as_of
         Train as if on the morning of this date (default: the day after the last data).
     data_dir
@@ -730,13 +755,16 @@ def train(
         they are read (a stratified sample above ``features.max_snapshot_rows``, its rows
         weighted by 1 / ``sampled_share``), and the response model's treated rows saved
         beside them when they were built for this split (:func:`load_treated`; else they are
-        built here from the whole tables).
+        built here from the whole tables, read into memory with a warning when they were
+        scanned).
     progress
         ``progress(what, done, total)`` hears each phase.
     """
     import mlflow
     from mlflow.models import infer_signature
 
+    if isinstance(tables, ScannedTables) and snapshot_dir is None:
+        raise ValueError("scanned tables train only on saved snapshots (snapshot_dir)")
     phases = 6
     step = progress or (lambda what, done=None, total=None: None)
     step("building point-in-time snapshots" if snapshot_dir is None else "reading snapshots",
@@ -756,8 +784,8 @@ def train(
     treated = None if snapshot_dir is None else load_treated(snapshot_dir, before=before,
                                                              data_end=last)
     if treated is None:
-        treated = treated_rows(tables, before=before, horizon_days=params.train.horizon_days,
-                               data_end=last)
+        treated = treated_rows(_in_memory(tables), before=before,
+                               horizon_days=params.train.horizon_days, data_end=last)
     acted = acted_keys(tables, before) if treated_sampled(treated) else None
     step(f"fitting LightGBM on {train_rows.height:,} snapshots", 1, phases)
     models = fit(train_rows, params, treated, acted)
@@ -780,12 +808,14 @@ def train(
             logger.warning("champion %s could not be evaluated: %s", champion.version, exc)
     promote, why = gate(scores, champ, params)
     step("off-policy evaluation on the holdout's logged decisions", 4, phases)
-    ope_scores = _off_policy(tables, data_dir, split, policy or Policy(), models, "ope_")
+    sample = _ope_sample(tables, data_dir, split, params)
+    ope_scores = _off_policy(sample, policy or Policy(), models, "ope_")
+    if sample is not None:
+        ope_scores["ope_debtors_decided"] = float(sample.decided)
     scores |= ope_scores
     margin = params.train.gate_ope_margin
     if promote and champ is not None and margin is not None and ope_scores:
-        theirs = _off_policy(tables, data_dir, split, policy or Policy(), current,
-                             "champion_ope_")
+        theirs = _off_policy(sample, policy or Policy(), current, "champion_ope_")
         scores |= theirs
         floor = theirs["champion_ope_dr"] - margin * abs(theirs["champion_ope_dr"])
         if scores["ope_dr"] < floor:
@@ -812,6 +842,11 @@ def train(
                          "train_rows": str(train_rows.height),
                          "holdout_rows": str(holdout.height),
                          "snapshot_share": f"{share:.6f}"})
+        if sample is not None:
+            mlflow.set_tag("ope_sample", (
+                f"{sample.debtors} of {sample.decided} decided debtors (hash sample, "
+                "train.ope_max_debtors)" if sample.sampled else
+                f"all {sample.decided} decided debtors"))
         mlflow.log_dict({"features": list(models.features)}, "features.json")
         mlflow.set_tag("calibration", models.calibrator.method)
         mlflow.log_dict(models.calibrator.to_dict(), "calibration.json")
