@@ -421,12 +421,16 @@ def decide_value(
                   options)
 
 
-#: A debtor who paid within a week after at least this share of its reminders on a channel is
-#: reminded as soon as an invoice is overdue and again REMIND_AGAIN_DAYS after the last contact
-#: (its first two reminders), rather than on the schedule's days: for it, a reminder is what
-#: makes the money come. The schedule takes over from the third.
+#: A debtor with a reminder record (``resp_<channel>`` known for a channel the guard allows) is
+#: reminded on an earlier cadence: as soon as an invoice is overdue and again REMIND_AGAIN_DAYS
+#: after the last contact (its first two reminders), on the channel it answered best, rather
+#: than on the schedule's days (due + 2, due + 18); the schedule takes over from the third.
+#: A debtor who paid within a week after at least RESPONSIVE of its reminders on that channel
+#: is told so in the reason ("responds to reminders"). Measured in docs/policy.md.
 RESPONSIVE = 0.5
 REMIND_AGAIN_DAYS = 10
+#: Channels in the order the early cadence prefers them when the records tie.
+TIE_ORDER = ("sms", "phone", "letter", "email")
 #: A due reminder is held back while every invoice it names is expected (median) to be paid
 #: within this many days, for at most GRACE_DAYS after the reminder's day.
 SOON_DAYS = 3
@@ -458,24 +462,32 @@ def _step_day_of(inv: InvoiceState, policy: Policy) -> int:
 
 def _early_reminder(state: DebtorState, on: dt.date, allowed: dict[str, tuple],
                     responds: dict[str, float]):
-    """(channel, invoice ids, reason) of an earlier reminder for a debtor who responds to
-    reminders, or None. ``responds``: channel → the debtor's share of reminders on it that
-    were followed by payment within a week (features ``resp_<channel>``)."""
-    ranked = sorted(((rate, ch) for ch, rate in responds.items()
-                     if rate is not None and rate >= RESPONSIVE and ch in allowed), reverse=True)
+    """(channel, invoice ids, reason) of a reminder on the early cadence (see
+    :data:`REMIND_AGAIN_DAYS`) for a debtor with a reminder record, or None. ``responds``:
+    channel → the debtor's share of reminders on it that were followed by payment within a
+    week (features ``resp_<channel>``; None or NaN: never reminded on it)."""
+    ranked = sorted(((rate, -TIE_ORDER.index(ch), ch) for ch, rate in responds.items()
+                     if rate is not None and not math.isnan(rate) and rate >= 0
+                     and ch in allowed and ch in TIE_ORDER), reverse=True)
     if not ranked:
         return None
     last = max(state.contact_days, default=None)
     if last is not None and (on - last).days < REMIND_AGAIN_DAYS:
         return None
-    rate, channel = ranked[0]
+    rate, _, channel = ranked[0]
     ids = tuple(i.invoice_id for i in state.invoices if i.invoice_id in allowed[channel]
                 and (on - i.due_date).days >= 1 and i.contacts < 2)
     if not ids:
         return None
-    return channel, ids, (f"responds to reminders: paid within a week after {rate:.0%} of "
-                          f"its {channel} reminders, so it is reminded now rather than on the "
-                          "schedule's day")
+    if rate >= RESPONSIVE:
+        return channel, ids, (f"responds to reminders: paid within a week after {rate:.0%} of "
+                              f"its {channel} reminders, so it is reminded now rather than on "
+                              "the schedule's day")
+    return channel, ids, (f"known debtor, early cadence: reminded as soon as overdue and "
+                          f"{REMIND_AGAIN_DAYS} days after the last contact rather than on the "
+                          f"schedule's days; {channel} is the channel it answered best "
+                          f"({rate:.0%} of its reminders on it were followed by payment within "
+                          "a week)")
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,29 @@ def test_a_responsive_debtor_is_reminded_early_on_its_channel():
                         responds={"sms": 0.8}).action == "wait"
 
 
+def test_a_known_debtor_gets_the_early_cadence_on_its_best_channel():
+    risks = {"I0": InvoiceRisk("I0", 0.7, 0.1, 10.0)}
+    uplift = {a: {"I0": 0.0} for a in VALUE_CHANNELS}
+    quiet = _quiet()
+
+    def ask(state, responds):
+        return decide_value(state, risks, D0, quiet, uplift=uplift, worth={"I0": 1.0},
+                            responds=responds)
+
+    first = _debtor(contacts=0, past_due=1)
+    choice = ask(first, {"email": 0.2, "letter": 0.1, "sms": None, "phone": float("nan")})
+    assert choice.action == "email" and "early cadence" in choice.reason
+    assert ask(first, {"email": 0.0, "sms": 0.0}).action == "sms"  # a tie: sms first
+    assert ask(first, {"email": None, "sms": None}).action == "wait"  # never reminded: schedule
+    # the second reminder 10 days after the first (the schedule's is at due + 18)
+    assert ask(_debtor(contacts=1, past_due=11, last_contact=10), {"email": 0.2}).action == \
+        "email"
+    assert ask(_debtor(contacts=1, past_due=11, last_contact=9), {"email": 0.2}).action == "wait"
+    # from the third reminder on, the schedule's days again
+    assert ask(_debtor(contacts=2, past_due=25, last_contact=12), {"email": 0.2}).action == \
+        "wait"
+
+
 def test_a_reminder_waits_when_the_money_is_coming_anyway():
     state = _debtor(contacts=0, past_due=2)
     soon = {"I0": InvoiceRisk("I0", 0.3, 0.0, 3.0)}  # median: paid in a day
