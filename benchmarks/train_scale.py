@@ -25,7 +25,10 @@ stratified, ``train.horizon_days``):
   memory, then :func:`paycadence.training.train` on them and the saved snapshots (fits,
   holdout, MLflow into a temporary store);
 - ``train``: the whole of ``train --features`` now, as the command runs it: the clean tables
-  scanned (``ScannedTables``), then ``train`` on them and the saved snapshots.
+  scanned (``ScannedTables``), then ``train`` on them and the saved snapshots;
+- ``train-base``: the same as ``train`` with the code of an earlier commit (``--baseline REV``,
+  default HEAD: ``git archive`` of it, imported in place of the working tree's), for a same-run
+  before/after of a change to the fit; the model files of both are compared byte for byte.
 
 Printed per run: rows, seconds and peak memory: the measuring process's high-water mark
 (VmHWM: the driver), and for Spark its children sampled every 0.25 s (benchmarks/scale.py's
@@ -36,6 +39,8 @@ each driver's peak against the local run's at the same size, and how each grew w
     .venv/bin/python benchmarks/train_scale.py --invoices 20000 --kinds local inputs  # quick
     .venv/bin/python benchmarks/train_scale.py --invoices 200000 --kinds local inputs bounded \
         train-old train            # train --features before and after, against the local build
+    .venv/bin/python benchmarks/train_scale.py --invoices 200000 --kinds local train-base train \
+        --baseline 1da91cb         # the fit's memory: that commit's code against the working tree
 """
 
 from __future__ import annotations
@@ -54,14 +59,40 @@ from measure import peak_gb
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-KINDS = ("local", "spark", "read", "inputs", "bounded", "train-old", "train")
-#: Each kind's peak is also printed against this kind's, when it ran.
-BASES = {"train": "train-old", "bounded": "inputs"}
+KINDS = ("local", "spark", "read", "inputs", "bounded", "train-old", "train-base", "train")
+#: Each kind's peak is also printed against these kinds', when they ran.
+BASES = {"train": ("train-old", "train-base"), "bounded": ("inputs",)}
+STAGES = ("data", "features", "models", "training", "serving")
+
+
+class TreeFinder:
+    """Imports ``paycadence`` from an exported source tree (the package's folder mapping of
+    pyproject.toml) instead of the installed working tree: ``train-base``'s code."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.util
+
+        parts = name.split(".")
+        if parts[0] != "paycadence":
+            return None
+        loc = (self.root.joinpath(*parts[1:]) if len(parts) > 1 and parts[1] in STAGES
+               else self.root.joinpath("paycadence", *parts[1:]))
+        if loc.is_dir():
+            return importlib.util.spec_from_file_location(
+                name, loc / "__init__.py", submodule_search_locations=[str(loc)])
+        if loc.with_suffix(".py").is_file():
+            return importlib.util.spec_from_file_location(name, loc.with_suffix(".py"))
+        return None
 
 
 def child(kind: str, folder: str, out_dir: str, master: str) -> None:
     """One measurement in this (fresh) process; prints a JSON line."""
     sys.path.insert(0, str(HERE))
+    if kind == "train-base":
+        sys.meta_path.insert(0, TreeFinder(Path(os.environ["PC_BASELINE_TREE"])))
     import polars as pl
     from scale import ChildMemory
 
@@ -121,7 +152,7 @@ def child(kind: str, folder: str, out_dir: str, master: str) -> None:
             rows, seconds = snaps.height, time.perf_counter() - t
             extra = {"treated": treated.height if treated is not None else -1,
                      "keys": keys.height, "snaps_gb": snaps.estimated_size() / 1e9}
-        elif kind in ("train-old", "train"):
+        elif kind in ("train-old", "train-base", "train"):
             from paycadence.training import train
 
             os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{out.parent / 'mlflow.db'}"
@@ -138,7 +169,9 @@ def child(kind: str, folder: str, out_dir: str, master: str) -> None:
             result = train(tables, params=params, data_dir=folder, snapshot_dir=out,
                            model_name=f"bench-{kind}")
             rows, seconds = result.train_rows + result.holdout_rows, time.perf_counter() - t
-            extra = {"auc": result.metrics["late_auc"]}
+            result.models.save(out.parent / f"model-{kind}")
+            extra = {"auc": result.metrics["late_auc"],
+                     "code": sys.modules["paycadence.training.train"].__file__}
         else:
             import datetime as dt
 
@@ -165,8 +198,11 @@ def child(kind: str, folder: str, out_dir: str, master: str) -> None:
                       **extra}))
 
 
-def run(kind: str, folder: Path, out_dir: Path, master: str, driver_memory: str | None) -> dict:
+def run(kind: str, folder: Path, out_dir: Path, master: str, driver_memory: str | None,
+        tree: Path | None = None) -> dict:
     env = dict(os.environ)
+    if tree is not None:
+        env["PC_BASELINE_TREE"] = str(tree)
     if driver_memory:  # on a local master the executor lives in the driver's JVM
         env["PYSPARK_SUBMIT_ARGS"] = f"--driver-memory {driver_memory} pyspark-shell"
     done = subprocess.run([sys.executable, __file__, "--child", kind, str(folder),
@@ -182,8 +218,7 @@ def line(r: dict, base: dict | None, others: dict[str, dict]) -> str:
             f"memory: driver {r['driver_gb']:.2f} GB")
     if base is not None and r["kind"] != "local":
         text += f" ({r['driver_gb'] / base['driver_gb']:.2f}× the local run's"
-        other = others.get(BASES.get(r["kind"], ""))
-        if other is not None:
+        for other in filter(None, map(others.get, BASES.get(r["kind"], ()))):
             text += f", {r['driver_gb'] / other['driver_gb']:.2f}× the {other['kind']} run's"
         text += ")"
     if r["kind"] == "inputs":
@@ -193,7 +228,7 @@ def line(r: dict, base: dict | None, others: dict[str, dict]) -> str:
     if r["kind"] == "bounded":
         text += (f"; of it: the snapshots {r['snaps_gb']:.2f} GB, {r['treated']:,} saved "
                  f"treated rows, {r['keys']:,} action keys")
-    if r["kind"] in ("train-old", "train"):
+    if r["kind"] in ("train-old", "train-base", "train"):
         text += f"; p_late AUC {r['auc']:.4f}"
     if r["kind"] == "spark":
         text += (f", JVM {r['jvm_gb']:.2f} GB, Python workers {r['workers_gb']:.2f} GB (PSS, "
@@ -215,6 +250,9 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS),
                         help="what to measure (read and inputs use the spark run's output, "
                         "or the local one's without it)")
+    parser.add_argument("--baseline", default="HEAD",
+                        help="train-base's commit (default HEAD: the working tree's changes "
+                        "against it)")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     from scale import INVOICES_PER_DEBTOR, prepare
@@ -232,9 +270,24 @@ def main() -> None:
             for kind in args.kinds:
                 out = folder / ("local" if kind == "local" or "spark" not in args.kinds
                                 else "spark")
-                r = run(kind, folder / "clean", out, args.master, args.driver_memory)
+                tree = None
+                if kind == "train-base":
+                    tree = folder / "baseline"
+                    tree.mkdir()
+                    subprocess.run(f"git archive {args.baseline} | tar -x -C {tree}",
+                                   shell=True, check=True, cwd=ROOT)
+                r = run(kind, folder / "clean", out, args.master, args.driver_memory, tree)
                 results[n][kind] = r
                 print(line(r, results[n].get("local"), results[n]), flush=True)
+            if {"train-base", "train"} <= results[n].keys():
+                mine, base = (sorted((folder / k).iterdir())
+                              for k in ("model-train", "model-train-base"))
+                differ = [p.name for p in mine if not (folder / "model-train-base" / p.name)
+                          .is_file() or p.read_bytes() != (folder / "model-train-base" / p.name)
+                          .read_bytes()] if len(mine) == len(base) else ["(other files)"]
+                print(f"  model files of train against train-base: {len(mine) - len(differ)} "
+                      f"of {len(mine)} byte-identical{'; differ: ' if differ else ''}"
+                      f"{', '.join(differ)}")
             rows = {r["rows"] for k, r in results[n].items() if not k.startswith("train")}
             if len(rows) > 1:
                 print("  WARNING: the engines built different numbers of rows")

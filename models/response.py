@@ -72,7 +72,10 @@ def response_rows(snapshots: pl.DataFrame, treated: pl.DataFrame) -> pl.DataFram
 
 def design(rows: pl.DataFrame) -> np.ndarray:
     """The model's input matrix for response rows (FEATURES then the action one-hot)."""
-    X = rows.select(FEATURES).to_numpy().astype(np.float64)
+    # filled in place: one matrix, not the features, their float copy and the stacked one
+    out = np.empty((rows.height, len(FEATURES) + len(RESPONSE_ACTIONS)))
+    out[:, :len(FEATURES)] = rows.select(FEATURES).to_numpy()
     actions = rows["action"].to_numpy()
-    onehot = np.column_stack([(actions == a).astype(np.float64) for a in RESPONSE_ACTIONS])
-    return np.column_stack([X, onehot])
+    for j, a in enumerate(RESPONSE_ACTIONS):
+        out[:, len(FEATURES) + j] = actions == a
+    return out

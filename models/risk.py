@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 TARGETS = ("late", "hazard")
 OPTIONAL = ("response",)
 CARD = "card.json"
+#: Snapshots whose person-period rows (one per bin, :func:`every_bin`) are scored at a time:
+#: the rows of a whole holdout would be N_BINS copies of its matrix; the answers are the same.
+HAZARD_BATCH = 20_000
 
 
 def _booster(model) -> lgb.Booster | None:
@@ -213,10 +216,11 @@ class RiskModels:
         if self.boosters["hazard"] is None:
             hazards = np.full((X.shape[0], N_BINS), self.constants["hazard"])
         else:
-            rows = every_bin(X, past_due)
-            threads = self._threads(rows.shape[0])
-            hazards = self.boosters["hazard"].predict(rows, num_threads=threads).reshape(
-                -1, N_BINS)
+            hazards = np.empty((X.shape[0], N_BINS))
+            for at in range(0, X.shape[0], HAZARD_BATCH):  # every bin of a batch at a time
+                rows = every_bin(X[at:at + HAZARD_BATCH], past_due[at:at + HAZARD_BATCH])
+                hazards[at:at + HAZARD_BATCH] = self.boosters["hazard"].predict(
+                    rows, num_threads=self._threads(rows.shape[0])).reshape(-1, N_BINS)
         surv = survival(hazards)
         # settled on day D + t with t ≥ 91 − days past due ⇔ still open 90 days after due
         p_unpaid = survival_at(surv, UNPAID_DAYS + 1 - past_due)

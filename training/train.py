@@ -22,7 +22,6 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
 from paycadence import __version__
@@ -41,7 +40,7 @@ from paycadence.features.snapshots import (
 )
 from paycadence.models import LateRiskModel, RiskModels, calibration, naive_forecast
 from paycadence.models.calibration import Calibrator
-from paycadence.models.hazard import BIN_FEATURES, CASH_WEEKS, training_rows
+from paycadence.models.hazard import BIN_FEATURES, CASH_WEEKS
 from paycadence.models.policy import STRENGTH
 from paycadence.models.response import ACTION_FEATURES, design, response_rows
 from paycadence.training import metrics as M
@@ -52,6 +51,15 @@ from paycadence.training.bounded import (
     fingerprint_of,
     frame_parts,
     ope_sample,
+)
+from paycadence.training.matrices import (
+    feature_frame,
+    frame_of,
+    hazard_rows,
+    narrow,
+    sample_weights,
+    self_weighting,
+    weighted,
 )
 
 logger = logging.getLogger(__name__)
@@ -426,7 +434,7 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
     kw = {"n_estimators": p.n_estimators, "learning_rate": p.learning_rate,
           "num_leaves": p.num_leaves, "min_child_samples": p.min_child_samples,
           "random_state": p.seed}
-    late_rows = train.filter(pl.col("y_late").is_not_null())
+    late_rows = narrow(train, "y_late", "as_of").filter(pl.col("y_late").is_not_null())
     if late_rows.height == 0:
         raise InputError("no snapshot has a known 'y_late' label: the history is too short")
     days = late_rows["as_of"].unique().sort()
@@ -437,30 +445,37 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
         fit_rows, calib_rows = late_rows, late_rows.clear()
     stop = {"early_stopping_rounds": EARLY_STOPPING_ROUNDS}
     calib_rows = self_weighting(calib_rows, seed=p.seed)
+    calib_X = feature_frame(calib_rows) if calib_rows.height else None
     late = LateRiskModel(**kw, **stop, max_depth=p.late_max_depth).fit(
-        fit_rows.select(FEATURES).to_pandas(), fit_rows["y_late"].to_numpy(),
+        feature_frame(fit_rows), fit_rows["y_late"].to_numpy(),
         sample_weight=sample_weights(fit_rows) if weighted(train) else None,
-        eval_set=(calib_rows.select(FEATURES).to_pandas(), calib_rows["y_late"].to_numpy())
-        if calib_rows.height else None)
+        eval_set=(calib_X, calib_rows["y_late"].to_numpy()) if calib_rows.height else None)
+    del late_rows, fit_rows  # each fit's rows are freed once it is made
     calibrator = Calibrator()
     if calib_rows.height:
-        raw = late.predict_proba(calib_rows.select(FEATURES).to_pandas())[:, 1]
+        raw = late.predict_proba(calib_X)[:, 1]
         calibrator = calibration.choose(raw, calib_rows["y_late"].to_numpy(),
                                         calib_rows["as_of"].to_physical().to_numpy())
+    del calib_X
     # the settlement model: rounds chosen on the same split of days, then refit on all days
     columns = [*FEATURES, *BIN_FEATURES]
-    early = train.filter(pl.col("as_of") < cut)
-    later = train.filter(pl.col("as_of") >= cut)
+    periods = narrow(train, "as_of", "t_settle", "t_observed")
     scale = weighted(train)
-    X_a, y_a, w_a = hazard_rows(early, max_rows=p.hazard_max_rows, seed=p.seed, weights=scale)
+    later = periods.filter(pl.col("as_of") >= cut)
+    X_a, y_a, w_a = hazard_rows(periods.filter(pl.col("as_of") < cut),
+                                max_rows=p.hazard_max_rows, seed=p.seed, weights=scale)
     X_b, y_b, _ = hazard_rows(self_weighting(later, seed=p.seed) if scale else later,
                               max_rows=p.hazard_max_rows, seed=p.seed)
+    del later
     rounds = _early_rounds(kw, columns, X_a, y_a, X_b, y_b, weight=w_a)
-    X, y, w = hazard_rows(train, max_rows=p.hazard_max_rows, seed=p.seed, weights=scale)
+    del X_a, y_a, w_a, X_b, y_b
+    X, y, w = hazard_rows(periods, max_rows=p.hazard_max_rows, seed=p.seed, weights=scale)
+    del periods
     if y.size == 0:
         raise InputError("no snapshot was followed long enough to learn when invoices are paid")
-    hazard = LateRiskModel(**(kw | {"n_estimators": rounds})).fit(
-        pd.DataFrame(X, columns=columns), y, sample_weight=w)
+    hazard = LateRiskModel(**(kw | {"n_estimators": rounds})).fit(frame_of(X, columns), y,
+                                                                  sample_weight=w)
+    del X, w
     response, card = None, {}
     if treated is not None and treated.height:
         response, card = fit_response(train, treated, cut, kw, acted)
@@ -477,30 +492,8 @@ def _early_rounds(kw: dict, columns: list[str], X_a: np.ndarray, y_a: np.ndarray
     if not (y_a.size and y_b.size and len(np.unique(y_b)) == 2):
         return kw["n_estimators"]
     return LateRiskModel(**kw, early_stopping_rounds=EARLY_STOPPING_ROUNDS).fit(
-        pd.DataFrame(X_a, columns=columns), y_a, sample_weight=weight,
-        eval_set=(pd.DataFrame(X_b, columns=columns), y_b)).best_iteration_
-
-
-def weighted(snaps: pl.DataFrame) -> bool:
-    """Whether snapshots are a stratified sample: their rows were kept at different shares."""
-    return "sampled_share" in snaps.columns and snaps["sampled_share"].n_unique() > 1
-
-
-def sample_weights(snaps: pl.DataFrame) -> np.ndarray:
-    """Each snapshot's weight: 1 / the share of its stratum that was kept."""
-    return 1.0 / snaps["sampled_share"].to_numpy().astype(np.float64)
-
-
-def self_weighting(snaps: pl.DataFrame, *, seed: int) -> pl.DataFrame:
-    """A stratified sample thinned to its lowest share (a row of share s kept with
-    probability min share / s, a seeded draw): every row then stands for as many of the
-    book's, so unweighted steps (early stopping, calibration) see the book's mix. Snapshots
-    that are not :func:`weighted` are returned as they are."""
-    if not weighted(snaps):
-        return snaps
-    share = snaps["sampled_share"].to_numpy().astype(np.float64)
-    keep = np.random.default_rng(seed).random(snaps.height) < share.min() / share
-    return snaps.filter(pl.Series(keep))
+        frame_of(X_a, columns), y_a, sample_weight=weight,
+        eval_set=(frame_of(X_b, columns), y_b)).best_iteration_
 
 
 def treated_sampled(treated: pl.DataFrame) -> bool:
@@ -537,38 +530,21 @@ def fit_response(train: pl.DataFrame, treated: pl.DataFrame, cut: dt.date, kw: d
     """The action-response model (:mod:`paycadence.models.response`): rounds chosen by early
     stopping on the days from ``cut`` on, then refit on all rows, inverse-propensity weighted
     (and inverse-share weighted, for a sample of snapshots or of treated rows)."""
-    rows = response_rows_weighted(train, treated, acted)
+    rows = response_rows_weighted(
+        narrow(train, "invoice_id", "as_of", "t_settle", "t_observed"), treated, acted)
     if rows.height == 0 or rows["y"].n_unique() < 2:
         return None, {}
     columns = [*FEATURES, *ACTION_FEATURES]
     early, later = rows.filter(pl.col("as_of") < cut), rows.filter(pl.col("as_of") >= cut)
     rounds = _early_rounds(kw, columns, design(early), early["y"].to_numpy(), design(later),
                            later["y"].to_numpy(), weight=early["weight"].to_numpy())
+    del early, later
     model = LateRiskModel(**(kw | {"n_estimators": rounds})).fit(
-        pd.DataFrame(design(rows), columns=columns), rows["y"].to_numpy(),
+        frame_of(design(rows), columns), rows["y"].to_numpy(),
         sample_weight=rows["weight"].to_numpy())
     counts = rows.group_by("action").len()
     return model, {"response_trees": int(rounds), "response_rows": rows.height,
                    "response_rows_by_action": dict(counts.iter_rows())}
-
-
-def hazard_rows(snaps: pl.DataFrame, *, max_rows: int, seed: int, weights: bool = False):
-    """Person-period rows (:func:`paycadence.models.hazard.training_rows`) of labelled
-    snapshots, their labels and (with ``weights``) their snapshot's weight
-    (:func:`sample_weights`; else None); when there would be more than ``max_rows``, a fixed
-    random share of snapshots is used."""
-    X = snaps.select(FEATURES).to_numpy().astype(np.float64)
-    past_due = snaps["days_past_due"].to_numpy().astype(np.float64)
-    t_settle = snaps["t_settle"].fill_null(np.nan).to_numpy().astype(np.float64)
-    t_observed = snaps["t_observed"].to_numpy().astype(np.float64)
-    w = sample_weights(snaps) if weights else None
-    rows, y, owner = training_rows(X, past_due, t_settle, t_observed)
-    if y.size > max_rows:
-        keep = np.random.default_rng(seed).random(X.shape[0]) < max_rows / y.size
-        rows, y, owner = training_rows(X[keep], past_due[keep], t_settle[keep],
-                                       t_observed[keep])
-        w = w[keep] if w is not None else None
-    return rows, y, (w[owner] if w is not None else None)
 
 
 #: Stages of an invoice's life on the snapshot day, for p_late metrics per stage.
@@ -778,6 +754,7 @@ def train(
     train_rows, holdout, split = time_split(
         snaps, holdout_share=params.train.holdout_share, embargo_days=params.train.embargo_days)
     share = float(snaps.height / (1.0 / snaps["sampled_share"]).sum())
+    del snaps  # its training and held-out rows are copies
     logger.info("snapshots: %d train, %d holdout, split at %s (%.1f%% of debtor-days kept)",
                 train_rows.height, holdout.height, split, 100 * share)
     before = split - dt.timedelta(days=params.train.embargo_days)
@@ -789,6 +766,8 @@ def train(
     acted = acted_keys(tables, before) if treated_sampled(treated) else None
     step(f"fitting LightGBM on {train_rows.height:,} snapshots", 1, phases)
     models = fit(train_rows, params, treated, acted)
+    n_train = train_rows.height
+    del train_rows, treated, acted  # the holdout is all that is scored from here on
     h = params.train.horizon_days
     step(f"scoring {holdout.height:,} holdout snapshots against the naive reference", 2, phases)
     scores = {**evaluate(models, holdout, horizon_days=h),
@@ -839,7 +818,7 @@ def train(
         mlflow.set_tags({"data_fingerprint": fingerprint(tables), "code_version": code_version(),
                          "data_dir": str(Path(data_dir).resolve()) if data_dir else "",
                          "split_date": split.isoformat(),
-                         "train_rows": str(train_rows.height),
+                         "train_rows": str(n_train),
                          "holdout_rows": str(holdout.height),
                          "snapshot_share": f"{share:.6f}"})
         if sample is not None:
@@ -879,5 +858,5 @@ def train(
         mlflow.log_text(json.dumps(scores, indent=2), "metrics.json")
         run_id = run.info.run_id
     logger.info("registered %s version %s as %s: %s", model_name, version, alias, why)
-    return TrainResult(run_id, version, alias, why, scores, train_rows.height, holdout.height,
+    return TrainResult(run_id, version, alias, why, scores, n_train, holdout.height,
                        split, models, reliability)
