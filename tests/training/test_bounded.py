@@ -77,7 +77,7 @@ def test_ope_sample_is_capped_seeded_and_reads_only_its_debtors(tables, clean_di
 
 
 def test_train_features_bounded_gives_the_in_memory_model(tables, sim_dir, small_params,
-                                                         mlflow_uri, workdir):
+                                                         mlflow_uri, workdir, monkeypatch):
     """``train --data RAW --features DIR`` (raw input: streamed ingest, then scanned) gives the
     metrics the in-memory ``train`` gives from the same snapshots, off-policy ones included;
     with ``ope_max_debtors`` below the decided debtors, both models are evaluated on a sample."""
@@ -86,10 +86,13 @@ def test_train_features_bounded_gives_the_in_memory_model(tables, sim_dir, small
                    model_name="paycadence-bounded-memory")
     assert before.metrics["ope_debtors"] == before.metrics["ope_debtors_decided"] > 40
     (workdir / "params.yaml").write_text(yaml.safe_dump(small_params.model_dump(mode="json")))
-    r = CliRunner().invoke(app, [
-        "train", "--data", str(sim_dir), "--features", str(folder), "--params",
-        str(workdir / "params.yaml"), "--no-feedback", "--metrics-out",
-        str(workdir / "metrics.json"), "--quiet"])
+    with monkeypatch.context() as env:  # the command registers the default model name: its
+        # own store, so that the session's champion (other tests') stays where it is
+        env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'cli-mlflow.db'}")
+        r = CliRunner().invoke(app, [
+            "train", "--data", str(sim_dir), "--features", str(folder), "--params",
+            str(workdir / "params.yaml"), "--no-feedback", "--metrics-out",
+            str(workdir / "metrics.json"), "--quiet"])
     assert r.exit_code == 0, r.output
     got = json.loads((workdir / "metrics.json").read_text())
     mine = {k: v for k, v in before.metrics.items() if v == v}
