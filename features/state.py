@@ -54,17 +54,32 @@ def debtor_states(
     """
     ids = features["debtor_id"].unique().to_list()
     days = contact if contact is not None else contact_days(tables, as_of=as_of, debtor_ids=ids)
-    stored = {
-        r["debtor_id"]: parse_opted_out(r["opted_out"])
-        for r in tables.debtors.filter(pl.col("debtor_id").is_in(pl.Series(ids, dtype=pl.String)
-                                                                 .implode()))
-        .select("debtor_id", "opted_out").iter_rows(named=True)
-    }
-    opted_out = opted_out or {}
+    return states_of(features.select(STATE_COLUMNS).iter_rows(named=True), ids, days,
+                     opted_out or {}, stored_opted_out(tables, ids))
+
+
+#: The feature columns a :class:`DebtorState` is made of.
+STATE_COLUMNS = ("debtor_id", "invoice_id", "due_date", "open_amount", "reminders_invoice",
+                 "disputed_open", "in_collection")
+
+
+def stored_opted_out(tables: Tables, ids=None) -> dict[str, frozenset]:
+    """``debtors.opted_out`` parsed, per debtor (of ``ids``, or all)."""
+    debtors = tables.debtors
+    if ids is not None:
+        debtors = debtors.filter(pl.col("debtor_id").is_in(pl.Series(list(ids), dtype=pl.String)
+                                                           .implode()))
+    return {r["debtor_id"]: parse_opted_out(r["opted_out"])
+            for r in debtors.select("debtor_id", "opted_out").iter_rows(named=True)}
+
+
+def states_of(rows, ids, days: dict[str, tuple], opted_out: dict[str, frozenset],
+              stored: dict[str, frozenset]) -> dict[str, DebtorState]:
+    """One :class:`DebtorState` per debtor of ``ids`` from its feature rows (dicts with at
+    least :data:`STATE_COLUMNS`), contact days and opted-out channels (``opted_out``
+    overriding ``stored``)."""
     invoices: dict[str, list[InvoiceState]] = {d: [] for d in ids}
-    cols = ["debtor_id", "invoice_id", "due_date", "open_amount", "reminders_invoice",
-            "disputed_open", "in_collection"]
-    for r in features.select(cols).iter_rows(named=True):
+    for r in rows:
         invoices[r["debtor_id"]].append(InvoiceState(
             invoice_id=r["invoice_id"],
             due_date=r["due_date"],

@@ -8,8 +8,10 @@ stored debtor get the very same treatment.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -17,6 +19,7 @@ import polars as pl
 from paycadence.config import Policy
 from paycadence.data import Tables
 from paycadence.features import UNPAID_DAYS, debtor_states, describe, invoice_features
+from paycadence.features.state import STATE_COLUMNS, states_of, stored_opted_out
 from paycadence.models.hazard import CASH_WEEKS
 from paycadence.models.policy import (
     PLAN_MERIT,
@@ -60,7 +63,8 @@ def naive_forecast(features: pl.DataFrame) -> pl.DataFrame:
     inside = (week >= 0) & (week < CASH_WEEKS)
     cash[np.flatnonzero(inside), week[inside].astype(int)] = \
         features["open_amount"].to_numpy()[inside]
-    return out.with_columns(cash_weeks=pl.Series(cash.tolist(), dtype=pl.List(pl.Float64)))
+    return out.with_columns(cash_weeks=pl.Series(np.round(cash, 2).tolist(),
+                                                 dtype=pl.List(pl.Float64)))
 
 
 def recommend(
@@ -74,7 +78,7 @@ def recommend(
     opted_out: dict[str, frozenset] | None = None,
     open_invoice_ids: Iterable[str] | None = None,
     explain: bool = True,
-    known: tuple[pl.DataFrame, dict[str, tuple]] | None = None,
+    scored: ScoredBook | None = None,
 ) -> list[dict]:
     """Recommendations for every debtor with an open invoice on ``as_of`` (or those named).
 
@@ -90,10 +94,10 @@ def recommend(
         Only these invoices count as open (a caller's list of its open invoices).
     explain
         Add the SHAP reasons (the backtest skips them: it only needs the decisions).
-    known
-        What ``tables`` say on ``as_of``, computed beforehand by the caller: the rows
-        ``invoice_features(tables, as_of=as_of, invoice_ids=open_invoice_ids)`` gives and the
-        ``contact_days`` of the debtors (the service keeps them per day for its stored debtors).
+    scored
+        The whole book scored on ``as_of`` by :func:`score_book` with these ``models`` (the
+        service keeps one per day for its stored debtors): the debtors' rows are read from it,
+        and ``tables`` and ``open_invoice_ids`` are not used.
 
     Returns
     -------
@@ -102,25 +106,23 @@ def recommend(
         ``explored`` and ``alternatives`` (every action the decision could have drawn, with its
         probability and invoices: the distribution ``propensity`` comes from).
     """
-    if known is None:
-        features, contact = invoice_features(tables, as_of=as_of,
-                                             invoice_ids=open_invoice_ids), None
+    if scored is not None:
+        if scored.models is not models:
+            raise ValueError("the scored book was made with other models")
+        wanted = list(dict.fromkeys(debtor_ids)) if debtor_ids is not None else \
+            list(scored.positions)
+        rows, X, states = scored.take(wanted, opted_out)
     else:
-        features, contact = known
-    if debtor_ids is not None:
-        wanted = list(dict.fromkeys(debtor_ids))
-        features = features.filter(pl.col("debtor_id").is_in(pl.Series(wanted, dtype=pl.String)
-                                                              .implode()))
-    else:
-        wanted = features["debtor_id"].unique(maintain_order=True).to_list()
-    # the feature matrix, built once for the forecasts, the uplifts and the reasons
-    X = models.matrix(features) if models is not None and features.height else None
-    forecasts = naive_forecast(features) if models is None else models.predict(features, X)
-    states = debtor_states(tables, features, as_of=as_of, opted_out=opted_out, contact=contact)
-    rows = features.with_columns(
-        forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d",
-                         "cash_weeks")
-    ).with_columns(_uplifts(features, models, X)).with_row_index("_i")
+        features = invoice_features(tables, as_of=as_of, invoice_ids=open_invoice_ids)
+        if debtor_ids is not None:
+            wanted = list(dict.fromkeys(debtor_ids))
+            features = features.filter(pl.col("debtor_id").is_in(
+                pl.Series(wanted, dtype=pl.String).implode()))
+        else:
+            wanted = features["debtor_id"].unique(maintain_order=True).to_list()
+        rows, X = _scored_rows(features, models)
+        states = debtor_states(tables, features, as_of=as_of, opted_out=opted_out)
+    rows = rows.with_row_index("_i")
     by_debtor: dict[str, list[dict]] = {}
     dicts = rows.to_dicts()  # one conversion for the whole call, then grouped
     for row in dicts:
@@ -133,6 +135,60 @@ def recommend(
         for rec in out:
             rec.pop("_focus", None)
     return out
+
+
+def _scored_rows(features: pl.DataFrame,
+                 models: RiskModels | None) -> tuple[pl.DataFrame, np.ndarray | None]:
+    """The feature rows with their forecasts and uplifts, and their feature matrix (built once
+    for the forecasts, the uplifts and the reasons; None without models)."""
+    X = models.matrix(features) if models is not None and features.height else None
+    forecasts = naive_forecast(features) if models is None else models.predict(features, X)
+    rows = features.with_columns(
+        forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d",
+                         "cash_weeks")
+    ).with_columns(_uplifts(features, models, X))
+    return rows, X
+
+
+@dataclass(frozen=True)
+class ScoredBook:
+    """Every open invoice of a book on one day with its forecasts and uplifts, made once by
+    :func:`score_book` so that calls about a few of its debtors only look their rows up.
+
+    A row's forecasts, uplifts and SHAP values depend on that row alone, so a debtor's rows
+    taken from here are exactly those a call about that debtor alone computes (tested).
+    """
+
+    rows: pl.DataFrame  # the features with the forecast and ``up_<action>`` columns
+    X: np.ndarray | None  # their feature matrix (None without models)
+    positions: dict[str, np.ndarray]  # each debtor's row numbers, in row order
+    contact: dict[str, tuple]  # contact days per debtor
+    opted_out: dict[str, frozenset]  # each debtor's own ``opted_out``
+    models: RiskModels | None
+
+    def take(self, debtor_ids: list[str], overrides: dict[str, frozenset] | None):
+        """The rows and matrix of ``debtor_ids`` (in that order, each debtor's rows in book
+        order) and their guard states (``overrides``: opted-out channels from the request)."""
+        found = [self.positions[d] for d in debtor_ids if d in self.positions]
+        at = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        rows = self.rows[at]
+        X = self.X[at] if self.X is not None else None
+        ids = [d for d in debtor_ids if d in self.positions]
+        states = states_of(rows.select(STATE_COLUMNS).iter_rows(named=True), ids, self.contact,
+                           overrides or {}, self.opted_out)
+        return rows, X, states
+
+
+def score_book(tables: Tables, features: pl.DataFrame, contact: dict[str, tuple],
+               models: RiskModels | None) -> ScoredBook:
+    """Score every row of ``features`` (``invoice_features`` of ``tables`` on one day, with
+    ``contact``: their ``contact_days``) for :func:`recommend`'s ``scored``."""
+    rows, X = _scored_rows(features, models)
+    # each debtor's row numbers (in row order within a group)
+    groups = rows.select("debtor_id").with_row_index("_i").group_by(
+        "debtor_id", maintain_order=True).agg("_i")
+    positions = {d: np.asarray(at, dtype=np.int64) for d, at in groups.iter_rows()}
+    return ScoredBook(rows, X, positions, contact, stored_opted_out(tables), models)
 
 
 def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
@@ -168,11 +224,11 @@ def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
                                                     first.get("days_since_payment")))
     else:
         choice = decide(state, risks, as_of, policy, merits_plan=merits)
-    weights = np.array([max(r["open_amount"], 1e-9) for r in recs])
-    risk = {
-        k: float(np.average([r[k] for r in recs], weights=weights))
-        for k in ("p_late", "expected_days_late", "p_unpaid_90d")
-    }
+    # the debtor's risk: its invoices' forecasts weighted by open amount
+    weights = [max(r["open_amount"], 1e-9) for r in recs]
+    total = sum(weights)
+    risk = {k: sum(r[k] * w for r, w in zip(recs, weights, strict=True)) / total
+            for k in ("p_late", "expected_days_late", "p_unpaid_90d")}
     rate = policy.annual_cost_of_capital
     value = sum(present_value(r["open_amount"], r["p_unpaid_90d"],
                               (r["expected_settled_on"] - as_of).days, rate) for r in recs)
@@ -197,7 +253,7 @@ def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
              "expected_settled_on": r["expected_settled_on"].isoformat(),
              "p_unpaid_90d": round(r["p_unpaid_90d"], 4),
              "open_amount": round(r["open_amount"], 2),
-             "expected_cash_by_week": [round(v, 2) for v in r["cash_weeks"]]}
+             "expected_cash_by_week": r["cash_weeks"]}  # rounded to cents by the forecast
             for r in recs
         ],
         "cash_forecast": cash_forecast([r["cash_weeks"] for r in recs], as_of),
@@ -228,9 +284,15 @@ def cash_forecast(weeks: list[list[float]], as_of: dt.date) -> list[dict]:
     invoices' ``cash_weeks``: ``[{"week", "start", "end", "expected"}]``."""
     total = np.sum(np.asarray(weeks, dtype=np.float64), axis=0) if weeks else \
         np.zeros(CASH_WEEKS)
-    return [{"week": w + 1, "start": (as_of + dt.timedelta(days=7 * w)).isoformat(),
-             "end": (as_of + dt.timedelta(days=7 * w + 6)).isoformat(),
-             "expected": round(float(total[w]), 2)} for w in range(CASH_WEEKS)]
+    return [{"week": week, "start": start, "end": end, "expected": round(float(cash), 2)}
+            for (week, start, end), cash in zip(_weeks(as_of), total.tolist(), strict=True)]
+
+
+@functools.lru_cache(maxsize=64)
+def _weeks(as_of: dt.date) -> tuple[tuple[int, str, str], ...]:
+    """The 13 forecast weeks from ``as_of``: (number, first day, last day) as ISO dates."""
+    return tuple((w + 1, (as_of + dt.timedelta(days=7 * w)).isoformat(),
+                  (as_of + dt.timedelta(days=7 * w + 6)).isoformat()) for w in range(CASH_WEEKS))
 
 
 def book_cash_forecast(recs: list[dict], as_of: dt.date) -> list[dict]:

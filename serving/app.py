@@ -161,6 +161,9 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
         # every stored row now; then, before each stored-debtor call, those stored since by
         # any process (another worker or instance on the same database)
         engine.follow(store)
+        # today's features and forecasts of every stored debtor (and each next day's from
+        # midnight), made in the background
+        engine.warm_each_day()
         if settings.model_refresh_seconds > 0:  # a promotion is served without a restart
             engine.watch(settings.model_name, settings.model_alias,
                          settings.model_refresh_seconds)

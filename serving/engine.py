@@ -119,9 +119,10 @@ class Engine:
         thread.start()
         return thread
 
-    def close(self) -> None:
-        """Stop the alias watch."""
+    def close(self, wait: bool = False) -> None:
+        """Stop the alias watch and the day passes (``wait``: until a pass under way ends)."""
         self._stop.set()
+        self._days.close(wait)
 
     def follow(self, store: FeedbackStore, every_seconds: float = 0.0) -> None:
         """Add every row of the feedback store now, and from then on, before each call about
@@ -202,27 +203,27 @@ class Engine:
         stateless = [d for d in debtors if d.history is not None]
         stored = [d for d in debtors if d.history is None]
         out: dict[str, dict] = {}
+        models, version = self.models, self.version  # one call, one model
         if stored:
             self.catch_up()
             snapshot, known = self._stored_debtors()
-            book = self._days.get(snapshot, as_of, lambda: self.stored)
-            if book is not None:
-                # debtors named by id only: the day's rows of the book are theirs
-                features, contact, stale = book
+            day = self._days.ready(snapshot, as_of, models, lambda: self.stored)
+            if day is not None:
+                # debtors named by id only: the day's scored rows of the book are theirs
                 plain = [d for d in stored if not d.open_invoices and d.debtor_id in known
-                         and d.debtor_id not in stale]
+                         and d.debtor_id not in day.stale]
                 taken = {d.debtor_id for d in plain}
                 stored = [d for d in stored if d.debtor_id not in taken]
                 opted = {d.debtor_id: frozenset(d.opted_out) for d in plain
                          if d.opted_out is not None}
-                for rec in self._run(snapshot, as_of, plain, None, opted,
-                                     known=(features, contact)):
+                for rec in self._run(models, version, snapshot, as_of, plain, None, opted,
+                                     scored=day.scored):
                     out[rec["debtor_id"]] = rec
         for group, base in ((stateless, None), (stored, self.stored)):
             if not group:
                 continue
             tables, open_ids, opted = request_tables(group, base)
-            for rec in self._run(tables, as_of, group, open_ids, opted):
+            for rec in self._run(models, version, tables, as_of, group, open_ids, opted):
                 out[rec["debtor_id"]] = rec
         return [out[d.debtor_id] for d in debtors]
 
@@ -235,16 +236,20 @@ class Engine:
             self._known = known
         return known
 
-    def _run(self, tables, as_of, group, open_ids, opted, known=None) -> list[dict]:
+    def _run(self, models, version, tables, as_of, group, open_ids, opted,
+             scored=None) -> list[dict]:
+        """Recommend for ``group`` with ``models`` (the rule-based fallback when None or when
+        they fail); ``scored``: the stored book's day scored by ``models``, whose rows are
+        read instead of computing the group's."""
         if not group:
             return []
-        models, version = self.models, self.version
         kwargs = {"as_of": as_of, "policy": self.policy,
                   "debtor_ids": [d.debtor_id for d in group],
-                  "opted_out": opted, "open_invoice_ids": open_ids, "known": known}
+                  "opted_out": opted, "open_invoice_ids": open_ids}
         if models is not None:
             try:
-                return recommend(tables, models=models, model_version=version, **kwargs)
+                return recommend(tables, models=models, model_version=version, scored=scored,
+                                 **kwargs)
             except Exception as exc:  # noqa: BLE001 - a model failing at predict time
                 logger.error("model %s failed at predict time (%s): rule-based fallback",
                              version, type(exc).__name__)
@@ -252,7 +257,49 @@ class Engine:
                     self.failing = f"model {version} failed at predict time " \
                                    f"({type(exc).__name__}): answering with the rule-based " \
                                    "fallback"
-        return recommend(tables, models=None, model_version=FALLBACK_VERSION, **kwargs)
+        if scored is not None and scored.models is not None:  # scored by the failing models
+            scored = None
+            tables, kwargs["open_invoice_ids"] = request_tables(group, tables)[:2]
+        return recommend(tables, models=None, model_version=FALLBACK_VERSION, scored=scored,
+                         **kwargs)
+
+    def warm(self, as_of: dt.date) -> None:
+        """Start the stored book's day ``as_of`` in the background, as the first call about
+        stored debtors that day would (``serve`` does it for today when it starts)."""
+        if self.stored.invoices.height:
+            self._days.ready(self.stored, as_of, self.models, lambda: self.stored)
+
+    def warm_each_day(self) -> threading.Thread:
+        """Start today's day of the stored book now, and each next one at local midnight, in
+        a daemon thread (until :meth:`close`): a dunning engine's calls about today then
+        find their rows ready."""
+        def loop():
+            while True:
+                today = dt.date.today()
+                self.warm(today)
+                midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time())
+                if self._stop.wait(max(1.0, (midnight - dt.datetime.now()).total_seconds())):
+                    return
+
+        thread = threading.Thread(target=loop, name="paycadence-day-warm", daemon=True)
+        thread.start()
+        return thread
+
+    def day_ready(self, as_of: dt.date) -> bool:
+        """Whether calls about stored debtors on ``as_of`` read the day's rows (made for the
+        current stored tables and models) instead of computing their own."""
+        return self._days.has(self.stored, as_of, self.models)
+
+    def ready_days(self) -> list[dt.date]:
+        """The days :meth:`day_ready` is true of, oldest first (``/health`` lists them)."""
+        return self._days.days_ready(self.stored, self.models)
+
+    def prepare(self, as_of: dt.date) -> bool:
+        """Make the stored book's day ``as_of`` now (features and forecasts of every stored
+        debtor), as the first call of a day starts in the background; returns whether it
+        was made."""
+        return self._days.prepare(self.stored, as_of, self.models,
+                                  lambda: self.stored) is not None
 
 
 @dataclass

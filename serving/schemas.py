@@ -223,6 +223,9 @@ class Health(BaseModel):
     models_loaded: bool
     model_version: str
     detail: str
+    #: decision days whose stored book is ready (every stored debtor's features and forecasts
+    #: made for the models served): calls about stored debtors on them only look rows up
+    stored_days_ready: list[dt.date] = []
 
 
 class FieldProblem(BaseModel):

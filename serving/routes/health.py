@@ -15,4 +15,5 @@ def get_health(engine: EngineDep) -> dict:
     loaded = engine.models is not None
     return {"status": "degraded" if engine.degraded else "ok", "models_loaded": loaded,
             "model_version": engine.version,
-            "detail": engine.failing or engine.detail}
+            "detail": engine.failing or engine.detail,
+            "stored_days_ready": engine.ready_days()}

@@ -17,6 +17,24 @@ def test_health_says_models_are_loaded(server, trained):
     assert body["model_version"] == f"risk:{trained.version}"
 
 
+def test_health_lists_the_days_the_stored_book_is_ready_for(server, tables, until):
+    """Today's day is made when the service starts; a call about another day starts that
+    day's pass, and /health lists the day once every stored debtor's rows are made."""
+    def ready() -> list[str]:
+        return httpx.get(f"{server.url}/health").json()["stored_days_ready"]
+
+    until(lambda: dt.date.today().isoformat() in ready(), "today's day made at start")
+    day = tables.last_date - dt.timedelta(days=3)
+    debtor = tables.debtors["debtor_id"][0]
+    first = httpx.post(f"{server.url}/recommend", timeout=60, json={
+        "as_of": day.isoformat(), "debtors": [{"debtor_id": debtor}]})
+    assert first.status_code == 200, first.text
+    until(lambda: day.isoformat() in ready(), "the day of a call made in the background")
+    again = httpx.post(f"{server.url}/recommend", timeout=60, json={
+        "as_of": day.isoformat(), "debtors": [{"debtor_id": debtor}]})
+    assert again.json() == first.json()
+
+
 def test_stateless_and_stored_answers_agree(server, tables, response_schema, build_request):
     """The same debtor, by history or by id, gets the same recommendation."""
     as_of = tables.last_date + dt.timedelta(days=1)
