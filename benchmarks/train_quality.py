@@ -3,7 +3,7 @@
 Simulates a company (``paycadence simulate``'s model of debtors, two years by default), builds
 every training snapshot (no sampling), splits them by time as ``paycadence train`` does (the
 latest quarter of days held out after a 30-day embargo) and fits the forecasts
-(:func:`paycadence.training.train.fit`, the repository's params.yaml) on:
+(:func:`paycadence.training.fitting.fit`, the repository's params.yaml) on:
 
 - ``full``: every training snapshot;
 - ``uniform``: a sample of (debtor, day) pairs keeping ``--share`` of the rows, one share for
@@ -12,7 +12,7 @@ latest quarter of days held out after a 30-day embargo) and fits the forecasts
   often as the others and every fit weighted by 1 / share (``overdue_oversampling`` K).
 
 Each model is scored on the **whole** holdout of the full table (the same rows for all), with
-the metrics ``train`` logs (:func:`paycadence.training.train.evaluate`); for the samples also
+the metrics ``train`` logs (:func:`paycadence.training.evaluation.evaluate`); for the samples also
 on their own (sampled, weighted) holdout, which is what a run on sampled snapshots logs.
 
     .venv/bin/python benchmarks/train_quality.py --debtors 500 --share 0.25 --seeds 3

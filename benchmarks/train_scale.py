@@ -6,7 +6,8 @@ fresh process, with the repository's params.yaml (``features.max_snapshot_rows``
 stratified, ``train.horizon_days``):
 
 - ``local``: what ``paycadence features --data CLEAN`` does: the tables read and checked
-  (:func:`paycadence.data.ingest.ingest`), then :func:`paycadence.training.train.save_snapshots`;
+  (:func:`paycadence.data.ingest.ingest`), then
+  :func:`paycadence.training.snapshots.save_snapshots`;
 - ``spark``: ``paycadence features --engine spark --master local[2]``:
   :func:`paycadence.serving.spark_snapshots.snapshots_spark` (the session started first, timed
   apart);

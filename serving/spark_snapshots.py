@@ -1,11 +1,11 @@
 """Training snapshots on Apache Spark (``paycadence features --engine spark``): the very same
-polars code as :func:`paycadence.training.train.save_snapshots`, one hash bucket of debtors at a
-time, so that the driver never holds the book.
+polars code as :func:`paycadence.training.snapshots.save_snapshots`, one hash bucket of debtors
+at a time, so that the driver never holds the book.
 
 The clean tables are read and bucketed as for the batch (:func:`debtor_rows`:
 ``pmod(xxhash64(debtor_id), n)``) and kept, bucketed, by Spark for three passes, each a
 ``groupBy(bucket).applyInArrow`` over every bucket's :class:`paycadence.data.Tables` (cut to
-what was known on ``as_of`` by :func:`paycadence.training.train.cut_tables`), and a fourth:
+what was known on ``as_of`` by :func:`paycadence.training.snapshots.cut_tables`), and a fourth:
 
 1. each bucket's first invoice, last date, fingerprint parts and logged (invoice, day) pairs
    per day: the driver adds them up into the snapshot dates, the data fingerprint and the
@@ -16,9 +16,9 @@ what was known on ``as_of`` by :func:`paycadence.training.train.cut_tables`), an
    :func:`paycadence.features.build_snapshots` with those shares, written by Spark as Parquet,
    then sorted as the single-machine table is into ``snapshots.parquet/`` (part files).
 4. each bucket's treated rows of the response model
-   (:func:`paycadence.training.train.treated_rows`) before the day ``train`` will split at
+   (:func:`paycadence.training.snapshots.treated_rows`) before the day ``train`` will split at
    minus its embargo (from the days the snapshots hold), a seeded sample of them above
-   ``features.max_snapshot_rows`` (:func:`paycadence.training.train.treated_plan`), sorted
+   ``features.max_snapshot_rows`` (:func:`paycadence.training.snapshots.treated_plan`), sorted
    into ``treated.parquet/``.
 
 A debtor's features, labels and sampling draws read only that debtor's rows, so the result
@@ -101,7 +101,7 @@ def snapshot_schema(horizon_days: int) -> pl.Schema:
 
 
 def treated_schema(horizon_days: int) -> pl.Schema:
-    """The columns and types of :func:`paycadence.training.train.treated_rows`' table."""
+    """The columns and types of :func:`paycadence.training.snapshots.treated_rows`' table."""
     empty = Tables.from_frames()
     points = pl.DataFrame(schema={"debtor_id": pl.String, "as_of": pl.Date})
     acts = pl.DataFrame(schema={"invoice_id": pl.String, "as_of": pl.Date,
@@ -168,7 +168,7 @@ def snapshots_spark(
     master: str | None = None,
     buckets: int | None = None,
 ) -> SparkSnapshotResult:
-    """:func:`paycadence.training.train.save_snapshots` on Spark: the same rows, sampling and
+    """:func:`paycadence.training.snapshots.save_snapshots` on Spark: the same rows, sampling and
     ``snapshots.json``; ``snapshots.parquet`` is a folder of Parquet part files, in the order
     of the single-machine file (``train --features`` reads either).
 

@@ -308,7 +308,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
     earns on each of them (:func:`one_step_truth`), to compare the two.
     ``progress(what, done, total)`` hears each phase (and the decisions asked, re-simulated).
     """
-    from paycadence.training.train import fit_models
+    from paycadence.training.fitting import fit_models
 
     policy = policy or Policy()
     params = params or Params()

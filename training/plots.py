@@ -50,7 +50,7 @@ def calibration(model: pl.DataFrame, naive: pl.DataFrame):
     """Reliability diagrams of ``p_late`` and ``p_unpaid_90d`` on the holdout: observed rate
     against mean forecast per tenth, the model beside the naive reference.
 
-    ``model`` and ``naive`` are :func:`paycadence.training.train.predictions` frames.
+    ``model`` and ``naive`` are :func:`paycadence.training.evaluation.predictions` frames.
     """
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
     for ax, (label, col, title) in zip(axes, (("y_late", "p_late", "p_late"),

@@ -21,7 +21,8 @@ from paycadence.features import build_snapshots
 from paycadence.models import RiskModels
 from paycadence.training import metrics as M
 from paycadence.training import tracking
-from paycadence.training.train import cut_tables, predictions
+from paycadence.training.evaluation import predictions
+from paycadence.training.snapshots import cut_tables
 
 logger = logging.getLogger(__name__)
 
