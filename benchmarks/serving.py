@@ -131,7 +131,9 @@ def main() -> None:
     parser.add_argument("--debtors", type=int, default=1500)
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--calls", type=int, default=30)
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=None,
+                        help="concurrent clients in the throughput tests (default: 4 per "
+                             "worker; fewer leave a worker of either server idle)")
     parser.add_argument("--per-request", type=int, default=10,
                         help="debtors per request in the throughput test")
     parser.add_argument("--seconds", type=float, default=20)
@@ -139,6 +141,7 @@ def main() -> None:
     parser.add_argument("--days-back", type=int, default=120,
                         help="days available to the once-a-day throughput test")
     args = parser.parse_args()
+    args.clients = args.clients or 4 * args.workers
 
     from company import company
 
