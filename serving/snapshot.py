@@ -43,8 +43,9 @@ class BookDays:
         self.days = days
         self._book: dict[dt.date, _Day] = {}
         self._pending: dict[tuple, _Day] = {}  # passes under way, by (day, models)
-        # passes that raised, not tried again (the models held so that their id stays theirs)
-        self._failed: dict[tuple, RiskModels | None] = {}
+        # passes that raised: (models, snapshot), not tried again on that snapshot (the models
+        # held so that their id stays theirs)
+        self._failed: dict[tuple, tuple[RiskModels | None, Tables]] = {}
         self._lock = threading.Lock()
         self._passes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="paycadence-day")
 
@@ -57,9 +58,9 @@ class BookDays:
         key = (as_of, id(models))
         with self._lock:
             day = self._book.get(as_of)
-            if day is not None and day.snapshot is stored and day.scored.models is models:
+            if day is not None and day.serves(stored, models):
                 return day
-            if key in self._pending or key in self._failed:
+            if key in self._pending or self._failed.get(key, (None, None))[1] is stored:
                 return None
             self._pending[key] = day = _Day(as_of, models, stored)
         self._passes.submit(self._make, day, current, key)
@@ -69,13 +70,12 @@ class BookDays:
         """Whether :meth:`ready` would give the day now (nothing is started)."""
         with self._lock:
             day = self._book.get(as_of)
-            return day is not None and day.snapshot is stored and day.scored.models is models
+            return day is not None and day.serves(stored, models)
 
     def days_ready(self, stored: Tables, models: RiskModels | None) -> list[dt.date]:
         """The days :meth:`has` gives, oldest first."""
         with self._lock:
-            return sorted(d for d, day in self._book.items()
-                          if day.snapshot is stored and day.scored.models is models)
+            return sorted(d for d, day in self._book.items() if day.serves(stored, models))
 
     def prepare(self, stored: Tables, as_of: dt.date, models: RiskModels | None,
                 current) -> _Day | None:
@@ -107,7 +107,7 @@ class BookDays:
                 logger.warning("the day %s of the stored book was not made (%s): calls "
                                "compute their own debtors", day.as_of, type(exc).__name__)
             with self._lock:
-                self._failed[key] = day.models
+                self._failed[key] = (day.models, day.snapshot)
                 self._pending.pop(key, None)
             return None
         with self._lock:
@@ -141,7 +141,7 @@ class _Day:
     as_of: dt.date
     models: RiskModels | None  # the models the pass scores with
     snapshot: Tables  # the stored tables the day is valid for (moved on by touch())
-    made_from: Tables = None  # the stored tables the pass reads
+    made_from: Tables | None = None  # the stored tables the pass reads
     stale: set[str] = field(default_factory=set)  # debtors whose rows changed since
     features: pl.DataFrame | None = None
     contact: dict[str, tuple] | None = None
@@ -150,6 +150,10 @@ class _Day:
     def __post_init__(self):
         if self.made_from is None:
             self.made_from = self.snapshot
+
+    def serves(self, stored: Tables, models: RiskModels | None) -> bool:
+        """Whether calls on the snapshot ``stored`` with ``models`` read this day's rows."""
+        return self.snapshot is stored and self.scored.models is models
 
 
 def _unique(frame: pl.DataFrame, key: str) -> bool:
