@@ -19,7 +19,7 @@ import polars as pl
 from paycadence.config import Policy
 from paycadence.data import Tables
 from paycadence.features import UNPAID_DAYS, debtor_states, describe, invoice_features
-from paycadence.features.state import STATE_COLUMNS, states_of, stored_opted_out
+from paycadence.features.state import states_of, stored_opted_out
 from paycadence.models.hazard import CASH_WEEKS
 from paycadence.models.policy import (
     PLAN_MERIT,
@@ -111,7 +111,8 @@ def recommend(
             raise ValueError("the scored book was made with other models")
         wanted = list(dict.fromkeys(debtor_ids)) if debtor_ids is not None else \
             list(scored.positions)
-        rows, X, states = scored.take(wanted, opted_out)
+        rows, X = scored.take(wanted)
+        states = None  # from the rows' dicts below
     else:
         features = invoice_features(tables, as_of=as_of, invoice_ids=open_invoice_ids)
         if debtor_ids is not None:
@@ -125,6 +126,8 @@ def recommend(
     rows = rows.with_row_index("_i")
     by_debtor: dict[str, list[dict]] = {}
     dicts = rows.to_dicts()  # one conversion for the whole call, then grouped
+    if states is None:
+        states = scored.states(dicts, wanted, opted_out)
     for row in dicts:
         by_debtor.setdefault(row["debtor_id"], []).append(row)
     out = [_one(debtor_id, by_debtor.get(debtor_id), states.get(debtor_id), as_of, policy,
@@ -166,17 +169,19 @@ class ScoredBook:
     opted_out: dict[str, frozenset]  # each debtor's own ``opted_out``
     models: RiskModels | None
 
-    def take(self, debtor_ids: list[str], overrides: dict[str, frozenset] | None):
+    def take(self, debtor_ids: list[str]) -> tuple[pl.DataFrame, np.ndarray | None]:
         """The rows and matrix of ``debtor_ids`` (in that order, each debtor's rows in book
-        order) and their guard states (``overrides``: opted-out channels from the request)."""
+        order)."""
         found = [self.positions[d] for d in debtor_ids if d in self.positions]
         at = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-        rows = self.rows[at]
-        X = self.X[at] if self.X is not None else None
+        return self.rows[at], (self.X[at] if self.X is not None else None)
+
+    def states(self, rows: list[dict], debtor_ids: list[str],
+               overrides: dict[str, frozenset] | None) -> dict:
+        """The guard states of ``debtor_ids`` from their rows as dicts (:meth:`take`'s, as
+        the call converts them anyway); ``overrides``: opted-out channels from the request."""
         ids = [d for d in debtor_ids if d in self.positions]
-        states = states_of(rows.select(STATE_COLUMNS).iter_rows(named=True), ids, self.contact,
-                           overrides or {}, self.opted_out)
-        return rows, X, states
+        return states_of(rows, ids, self.contact, overrides or {}, self.opted_out)
 
 
 def score_book(tables: Tables, features: pl.DataFrame, contact: dict[str, tuple],
