@@ -3,8 +3,8 @@
 :class:`RiskModels` bundles two fitted LightGBM boosters (late payment, settlement hazard), the
 calibration of ``p_late`` and the feature list they were trained on. It saves to plain LightGBM
 text files plus a JSON card (no pickles), loads from the same, predicts on the frame
-:func:`paycadence.features.invoice_features` returns, and gives exact SHAP contributions from
-LightGBM's own TreeSHAP (``pred_contrib``).
+:func:`paycadence.features.invoice_features` returns, and gives exact SHAP contributions
+(LightGBM's path-dependent TreeSHAP, read from tables by :mod:`paycadence.models.treeshap`).
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ class RiskModels:
     card: dict = field(default_factory=dict)
     calibrator: Calibrator = field(default_factory=Calibrator)
     threads: int = 0
+    #: :func:`paycadence.models.treeshap.tables` per booster, built at the first explanation
+    _shap: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def _threads(self, rows: int, cost: int = 1) -> int:
         """Threads for a batch of ``rows`` whose per-row cost is ``cost`` plain predictions
@@ -255,6 +257,11 @@ class RiskModels:
         """Exact TreeSHAP values of one target's raw output (log-odds for binary targets);
         ``X`` is the frame's :meth:`matrix` when the caller has it already.
 
+        Read from the booster's SHAP tables (:mod:`paycadence.models.treeshap`, several
+        times faster than LightGBM's ``pred_contrib``, equal to it up to rounding); a
+        booster the tables cannot hold (categorical splits, very deep trees) uses
+        ``pred_contrib``.
+
         Returns
         -------
         (values, base)
@@ -266,9 +273,29 @@ class RiskModels:
         booster = self.boosters[key]
         if booster is None:
             return np.zeros_like(X), np.full(X.shape[0], self.constants[key])
-        contrib = booster.predict(X, pred_contrib=True,
-                                  num_threads=self._threads(X.shape[0], cost=1000))
+        tables = self.shap_tables(key)
+        if tables is not None:
+            from paycadence.models import treeshap  # numba: imported when first needed
+
+            contrib = treeshap.contributions(tables, X)
+        else:
+            contrib = booster.predict(X, pred_contrib=True,
+                                      num_threads=self._threads(X.shape[0], cost=1000))
         return contrib[:, :-1], contrib[:, -1]
+
+    def shap_tables(self, key: str = "late"):
+        """The SHAP tables of booster ``key`` (built once; None when it cannot have them)."""
+        if key not in self._shap:
+            from paycadence.models import treeshap
+
+            booster = self.boosters[key]
+            self._shap[key] = None if booster is None else treeshap.tables(booster)
+        return self._shap[key]
+
+    def warm(self) -> None:
+        """Build what the first explanation needs (the ``late`` booster's SHAP tables and
+        the compiled kernel), so that no call waits for it."""
+        self.contributions(None, X=np.zeros((1, len(self.features))))
 
     def raw(self, frame: pl.DataFrame, key: str = "late") -> np.ndarray:
         """Raw output (log-odds for binary targets) of one target."""

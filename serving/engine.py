@@ -76,6 +76,7 @@ class Engine:
         try:
             path, version = tracking.download_model(model_name, alias)
             models = RiskModels.load(path)
+            models.warm()
             self.trained_on = tracking.version_data_dir(model_name, version)
         except Exception as exc:  # noqa: BLE001 - any failure means: serve the fallback
             with self._lock:
