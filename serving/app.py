@@ -3,7 +3,7 @@
 Middleware, outermost first: request id + one JSON log line + metrics for every request
 (:class:`ObserveRequests`); CORS, only for the origins in ``PAYCADENCE_CORS_ORIGINS``; the bearer
 token (:class:`RequireToken`, before any body is read); the body-size limit (by Content-Length,
-then by the bytes read, for a chunked body).
+:class:`LimitContentLength`, then by the bytes read, for a chunked body).
 """
 
 from __future__ import annotations
@@ -73,6 +73,26 @@ class RequireToken:
                                     headers={"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)
             return
+        await self.app(scope, receive, send)
+
+
+class LimitContentLength:
+    """Answer 413 to a request whose ``Content-Length`` is over ``max_body_bytes`` (or not a
+    number), before its body is read. A plain ASGI middleware: Starlette's
+    ``BaseHTTPMiddleware`` (``@app.middleware``) ran every request through a task group and
+    a memory stream."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app, self.limit = app, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = Headers(scope=scope).get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.limit):
+                response = JSONResponse({"detail": f"body over {self.limit} bytes"},
+                                        status_code=413)
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -186,13 +206,7 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
     # a body sent without Content-Length (chunked) is counted as it is read
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return JSONResponse({"detail": f"body over {settings.max_body_bytes} bytes"},
-                                status_code=413)
-        return await call_next(request)
+    app.add_middleware(LimitContentLength, max_body_bytes=settings.max_body_bytes)
 
     # added last = runs first
     if settings.api_token:
