@@ -69,6 +69,9 @@ def test_tables_equal_lightgbm_pred_contrib(params):
     ours = treeshap.contributions(tables, rows)
     theirs = booster.predict(rows, pred_contrib=True)
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    for n in (0, 1, treeshap.CHUNK + 1):  # rows are scored CHUNK at a time
+        np.testing.assert_allclose(treeshap.contributions(tables, rows[:n]), theirs[:n],
+                                   rtol=0, atol=1e-12)
     # the values add up to the raw score, which decides the same splits as LightGBM
     np.testing.assert_allclose(ours.sum(axis=1), booster.predict(rows, raw_score=True),
                                rtol=0, atol=1e-12)
