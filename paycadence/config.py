@@ -120,8 +120,9 @@ class TrainParams(_Frozen):
     n_estimators: int = Field(300, ge=1)
     num_leaves: int = Field(31, ge=2)
     #: Depth limit of the p_late classifier's trees (-1: none), the model whose exact SHAP
-    #: values give every decision its reasons: TreeSHAP costs leaves × depth² per tree, and
-    #: depth 4 makes it 3-4x cheaper at the same quality (measured in docs/models.md).
+    #: values give every decision its reasons: depth 4 made LightGBM's TreeSHAP 3-4x cheaper
+    #: at the same quality (docs/models.md), and keeps the SHAP tables that replace it small
+    #: (2^u x u values per leaf of u path features: paycadence.models.treeshap).
     late_max_depth: int = Field(4, ge=-1)
     min_child_samples: int = Field(40, ge=1)
     holdout_share: float = Field(0.25, gt=0, lt=1)
