@@ -119,10 +119,12 @@ def tables(booster: lgb.Booster) -> Tables | None:
             leaves.append((at, float(node["leaf_value"]), path, zeros))
             size += (2 ** len(path)) * len(path)
             return at
-        if node["decision_type"] != "<=":
-            raise _Categorical
+        if node["decision_type"] != "<=":  # categorical: pred_contrib
+            raise _Unsupported
         f = int(node["split_feature"])
         slot = path.index(f) if f in path else len(path)
+        if slot == len(path) and 2 ** (slot + 1) * (slot + 1) > MAX_TABLE:  # one leaf's table
+            raise _Unsupported
         nodes.append(None)
         children = []
         for child in (node["left_child"], node["right_child"]):
@@ -147,7 +149,7 @@ def tables(booster: lgb.Booster) -> Tables | None:
             base += _expected(top, _count(top))
             if size > MAX_TABLE:
                 return None
-    except _Categorical:
+    except (_Unsupported, RecursionError):  # RecursionError: a tree deeper than Python goes
         return None
 
     n = len(nodes)
@@ -178,8 +180,8 @@ def tables(booster: lgb.Booster) -> Tables | None:
         base=base, n_features=booster.num_feature())
 
 
-class _Categorical(Exception):
-    pass
+class _Unsupported(Exception):
+    """A split or a path the tables do not take: the caller uses ``pred_contrib``."""
 
 
 def _count(node: dict) -> float:
