@@ -30,18 +30,26 @@ def _booster(X, y, **params) -> lgb.Booster:
     return lgb.train({**base, **params}, lgb.Dataset(X, y), num_boost_round=120)
 
 
-def _edge_rows(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
-    """Rows whose values are exactly the model's thresholds, NaN, zero and ±tiny."""
-    thresholds: dict[int, list[float]] = {}
+def _splits(booster) -> list[dict]:
+    """Every split node of the booster's trees (from ``dump_model``)."""
+    out = []
 
     def walk(node):
         if "split_index" in node:
-            thresholds.setdefault(node["split_feature"], []).append(node["threshold"])
+            out.append(node)
             walk(node["left_child"])
             walk(node["right_child"])
 
     for tree in booster.dump_model()["tree_info"]:
         walk(tree["tree_structure"])
+    return out
+
+
+def _edge_rows(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
+    """Rows whose values are exactly the model's thresholds, NaN, zero and ±tiny."""
+    thresholds: dict[int, list[float]] = {}
+    for node in _splits(booster):
+        thresholds.setdefault(node["split_feature"], []).append(node["threshold"])
     rows = X[:200].copy()
     rng = np.random.default_rng(5)
     for f, values in thresholds.items():
@@ -104,20 +112,6 @@ def test_categorical_splits_and_oversized_tables_use_lightgbm(monkeypatch):
     theirs = categorical.predict(X[:50], pred_contrib=True)
     np.testing.assert_array_equal(values, theirs[:, :-1])
     np.testing.assert_array_equal(base, theirs[:, -1])
-
-
-def _splits(booster):
-    out = []
-
-    def walk(node):
-        if "split_index" in node:
-            out.append(node)
-            walk(node["left_child"])
-            walk(node["right_child"])
-
-    for tree in booster.dump_model()["tree_info"]:
-        walk(tree["tree_structure"])
-    return out
 
 
 def test_risk_models_explain_from_tables():
