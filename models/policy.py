@@ -178,7 +178,8 @@ def _explore_and_guard(state, on, policy, allowed, greedy, ids, step, reason, me
                       f"actions instead of {greedy}")
     chosen_ids = named[chosen]
     if chosen in CONTACTS and step is None:
-        step = 1 + max((inv.contacts for inv in state.invoices if inv.invoice_id in chosen_ids),
+        chosen_set = frozenset(chosen_ids)  # membership in a set: linear in the invoices
+        step = 1 + max((inv.contacts for inv in state.invoices if inv.invoice_id in chosen_set),
                        default=0)
     options = {a: (probs[a], named[a]) for a in names}
     return chosen, chosen_ids, step, probs[chosen], explored, reason, options
@@ -215,8 +216,11 @@ def _explored_ids(state: DebtorState, on: dt.date, action: str, eligible: tuple)
 
 def _greedy(state, risks, on, policy, allowed, merits_plan):
     """The schedule's action, sharpened by risk, restricted to what the guard allows."""
-    if "collection" in allowed and _collection_due(state, on, policy, allowed["collection"]):
-        ids = tuple(i.invoice_id for i in state.invoices if i.invoice_id in allowed["collection"]
+    # every membership test below is in a set: a debtor's decision stays linear in its open
+    # invoices (tuples made it quadratic: 40,000 open invoices took 45 s)
+    sets = {action: frozenset(ids) for action, ids in allowed.items()}
+    if "collection" in allowed and _collection_due(state, on, policy, sets["collection"]):
+        ids = tuple(i.invoice_id for i in state.invoices if i.invoice_id in sets["collection"]
                     and (on - i.due_date).days >= policy.schedule.collection)
         return "collection", ids, None, (
             f"{len(ids)} invoice(s) at least {policy.schedule.collection} days past due after "
@@ -224,9 +228,10 @@ def _greedy(state, risks, on, policy, allowed, merits_plan):
             "collection"
         )
     due_steps = []
+    reachable = sets.get("email", frozenset()) | sets.get("letter", frozenset()) | \
+        sets.get("sms", frozenset())
     for inv in state.invoices:
-        if inv.invoice_id not in allowed.get("email", ()) and inv.invoice_id not in allowed.get(
-                "letter", ()) and inv.invoice_id not in allowed.get("sms", ()):
+        if inv.invoice_id not in reachable:
             continue
         risk = risks.get(inv.invoice_id)
         p_late = risk.p_late if risk else 0.5
@@ -256,6 +261,7 @@ def _greedy(state, risks, on, policy, allowed, merits_plan):
 
 
 def _collection_due(state, on, policy, ids) -> bool:
+    ids = frozenset(ids)
     invs = [i for i in state.invoices if i.invoice_id in ids]
     return any((on - i.due_date).days >= policy.schedule.collection for i in invs)
 
@@ -274,6 +280,7 @@ def _wait_reason(state, risks, on) -> str:
 def _next_review(state, risks, on, policy, action, ids) -> dt.date:
     """When waiting stops being the answer: the next step's day, once a contact is allowed."""
     contacted = action not in ("wait", "collection")
+    ids = frozenset(ids)
     earliest_contact = next_contact_day(state, on, policy, contacted)
     candidates = []
     for inv in state.invoices:
@@ -401,8 +408,9 @@ def decide_value(
     if greedy in CONTACTS and early is None:
         # the schedule says a reminder is due today: the channel is the one worth most for
         # this debtor (learnt response, net of cost), among those the guard allows
+        wanted = frozenset(ids)
         values = [v for v in action_values(state, on, policy, uplift, worth, allowed,
-                                           merits_plan) if set(v.invoice_ids) & set(ids)]
+                                           merits_plan) if not wanted.isdisjoint(v.invoice_ids)]
         best = max(values, key=lambda v: (v.value, -STRENGTH[v.action]), default=None)
         if best is not None and best.action != greedy:
             scheduled = next((v for v in values if v.action == greedy), None)
@@ -443,6 +451,7 @@ def _coming_anyway(state: DebtorState, risks: dict[str, InvoiceRisk], on: dt.dat
     days without it, and the reminder is at most GRACE_DAYS late by then."""
     if not ids:
         return False
+    ids = frozenset(ids)
     for inv in state.invoices:
         if inv.invoice_id not in ids:
             continue
@@ -475,7 +484,8 @@ def _early_reminder(state: DebtorState, on: dt.date, allowed: dict[str, tuple],
     if last is not None and (on - last).days < REMIND_AGAIN_DAYS:
         return None
     rate, _, channel = ranked[0]
-    ids = tuple(i.invoice_id for i in state.invoices if i.invoice_id in allowed[channel]
+    reachable = frozenset(allowed[channel])
+    ids = tuple(i.invoice_id for i in state.invoices if i.invoice_id in reachable
                 and (on - i.due_date).days >= 1 and i.contacts < 2)
     if not ids:
         return None
@@ -526,7 +536,8 @@ def _worth_handing_over(state: DebtorState, policy: Policy, ids: tuple[str, ...]
     (open amount × (1 − ``collection_fee_rate``) ≤ ``costs.collection``) stays with the
     company. Returns ``(action, invoice ids, reason)``; waiting when none is left."""
     cost, keep = policy.costs.of("collection"), 1.0 - policy.collection_fee_rate
-    named = [i for i in state.invoices if i.invoice_id in ids]
+    wanted = frozenset(ids)
+    named = [i for i in state.invoices if i.invoice_id in wanted]
     worth = tuple(i.invoice_id for i in named if i.open_amount * keep > cost)
     if len(worth) == len(named):
         return "collection", ids, reason
@@ -541,7 +552,8 @@ def _worth_handing_over(state: DebtorState, policy: Policy, ids: tuple[str, ...]
 def _patience(state: DebtorState, on: dt.date, policy: Policy, ids: tuple[str, ...],
               record: PaymentRecord) -> str | None:
     """Why a due hand-over of ``ids`` waits today, or None when it should go ahead."""
-    named = [i for i in state.invoices if i.invoice_id in ids]
+    wanted = frozenset(ids)
+    named = [i for i in state.invoices if i.invoice_id in wanted]
     if not named:
         return None
     oldest = max((on - i.due_date).days for i in named)

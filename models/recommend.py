@@ -238,12 +238,13 @@ def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
     value = sum(present_value(r["open_amount"], r["p_unpaid_90d"],
                               (r["expected_settled_on"] - as_of).days, rate) for r in recs)
     value -= policy.costs.of(choice.action)
+    named = frozenset(choice.invoice_ids)
     if choice.action == "collection":
         value -= policy.collection_fee_rate * sum(
             present_value(r["open_amount"], r["p_unpaid_90d"],
                           (r["expected_settled_on"] - as_of).days, rate)
-            for r in recs if r["invoice_id"] in choice.invoice_ids)
-    focus_pool = [r for r in recs if r["invoice_id"] in choice.invoice_ids] or recs
+            for r in recs if r["invoice_id"] in named)
+    focus_pool = [r for r in recs if r["invoice_id"] in named] or recs
     focus = max(focus_pool, key=lambda r: (r["open_amount"] * r["p_late"], r["invoice_id"]))
     return {
         "debtor_id": debtor_id,

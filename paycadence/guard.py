@@ -103,12 +103,16 @@ def eligible_invoices(state: DebtorState, action: str, on: dt.date, policy: Poli
     ids = tuple(inv.invoice_id for inv in state.invoices if _contactable(inv, policy))
     if action == "payment_plan":
         plan = policy.payment_plan
+        # sets for membership: linear in the debtor's open invoices, not quadratic
+        contactable = frozenset(ids)
         ready = tuple(
             inv.invoice_id
             for inv in state.invoices
-            if inv.invoice_id in ids and inv.contacts >= plan.min_reminders_before_offer
+            if inv.invoice_id in contactable and inv.contacts >= plan.min_reminders_before_offer
         )
-        open_amount = sum(inv.open_amount for inv in state.invoices if inv.invoice_id in ready)
+        ready_set = frozenset(ready)
+        open_amount = sum(inv.open_amount for inv in state.invoices
+                          if inv.invoice_id in ready_set)
         return ready if ready and open_amount >= plan.min_open_amount else ()
     return ids
 
