@@ -15,3 +15,7 @@ class ConfigError(PaycadenceError):
 
 class ModelNotFoundError(PaycadenceError):
     """No registered model answers the requested name or alias."""
+
+
+class RegistryUnavailableError(PaycadenceError):
+    """The MLflow tracking store (a database server) cannot be reached."""

@@ -18,6 +18,13 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / LOCAL_DB}"
 
 
+def shown_uri() -> str:
+    """:func:`tracking_uri` as it may be printed, logged or reported: credentials masked."""
+    from paycadence.redact import redact
+
+    return redact(tracking_uri())
+
+
 def _artifact_root(uri: str) -> str | None:
     """Artifacts beside a SQLite store's file; a server's own default otherwise."""
     if uri.startswith("sqlite:///"):
@@ -32,6 +39,7 @@ def setup(experiment: str = EXPERIMENT):
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri()
+    _reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, uri)
@@ -39,6 +47,38 @@ def setup(experiment: str = EXPERIMENT):
         client.create_experiment(experiment, artifact_location=_artifact_root(uri))
     mlflow.set_experiment(experiment)
     return client
+
+
+#: Database stores MLflow reaches through SQLAlchemy (``sqlite`` is a local file).
+_DATABASES = ("postgresql", "mysql", "mssql")
+
+
+def _reachable(uri: str, timeout_seconds: int = 5) -> None:
+    """Raise :class:`RegistryUnavailableError` at once when a database tracking store cannot
+    be connected to. MLflow itself retries ten times over about 100 s and then raises with
+    a traceback; one plain connection says the same thing in ``timeout_seconds``.
+    """
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower()
+    if scheme not in _DATABASES:
+        return
+    import sqlalchemy as sa
+
+    from paycadence.errors import RegistryUnavailableError
+    from paycadence.redact import redact
+
+    args = {"connect_timeout": timeout_seconds} if scheme in ("postgresql", "mysql") else {}
+    try:
+        engine = sa.create_engine(uri, poolclass=sa.pool.NullPool, connect_args=args)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - a driver missing, a host down, a bad password
+        text = str(getattr(exc, "orig", None) or exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise RegistryUnavailableError(
+            f"model registry {redact(uri)} cannot be reached: {redact(first)}") from None
 
 
 def alias_version(client, name: str, alias: str):
@@ -60,7 +100,7 @@ def download_model(name: str, alias: str) -> tuple[Path, str]:
     if version is None:
         from paycadence.errors import ModelNotFoundError
 
-        raise ModelNotFoundError(f"no model {name}@{alias} in {tracking_uri()}")
+        raise ModelNotFoundError(f"no model {name}@{alias} in {shown_uri()}")
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}")
     return Path(local) / "artifacts" / "risk", str(version.version)
 
@@ -120,7 +160,7 @@ def promote(name: str, version: str, alias: str = "champion") -> str | None:
     try:
         client.get_model_version(name, str(version))
     except MlflowException:
-        raise InputError(f"model {name} has no version {version} in {tracking_uri()}") from None
+        raise InputError(f"model {name} has no version {version} in {shown_uri()}") from None
     before = alias_version(client, name, alias)
     client.set_registered_model_alias(name, alias, str(version))
     was = None if before is None else str(before.version)
