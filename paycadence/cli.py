@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from paycadence.errors import PaycadenceError
+from paycadence.redact import redact, redact_log_handlers
 
 app = typer.Typer(help="paycadence: learn how each debtor pays and choose the next reminder.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -60,10 +61,11 @@ def _run(fn, *args, **kwargs):
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    redact_log_handlers()  # no credential of a URI in a warning line
     try:
         return fn(*args, **kwargs)
     except PaycadenceError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {redact(exc)}", err=True)
         raise typer.Exit(2) from None
 
 
@@ -303,7 +305,8 @@ def train(
         console.print(f"registered paycadence-risk version {result.version} as "
                       f"[bold]{result.alias}[/bold]: {result.reason}", highlight=False)
         if not quiet:
-            console.print(f"MLflow run {result.run_id} in {tracking_uri()}", highlight=False)
+            console.print(f"MLflow run {result.run_id} in {redact(tracking_uri())}",
+                          highlight=False)
     _run(go)
 
 
@@ -561,7 +564,8 @@ def models():
         name = get_settings().model_name
         versions = tracking.list_versions(name)
         if not versions:
-            console.print(f"no registered versions of {name} in {tracking.tracking_uri()}",
+            console.print(f"no registered versions of {name} in "
+                          f"{redact(tracking.tracking_uri())}",
                           highlight=False)
             return
         rows = []
@@ -572,7 +576,7 @@ def models():
             rows.append((v["version"], ", ".join(v["aliases"]) or "-", created,
                          *(f"{m[k]:.4f}" if k in m else "-" for k in tracking.METRIC_TAGS),
                          v["promotion"][:60]))
-        console.print(_table(f"{name} in {tracking.tracking_uri()}",
+        console.print(_table(f"{name} in {redact(tracking.tracking_uri())}",
                              ["version", "aliases", "created (UTC)", "p_late AUC", "Brier",
                               "ECE", "days MAE", "unpaid AUC", "why"], rows))
     _run(go)

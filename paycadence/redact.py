@@ -8,6 +8,7 @@ secret-looking query parameters (``?password=…``, ``token``, ``key``, ``secret
 
 from __future__ import annotations
 
+import logging
 import re
 
 MASK = "***"
@@ -31,3 +32,24 @@ def redact(text: object) -> str:
     """
     out = _USERINFO.sub(lambda m: f"{m['head']}:{MASK}@", str(text))
     return _PARAM.sub(lambda m: f"{m['head']}{MASK}", out)
+
+
+class RedactingFormatter(logging.Formatter):
+    """A log formatter whose every line (message, arguments, traceback) is :func:`redact`-ed."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def redact_log_handlers(logger: logging.Logger | None = None) -> None:
+    """Give every handler of ``logger`` (the root by default) a redacting formatter that keeps
+    its format."""
+    for handler in (logger or logging.getLogger()).handlers:
+        fmt = handler.formatter
+        if isinstance(fmt, RedactingFormatter) or getattr(fmt, "redacts", False):
+            continue
+        redacting = RedactingFormatter()
+        if fmt is not None:
+            redacting._fmt, redacting._style = fmt._fmt, fmt._style
+            redacting.datefmt = fmt.datefmt
+        handler.setFormatter(redacting)

@@ -19,6 +19,8 @@ import uuid
 from contextvars import ContextVar
 from typing import Any
 
+from paycadence.redact import redact
+
 #: The id of the request being served (``None`` outside a request).
 request_id_var: ContextVar[str | None] = ContextVar("paycadence_request_id", default=None)
 
@@ -42,8 +44,12 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time (UTC), level, logger, message, request id, extras.
 
     Fields passed with ``extra=`` are added as they are (values JSON cannot hold become
-    strings); an exception's traceback goes to ``exception``.
+    strings); an exception's traceback goes to ``exception``. The line is
+    :func:`paycadence.redact.redact`-ed last: no credential in a URI or an exception's text
+    (a database URL, a tracking URI) leaves in a log line, whoever logged it.
     """
+
+    redacts = True
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -63,7 +69,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return redact(json.dumps(entry, default=str, ensure_ascii=False))
 
 
 def log_config(level: str = "INFO") -> dict[str, Any]:

@@ -30,6 +30,7 @@ from paycadence.features.pit import CHANGE_DAYS, CHANGE_SHARE
 from paycadence.models import RiskModels, recommend
 from paycadence.models.policy import action_values, worth_of_speed
 from paycadence.models.recommend import book_cash_forecast
+from paycadence.redact import redact
 from paycadence.serving.engine import Engine
 from paycadence.training.ope import REWARD_DAYS, OpeResult, evaluate_policy, read_decisions
 from paycadence.training.quality import (
@@ -182,7 +183,7 @@ def build_report(
     backtest = latest_backtest()
     data = ReportData(
         as_of=as_of, data_dir=str(data_dir), currency=currency(tables),
-        model_version=engine.version, model_detail=engine.detail, ingest=checked,
+        model_version=engine.version, model_detail=redact(engine.detail), ingest=checked,
         quarantine_dir=quarantine_dir, kpis=data_kpis, unpaid_90d=unpaid, trend=trend,
         ageing=ageing, by_segment=by_segment, by_country=by_country, by_month=by_month,
         worklist=work, recommendations=len(recs), changed=changed_debtors(features, recs),

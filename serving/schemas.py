@@ -222,6 +222,11 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     models_loaded: bool
     model_version: str
+    #: a short code: ``ok``, ``no_model``, ``model_invalid``, ``model_output_not_finite``,
+    #: ``reload_failed``, ``registry_unreachable``, ``model_failing``
+    reason: str = "ok"
+    #: a fixed sentence for the reason; the operator's detail (credentials redacted) only to
+    #: a caller presenting the service's bearer token
     detail: str
     #: decision days whose stored book is ready (every stored debtor's features and forecasts
     #: made for the models served): calls about stored debtors on them only look rows up

@@ -19,6 +19,7 @@ import polars as pl
 from paycadence.data import Tables
 from paycadence.features import build_snapshots
 from paycadence.models import RiskModels
+from paycadence.redact import redact
 from paycadence.training import metrics as M
 from paycadence.training import tracking
 from paycadence.training.evaluation import predictions
@@ -62,10 +63,10 @@ def champion_info(model_name: str, alias: str) -> ChampionInfo:
         version = tracking.alias_version(client, model_name, alias)
         if version is None:
             return ChampionInfo(False, f"no model {model_name}@{alias} in "
-                                       f"{tracking.tracking_uri()}")
+                                       f"{redact(tracking.tracking_uri())}")
         run = client.get_run(version.run_id) if version.run_id else None
     except (MlflowException, OSError) as exc:
-        return ChampionInfo(False, f"model registry not readable: {exc}")
+        return ChampionInfo(False, f"model registry not readable: {redact(exc)}")
     if run is None:
         return ChampionInfo(True, f"{model_name}@{alias} = version {version.version} (no run)",
                             str(version.version))

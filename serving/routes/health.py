@@ -1,19 +1,53 @@
-"""``GET /health``: the process is up; whether models are loaded or the fallback serves."""
+"""``GET /health``: the process is up; whether models are loaded or the fallback serves.
+
+It answers without a token (a load balancer's check), so it says no more than a stranger may
+know: the status, the model version served and a short reason code with a fixed sentence.
+A caller presenting the service's bearer token also gets the operator's detail (which model
+and alias, why a load failed), with every credential redacted.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from paycadence.serving.deps import EngineDep
+from paycadence.redact import redact
+from paycadence.serving.deps import EngineDep, token_matches
 from paycadence.serving.schemas import Health
 
 router = APIRouter(tags=["health"])
 
+#: What each reason code means, in the words an unauthenticated caller gets.
+REASONS = {
+    "ok": "the champion model serves",
+    "no_model": "no champion model is registered or reachable: the rule-based fallback serves",
+    "model_invalid": "the champion's model files failed their checks: the rule-based "
+                     "fallback serves",
+    "model_output_not_finite": "the model gave a non-finite forecast: the rule-based "
+                               "fallback serves",
+    "reload_failed": "a newly promoted model failed to load: the previous model still serves",
+    "registry_unreachable": "the model registry cannot be reached: the loaded model serves",
+    "model_failing": "the model failed at predict time: the rule-based fallback serves",
+}
+
+
+def reason_code(engine) -> str:
+    """The engine's short reason code (``ok`` when the champion serves without fault)."""
+    code = getattr(engine, "reason", None)
+    if code:
+        return code
+    if engine.models is None:
+        return "no_model"
+    return "model_failing" if engine.failing else "ok"
+
 
 @router.get("/health", response_model=Health)
-def get_health(engine: EngineDep) -> dict:
-    loaded = engine.models is not None
-    return {"status": "degraded" if engine.degraded else "ok", "models_loaded": loaded,
-            "model_version": engine.version,
-            "detail": engine.failing or engine.detail,
-            "stored_days_ready": engine.ready_days()}
+def get_health(engine: EngineDep, request: Request) -> dict:
+    code = reason_code(engine)
+    token = request.app.state.settings.api_token
+    if token and token_matches(token, request.headers.get("authorization")):
+        detail = redact(engine.failing or engine.detail)
+    else:
+        detail = REASONS.get(code, code.replace("_", " "))
+    return {"status": "degraded" if engine.degraded else "ok",
+            "models_loaded": engine.models is not None, "model_version": engine.version,
+            "reason": code, "detail": detail, "stored_days_ready": engine.ready_days()}

@@ -53,7 +53,7 @@ def test_a_missing_champion_serves_the_fallback(start_server, server_env, clean_
     try:
         health = httpx.get(f"{srv.url}/health").json()
         assert health["status"] == "degraded" and health["model_version"] == "fallback"
-        assert "paycadence-nothing-registered" in health["detail"]
+        assert health["reason"] == "no_model" and "fallback" in health["detail"]
         as_of = tables.last_date
         body = _request(tables, as_of, build_request)
         answer = httpx.post(f"{srv.url}/recommend", json=body, timeout=60)
