@@ -287,7 +287,7 @@ class DebtorRun:
         inv.rest = round(inv.amount - inv.paid, 2)
         inv.seen = None
         self.paid_today = True
-        self.rows["payments"].append((inv.invoice_id, self.dates[t], amount))
+        self.rows["payments"].append((inv.invoice_id, self.dates[t], amount, None))
 
     def _payments(self, open_: list[_Invoice], t: int, kind: str) -> None:
         """What arrives on day ``t``: booked transfers, instalments, recoveries, payments."""

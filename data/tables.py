@@ -35,6 +35,9 @@ COLUMNS: dict[str, dict[str, pl.DataType]] = {
         "invoice_id": pl.String(),
         "paid_on": pl.Date(),
         "amount": pl.Float64(),
+        # optional (CONTRACT.md §5): the payment's own key; two identical payments on one day
+        # with two ids are two payments
+        "payment_id": pl.String(),
     },
     "actions": {
         "invoice_id": pl.String(),

@@ -18,10 +18,22 @@ import polars as pl
 
 from paycadence.config import Policy
 from paycadence.data import COLUMNS, Tables, ingest
-from paycadence.models import FALLBACK_VERSION, RiskModels, recommend
+from paycadence.models import (
+    FALLBACK_VERSION,
+    NonFiniteOutputError,
+    RiskModels,
+    recommend,
+)
+from paycadence.redact import redact
 from paycadence.serving.schemas import DebtorIn
 from paycadence.serving.snapshot import BookDays, touched_debtors
-from paycadence.serving.store import KEYS, FeedbackStore, StoreUnavailableError
+from paycadence.serving.store import (
+    KEYS,
+    STORE_KEYS,
+    FeedbackStore,
+    StoreUnavailableError,
+    payment_keys,
+)
 from paycadence.training import tracking
 
 logger = logging.getLogger(__name__)
@@ -39,6 +51,15 @@ class Engine:
     trained_on: str | None = None
     #: why the service is degraded though a model is loaded (it failed at predict time)
     failing: str | None = None
+    #: the reason code of ``failing`` (``model_output_not_finite`` or ``model_failing``)
+    failing_reason: str | None = None
+    #: the reason code of the last load when it failed (``no_model``, ``model_invalid``,
+    #: ``model_output_not_finite``; ``reload_failed`` when the previous model still serves)
+    load_reason: str | None = None
+    #: the registry could not be asked at the last look (the loaded model still serves)
+    registry_down: bool = False
+    #: a version refused for its files or outputs: not tried again until the alias moves
+    refused: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _known: tuple[Tables, frozenset] | None = field(default=None, repr=False)
     _days: BookDays = field(default_factory=BookDays, repr=False)
@@ -47,8 +68,23 @@ class Engine:
 
     @property
     def degraded(self) -> bool:
-        """No model loaded, or the loaded one failed at predict time since it was loaded."""
-        return self.models is None or self.failing is not None
+        """No model loaded, the loaded one failed at predict time since it was loaded, or
+        the version the alias points to was refused (the previous one still serves)."""
+        return self.models is None or self.failing is not None or self.load_reason is not None
+
+    @property
+    def reason(self) -> str:
+        """A short machine-readable code for ``/health`` (never a path, a URI or exception
+        text): ``ok``, ``no_model``, ``model_invalid``, ``model_output_not_finite``,
+        ``reload_failed``, ``model_failing`` or ``registry_unreachable`` (the loaded model
+        still serves; not degraded)."""
+        if self.failing is not None:
+            return self.failing_reason or "model_failing"
+        if self.load_reason is not None:
+            return self.load_reason
+        if self.models is None:
+            return "no_model"
+        return "registry_unreachable" if self.registry_down else "ok"
 
     @classmethod
     def load(cls, policy: Policy, *, model_name: str, alias: str,
@@ -71,38 +107,89 @@ class Engine:
             logger.warning("stored history %s not found: only /feedback rows are known", source)
         return engine
 
-    def reload_models(self, model_name: str, alias: str) -> None:
-        """(Re)load the champion; on any failure keep serving with the rule-based fallback."""
+    def reload_models(self, model_name: str, alias: str) -> bool:
+        """(Re)load the champion; returns whether it now serves.
+
+        Its files are checked before LightGBM reads them (:meth:`RiskModels.load`: the
+        checksums recorded at registration, their structure, a parse in a child process) and
+        its outputs on the registered input example. When that fails, a model already
+        loaded keeps serving (reason ``reload_failed``); otherwise the rule-based fallback
+        does. A version refused for its files or outputs is remembered (:attr:`refused`):
+        :meth:`refresh` does not try it again until the alias moves.
+        """
+        from paycadence.errors import ModelNotFoundError, RegistryUnavailableError
+
+        where = f"{model_name}@{alias}"
+        version = None
         try:
             path, version = tracking.download_model(model_name, alias)
-            models = RiskModels.load(path)
+            models = RiskModels.load(path, checksums=tracking.recorded_checksums(
+                model_name, version), probe=tracking.input_example(path))
             models.warm()
-            self.trained_on = tracking.version_data_dir(model_name, version)
-        except Exception as exc:  # noqa: BLE001 - any failure means: serve the fallback
-            with self._lock:
-                self.models, self.version = None, FALLBACK_VERSION
-                self.detail = f"fallback to the rule-based schedule: {exc}"
-            logger.warning("model %s@%s not loaded (%s): serving the rule-based fallback",
-                           model_name, alias, type(exc).__name__)
-            return
+            trained_on = tracking.version_data_dir(model_name, version)
+        except Exception as exc:  # noqa: BLE001 - any failure means: keep what serves
+            code = getattr(exc, "code", None)
+            if code is not None:  # the files or the outputs: the same bytes fail again
+                why = str(exc)  # written by paycadence.models.files: names no path
+                self.refused = version
+            elif isinstance(exc, ModelNotFoundError):
+                code, why = "no_model", f"no version behind {where}"
+            elif isinstance(exc, RegistryUnavailableError):
+                code, why = "no_model", "the model registry cannot be reached"
+            else:
+                code = "model_invalid" if version is not None else "no_model"
+                why = f"{type(exc).__name__} while loading"
+            self._refuse(where, version, code, why)
+            return False
         with self._lock:
             self.models, self.version = models, f"risk:{version}"
-            self.detail = f"{model_name}@{alias} = version {version}"
-            self.failing = None
-        logger.info("loaded %s@%s version %s", model_name, alias, version)
+            self.detail = f"{where} = version {version}"
+            self.trained_on = trained_on
+            self.failing = self.failing_reason = self.load_reason = self.refused = None
+            self.registry_down = False
+        logger.info("loaded %s version %s", where, version)
+        return True
+
+    def _refuse(self, where: str, version: str | None, code: str, why: str) -> None:
+        """Record a failed load: keep the model that serves (``reload_failed``) or serve
+        the rule-based fallback (``code``); one log line says which and why."""
+        named = f"version {version} of {where}" if version is not None else where
+        with self._lock:
+            if self.models is not None:
+                self.load_reason = "reload_failed"
+                self.detail = (f"{named} refused ({code}: {why}); still serving "
+                               f"{self.version}")
+                kept = self.version
+            else:
+                self.load_reason = code
+                self.detail = f"fallback to the rule-based schedule: {named} not loaded " \
+                              f"({code}: {why})"
+                kept = None
+        if kept is not None:
+            logger.error("%s refused (%s: %s): still serving %s", named, code, redact(why),
+                         kept)
+        else:
+            logger.warning("model %s not loaded (%s: %s): serving the rule-based fallback",
+                           named, code, redact(why))
 
     def refresh(self, model_name: str, alias: str) -> bool:
         """Reload when ``model_name@alias`` points to another version than the one served
-        (or when serving the fallback); returns whether it reloaded. A registry that cannot be
-        reached leaves everything as it is."""
+        (or when serving the fallback), unless that version was refused already; returns
+        whether it tried. A registry that cannot be reached leaves everything as it is
+        (reason ``registry_unreachable`` while a model serves)."""
         try:
             version = tracking.alias_version(tracking.setup(), model_name, alias)
         except Exception as exc:  # noqa: BLE001 - the registry is down: keep what we serve
-            logger.warning("model registry not reachable (%s): keeping %s",
-                           type(exc).__name__, self.version)
+            if not self.registry_down:
+                logger.warning("model registry not reachable (%s): keeping %s",
+                               type(exc).__name__, self.version)
+            self.registry_down = True
             return False
+        if self.registry_down:
+            logger.info("model registry reachable again")
+            self.registry_down = False
         current = self.version.removeprefix("risk:") if self.models is not None else None
-        if version is None or str(version.version) == current:
+        if version is None or str(version.version) in (current, self.refused):
             return False
         logger.info("%s@%s moved to version %s (serving %s): reloading", model_name, alias,
                     version.version, self.version)
@@ -176,13 +263,17 @@ class Engine:
         Rows whose natural key the stored history already has (e.g. an invoice of the training
         data posted again, or rows this process stored itself read back from the store) are
         not added twice; a dispute that comes with a ``resolved_on`` sets that of the one
-        held (a resolution posted later).
+        held (a resolution posted later). Payments are told apart by their ``payment_key``
+        too (the store's; the held rows' from their order), so that two identical payments
+        of one body stay two.
         """
         with self._lock:
             fresh, resolved = {}, None
             for name, frame in tables.items():
-                keys = list(KEYS[name])
+                keys = list(STORE_KEYS[name])
                 held = getattr(self.stored, name)
+                if name == "payments":
+                    frame, held = payment_keys(frame), payment_keys(held)
                 frame = frame.unique(keys, keep="first", maintain_order=True)
                 fresh[name] = frame.join(held.select(keys), on=keys, how="anti",
                                          nulls_equal=True)
@@ -251,6 +342,13 @@ class Engine:
             try:
                 return recommend(tables, models=models, model_version=version, scored=scored,
                                  **kwargs)
+            except NonFiniteOutputError as exc:  # a NaN leaf, an overflow: never served
+                logger.error("model %s gave a non-finite forecast (%s): rule-based fallback "
+                             "for this call", version, exc)
+                with self._lock:
+                    self.failing = f"model {version} gave a non-finite forecast ({exc}): " \
+                                   "answering such calls with the rule-based fallback"
+                    self.failing_reason = "model_output_not_finite"
             except Exception as exc:  # noqa: BLE001 - a model failing at predict time
                 logger.error("model %s failed at predict time (%s): rule-based fallback",
                              version, type(exc).__name__)
@@ -258,6 +356,7 @@ class Engine:
                     self.failing = f"model {version} failed at predict time " \
                                    f"({type(exc).__name__}): answering with the rule-based " \
                                    "fallback"
+                    self.failing_reason = "model_failing"
         if scored is not None and scored.models is not None:  # scored by the failing models
             scored = None
             tables, kwargs["open_invoice_ids"] = request_tables(group, tables)[:2]

@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 import polars as pl
 import sqlalchemy as sa
@@ -32,7 +33,8 @@ from paycadence.errors import ConfigError, PaycadenceError
 
 logger = logging.getLogger(__name__)
 
-#: Natural key of each table: a row whose key is stored already is a duplicate.
+#: Natural key of each table (contract columns): a row whose key is stored already is a
+#: duplicate. Payments also carry a ``payment_key`` (see :data:`STORE_KEYS`).
 KEYS = {
     "debtors": ("debtor_id",),
     "invoices": ("invoice_id",),
@@ -40,6 +42,13 @@ KEYS = {
     "actions": ("invoice_id", "sent_on", "channel"),
     "disputes": ("invoice_id", "opened_on"),
 }
+#: A payment's identity beyond its contract columns: ``id:<payment_id>`` when the row has a
+#: ``payment_id``, else ``n:<k>``, the k-th row with the same invoice, day and amount (and no
+#: id) in one body or file. Two identical partial payments of one request are then two
+#: payments, and a re-posted request is still stored once (CONTRACT.md §5).
+PAYMENT_KEY = "payment_key"
+#: The keys the feedback tables are unique on.
+STORE_KEYS = KEYS | {"payments": (*KEYS["payments"], PAYMENT_KEY)}
 _SQL_TYPES = {pl.String: sa.String, pl.Date: sa.Date, pl.Float64: sa.Float, pl.Int64: sa.Integer}
 _INSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 #: PostgreSQL errors after which the whole transaction is simply tried again.
@@ -61,11 +70,14 @@ def _metadata() -> tuple[sa.MetaData, dict[str, sa.Table], sa.Table]:
         for col, dtype in COLUMNS[name].items():
             sql_type = _SQL_TYPES[type(dtype)]
             cols.append(sa.Column(col, sql_type(), nullable=col not in KEYS[name]))
+        if name == "payments":  # rows stored before the column: each its key's first occurrence
+            cols.append(sa.Column(PAYMENT_KEY, sa.String(), nullable=False,
+                                  server_default="n:1"))
         cols.append(sa.Column("received_at", sa.DateTime(), nullable=False))
         # rows written by a process older than the column get 0 (read at start only)
         cols.append(sa.Column("seq", sa.BigInteger(), nullable=False, server_default="0"))
         tables[name] = sa.Table(f"feedback_{name}", meta, *cols,
-                                sa.PrimaryKeyConstraint(*KEYS[name]),
+                                sa.PrimaryKeyConstraint(*STORE_KEYS[name]),
                                 sa.Index(f"ix_feedback_{name}_seq", "seq"))
     counter = sa.Table("feedback_seq", meta,
                        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
@@ -141,7 +153,18 @@ class FeedbackStore:
         with self.engine.begin() as conn:
             inspector = sa.inspect(conn)
             for name, table in self.tables.items():
-                if "seq" not in {c["name"] for c in inspector.get_columns(table.name)}:
+                have = {c["name"] for c in inspector.get_columns(table.name)}
+                for col in COLUMNS[name]:  # optional contract columns added since (payment_id)
+                    if col not in have and col not in KEYS[name]:
+                        kind = table.c[col].type.compile(dialect=conn.dialect)
+                        conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {col} "
+                                             f"{kind}"))
+                        logger.info("feedback store %s: added column %s to %s", self._shown,
+                                    col, table.name)
+                if name == "payments" and PAYMENT_KEY not in have:
+                    if self._add_payment_key(conn, table):
+                        continue  # made again: with seq and its index
+                if "seq" not in have:
                     conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN seq BIGINT "
                                          "NOT NULL DEFAULT 0"))
                     logger.info("feedback store %s: added column seq to %s (rows stored "
@@ -152,6 +175,31 @@ class FeedbackStore:
                                          f"ON {table.name} (seq)"))
             conn.execute(_INSERT[self.dialect](self.counter).values(
                 id=_COUNTER_ID, value=0).on_conflict_do_nothing(index_elements=["id"]))
+
+    def _add_payment_key(self, conn, table: sa.Table) -> bool:
+        """Give a payments table made before ``payment_key`` the column (``n:1`` for its rows:
+        their key was unique without it) and make it part of the primary key; returns whether
+        the table was made again (SQLite), with every column and index of this version."""
+        if self.dialect == "postgresql":
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {PAYMENT_KEY} VARCHAR "
+                                 "NOT NULL DEFAULT 'n:1'"))
+            pk = sa.inspect(conn).get_pk_constraint(table.name)["name"]
+            conn.execute(sa.text(f'ALTER TABLE {table.name} DROP CONSTRAINT "{pk}"'))
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD PRIMARY KEY "
+                                 f"({', '.join(STORE_KEYS['payments'])})"))
+        else:  # SQLite cannot change a primary key: the table is made again, rows copied
+            old = f"{table.name}_before_payment_key"
+            have = [c["name"] for c in sa.inspect(conn).get_columns(table.name)]
+            for index in sa.inspect(conn).get_indexes(table.name):
+                conn.execute(sa.text(f"DROP INDEX IF EXISTS {index['name']}"))
+            conn.execute(sa.text(f"ALTER TABLE {table.name} RENAME TO {old}"))
+            table.create(conn)
+            cols = ", ".join(have)
+            conn.execute(sa.text(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {old}"))
+            conn.execute(sa.text(f"DROP TABLE {old}"))
+        logger.info("feedback store %s: payments keyed by payment_key too (rows stored before "
+                    "count as their key's first occurrence)", self._shown)
+        return self.dialect != "postgresql"
 
     def add(self, rows: Mapping[str, Iterable[Mapping]]) -> tuple[dict, dict, dict]:
         """Store rows per table in one transaction, committed when this returns.
@@ -170,6 +218,7 @@ class FeedbackStore:
             When the database cannot take the rows; then none of them is stored.
         """
         batches = {name: [dict(r) for r in rows.get(name, [])] for name in TABLE_NAMES}
+        with_payment_keys(batches["payments"])
         for attempt in range(1, _TRIES + 1):
             try:
                 with self._lock, self.engine.begin() as conn:
@@ -202,10 +251,11 @@ class FeedbackStore:
         for name, batch in batches.items():
             if not batch:
                 continue
-            table, keys = self.tables[name], KEYS[name]
+            table, keys = self.tables[name], STORE_KEYS[name]
+            cols = _stored_columns(name)
             fresh: dict[tuple, dict] = {}
             for r in batch:
-                row = {c: r.get(c) for c in COLUMNS[name]} | {"received_at": now, "seq": seq}
+                row = {c: r.get(c) for c in cols} | {"received_at": now, "seq": seq}
                 fresh.setdefault(tuple(row[k] for k in keys), row)
             # key order: concurrent writers then take row locks in the same order (no deadlock)
             ordered = [fresh[k] for k in sorted(fresh, key=_sort_key)]
@@ -222,7 +272,7 @@ class FeedbackStore:
                         ).values(resolved_on=r["resolved_on"], seq=seq))
             stored[name] = len(new)
             dupes[name] = len(batch) - len(new)
-            new_rows[name] = [{c: r[c] for c in COLUMNS[name]} for r in new]
+            new_rows[name] = [{c: r[c] for c in cols} for r in new]
         return stored, dupes, new_rows
 
     def changes(self, after: int | None) -> tuple[Tables, int] | None:
@@ -240,41 +290,96 @@ class FeedbackStore:
                     return None
                 frames = {}
                 for name in TABLE_NAMES:
-                    table, cols = self.tables[name], list(COLUMNS[name])
+                    table, cols = self.tables[name], _stored_columns(name)
                     query = sa.select(*[table.c[c] for c in cols])
                     if after is not None:
                         query = query.where(table.c.seq > after, table.c.seq <= last)
                     rows = conn.execute(query).all()
+                    schema = COLUMNS[name] | ({PAYMENT_KEY: pl.String()}
+                                              if name == "payments" else {})
                     frames[name] = pl.DataFrame([dict(zip(cols, r, strict=True)) for r in rows],
-                                                schema=COLUMNS[name], orient="row")
+                                                schema=schema, orient="row")
         except sa.exc.DBAPIError as exc:
             raise StoreUnavailableError(f"feedback store {self._shown}: {_first_line(exc)}"
                                         ) from exc
         return Tables.from_frames(**frames), last
 
     def known_invoice_ids(self, ids: Iterable[str]) -> set[str]:
-        """Which of ``ids`` the store holds as invoices."""
+        """Which of ``ids`` the store holds as invoices.
+
+        Raises
+        ------
+        StoreUnavailableError
+            When the database cannot be read (the route answers 503, never 500).
+        """
         ids = list(set(ids))
         table = self.tables["invoices"]
         out: set[str] = set()
-        with self.engine.connect() as conn:
-            for i in range(0, len(ids), 500):
-                q = sa.select(table.c.invoice_id).where(table.c.invoice_id.in_(ids[i:i + 500]))
-                out.update(r[0] for r in conn.execute(q))
+        try:
+            with self.engine.connect() as conn:
+                for i in range(0, len(ids), 500):
+                    q = sa.select(table.c.invoice_id).where(
+                        table.c.invoice_id.in_(ids[i:i + 500]))
+                    out.update(r[0] for r in conn.execute(q))
+        except sa.exc.DBAPIError as exc:
+            raise StoreUnavailableError(f"feedback store {self._shown}: {_first_line(exc)}"
+                                        ) from exc
         return out
 
     def load(self) -> Tables:
-        """Every stored row as contract tables."""
-        return self.changes(None)[0]
+        """Every stored row as contract tables (contract columns only)."""
+        tables = self.changes(None)[0]
+        return replace(tables, payments=tables.payments.select(list(COLUMNS["payments"])))
 
     def count(self) -> dict[str, int]:
-        """Rows per table."""
-        with self.engine.connect() as conn:
-            return {n: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
-                    for n, t in self.tables.items()}
+        """Rows per table.
+
+        Raises
+        ------
+        StoreUnavailableError
+            When the database cannot be read.
+        """
+        try:
+            with self.engine.connect() as conn:
+                return {n: conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
+                        for n, t in self.tables.items()}
+        except sa.exc.DBAPIError as exc:
+            raise StoreUnavailableError(f"feedback store {self._shown}: {_first_line(exc)}"
+                                        ) from exc
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _stored_columns(name: str) -> list[str]:
+    """The columns a feedback table stores besides ``received_at`` and ``seq``."""
+    return [*COLUMNS[name], PAYMENT_KEY] if name == "payments" else list(COLUMNS[name])
+
+
+def with_payment_keys(rows: list[dict]) -> list[dict]:
+    """Give each payment row (in body or file order) its ``payment_key`` (see
+    :data:`PAYMENT_KEY`), in place; returns ``rows``."""
+    seen: dict[tuple, int] = {}
+    for r in rows:
+        if r.get("payment_id") is not None:
+            r[PAYMENT_KEY] = f"id:{r['payment_id']}"
+        else:
+            key = (r.get("invoice_id"), r.get("paid_on"), r.get("amount"))
+            seen[key] = seen.get(key, 0) + 1
+            r[PAYMENT_KEY] = f"n:{seen[key]}"
+    return rows
+
+
+def payment_keys(payments: pl.DataFrame) -> pl.DataFrame:
+    """``payments`` with its ``payment_key`` column: kept when it has one, else made from the
+    rows' order as :func:`with_payment_keys` does."""
+    if PAYMENT_KEY in payments.columns:
+        return payments
+    nth = pl.int_range(1, pl.len() + 1).over([*KEYS["payments"], "payment_id"])
+    return payments.with_columns(pl.when(pl.col("payment_id").is_not_null())
+                                 .then(pl.lit("id:") + pl.col("payment_id"))
+                                 .otherwise(pl.lit("n:") + nth.cast(pl.String))
+                                 .alias(PAYMENT_KEY))
 
 
 def _sort_key(key: tuple) -> tuple:
@@ -308,14 +413,20 @@ def merge_feedback(tables: Tables, url: str) -> tuple[Tables, dict[str, int]]:
     ``/feedback`` are learnt from."""
     store = FeedbackStore(url)
     try:
-        stored = store.load()
+        stored = store.changes(None)[0]
     finally:
         store.close()
     out, added = {}, {}
     for name, frame in tables.items():
         cols = list(COLUMNS[name])
-        extra = getattr(stored, name).select(cols)
-        keys = list(KEYS[name])
+        extra = getattr(stored, name).select(_stored_columns(name))
+        keys = list(STORE_KEYS[name])
+        if name == "payments":  # the files' identical rows: occurrences in file order
+            frame = payment_keys(frame.select(cols))
+            new = extra.join(frame.select(keys), on=keys, how="anti", nulls_equal=True)
+            added[name] = new.height
+            out[name] = pl.concat([frame.select(cols), new.select(cols)])
+            continue
         if name == "disputes":
             both = pl.concat([frame.select(cols), extra]).sort(
                 "resolved_on", nulls_last=False).unique(keys, keep="last", maintain_order=True)

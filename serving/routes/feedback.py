@@ -11,11 +11,24 @@ from paycadence.data import COLUMNS, Tables, validate_rows
 from paycadence.errors import PaycadenceError
 from paycadence.serving.deps import Authorized, EngineDep, MetricsDep, StoreDep
 from paycadence.serving.schemas import ERRORS, FeedbackRequest, FeedbackResponse, Problem
-from paycadence.serving.store import StoreUnavailableError
+from paycadence.serving.store import PAYMENT_KEY, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = {503: {"model": Problem,
-                     "description": "the database could not take the rows: nothing stored"}}
+                     "description": "the database could not be read or take the rows: "
+                                    "nothing stored; try again after `Retry-After` seconds",
+                     "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                                 "description": "seconds to wait"}}}}
+#: Seconds a client is told to wait before posting again when the database is unavailable.
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable(exc: StoreUnavailableError) -> HTTPException:
+    """The 503 of a store error: nothing stored, try again (``Retry-After``)."""
+    logger.error("feedback not stored: %s", exc)
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                         f"feedback not stored, try again: {exc}",
+                         headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 router = APIRouter(tags=["feedback"], dependencies=[Authorized],
                    responses=ERRORS | UNAVAILABLE)
 
@@ -43,7 +56,10 @@ def post_feedback(body: FeedbackRequest, engine: EngineDep, store: StoreDep,
     referenced = {r["invoice_id"] for n in ("payments", "actions", "disputes") for r in rows[n]}
     unknown = referenced - posted - set(engine.stored.invoices["invoice_id"].to_list())
     if unknown:
-        unknown -= store.known_invoice_ids(unknown)
+        try:
+            unknown -= store.known_invoice_ids(unknown)
+        except StoreUnavailableError as exc:
+            raise unavailable(exc) from None
     if unknown:
         for name in ("payments", "actions", "disputes"):
             for i, r in enumerate(rows[name]):
@@ -55,18 +71,21 @@ def post_feedback(body: FeedbackRequest, engine: EngineDep, store: StoreDep,
     try:
         stored, dupes, new = store.add(rows)
     except StoreUnavailableError as exc:
-        logger.error("feedback not stored: %s", exc)
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            f"feedback not stored, try again: {exc}") from None
+        raise unavailable(exc) from None
     dupes = {name: n + repeated.get(name, 0) for name, n in dupes.items()}
-    engine.add_feedback(Tables.from_frames(**{
-        name: pl.DataFrame([{c: r.get(c) for c in COLUMNS[name]} for r in new[name]],
-                           schema=COLUMNS[name], orient="row")
-        for name in new if new[name]
-    }))
+    engine.add_feedback(Tables.from_frames(**{name: _frame(name, new[name])
+                                              for name in new if new[name]}))
     logger.info("feedback stored: %s (duplicates %s)", stored, dupes)
     metrics.count_feedback(stored)
     return {"stored": stored, "duplicates": dupes}
+
+
+def _frame(name: str, rows: list[dict]) -> pl.DataFrame:
+    """Stored rows as a frame; payments keep their ``payment_key`` (the engine tells two
+    identical payments of one body apart by it)."""
+    schema = COLUMNS[name] | ({PAYMENT_KEY: pl.String()} if name == "payments" else {})
+    return pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema,
+                        orient="row")
 
 
 def _checked(rows: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, int]]:
