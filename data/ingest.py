@@ -1,9 +1,13 @@
 """Ingest: read a data directory's tables, quarantine bad rows with their reasons, keep the rest.
 
-Every row rule is a named polars expression over the raw (string) values; a row that breaks any
-rule goes to ``quarantine.csv`` with its row number and every reason, never silently dropped.
-A table that lacks a required column, or a file that cannot be read, stops the run with one
-line naming the file (:class:`paycadence.errors.InputError`). docs/ingest.md lists the rules.
+A CSV file is first streamed line by line into a clean staging copy
+(:mod:`paycadence.data.csvstage`: any line ending, UTF-8 or cp1252 or a declared encoding,
+each row numbered with its physical line); a line that cannot be a row (ragged, unbalanced
+quote, undecodable, cut short) is quarantined there. Every row rule is then a named polars
+expression over the raw (string) values; a row that breaks any rule goes to ``quarantine.csv``
+with its row number and every reason, never silently dropped. A table that lacks a required
+column, names one twice, or a file that cannot be read, stops the run with one line naming the
+file (:class:`paycadence.errors.InputError`). docs/ingest.md lists the rules.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from pathlib import Path
 import pandera.polars as pa
 import polars as pl
 
+from paycadence.bounds import MAX_AMOUNT, MAX_DAY, MIN_DAY
 from paycadence.config import CHANNELS, OPTABLE_CHANNELS
-from paycadence.data.mapping import SOURCE_ROW, Mapping, apply_table_map, read_export
+from paycadence.data.csvstage import normalise_header, stage_csv
+from paycadence.data.mapping import SOURCE_ROW, Export, Mapping, apply_table_map, read_export
 from paycadence.data.tables import COLUMNS, REQUIRED, TABLE_NAMES, Tables, conform, write_tables
 from paycadence.errors import InputError
 
@@ -141,6 +147,14 @@ def _rules(name: str, frame: pl.Schema) -> dict[str, pl.Expr]:
     if name in ("invoices", "payments"):
         rules["non-positive amount"] = pl.col(p("amount")) <= 0
         rules["amount not finite"] = ~pl.col(p("amount")).is_finite()
+    for col in AMOUNT_COLUMNS:
+        if col in COLUMNS[name] and col in frame:
+            value = pl.col(p(col))
+            rules[f"{col} not below {MAX_AMOUNT:g}"] = value.is_finite() & (value >= MAX_AMOUNT)
+    for col, dtype in COLUMNS[name].items():
+        if col in frame and isinstance(dtype, pl.Date):
+            day = pl.col(p(col))
+            rules[f"{col} outside {MIN_DAY}..{MAX_DAY}"] = (day < MIN_DAY) | (day > MAX_DAY)
     if name == "actions":
         rules["unknown channel"] = ~_blank("channel") & ~pl.col(p("channel")).is_in(
             list(CHANNELS))
@@ -157,6 +171,10 @@ def _rules(name: str, frame: pl.Schema) -> dict[str, pl.Expr]:
         rules["unknown channel in opted_out"] = parts.list.eval(
             ~pl.element().is_in(list(OPTABLE_CHANNELS))).list.any().fill_null(False)
     return rules
+
+
+#: Columns that hold an amount of money (currency): each must be below MAX_AMOUNT.
+AMOUNT_COLUMNS = ("amount",)
 
 
 def _normalise(name: str, frame: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
@@ -249,8 +267,9 @@ def _tag_row_rules(name: str, frame: pl.LazyFrame, *, offset: int, file: str):
     if missing:
         raise InputError(f"{file or name}: required column '{missing[0]}' is missing")
     original = [c for c in schema if c != SOURCE_ROW]
-    if SOURCE_ROW in schema:  # a mapped export: rows numbered in the source file
+    if SOURCE_ROW in schema:  # a staged CSV or mapped export: rows numbered in the source file
         frame = frame.rename({SOURCE_ROW: "__row"})
+        schema = pl.Schema({c: t for c, t in schema.items() if c != SOURCE_ROW})
     else:
         frame = frame.with_row_index("__row", offset=offset)
     # the untouched values stay beside the normalised ones (a zero-copy alias) for the record
@@ -318,27 +337,69 @@ def _tag_key_rules(
     return clean, bad
 
 
-def _source(name: str, data_dir: Path, mapping: Mapping | None, exports: dict):
-    """Where table ``name`` comes from: (lazy rows, file name, source rows not of this table).
+@dataclass(frozen=True)
+class _Source:
+    """Where a table's rows come from."""
 
-    The rows are None when the table is absent and optional.
+    rows: pl.LazyFrame | None  # None: the table is absent and optional
+    file: str = ""
+    not_rows: int = 0  # source rows of a mapped export that are rows of another table
+    unreadable: pl.DataFrame | None = None  # lines quarantined before the rules (no row)
+
+
+def _source(name: str, data_dir: Path, mapping: Mapping | None, exports: dict,
+            staging: Path) -> _Source:
+    """Where table ``name`` comes from; CSV files are staged into the folder ``staging``.
+
+    An export's lines that are no row are quarantined once, with the first table (in contract
+    order) that reads the export.
     """
     mapped = mapping.tables if mapping is not None else {}
     if name in mapped:
         table = mapped[name]
-        if table.file not in exports:
+        first = table.file not in exports
+        if first:
             path = data_dir / table.file
             if not path.is_file():
                 raise InputError(f"{path}: export file named in the mapping is missing")
-            exports[table.file] = read_export(path, mapping.format)
-        raw, not_rows = apply_table_map(name, exports[table.file], table, mapping.format)
-        return raw.lazy(), table.file, not_rows
+            exports[table.file] = read_export(path, mapping.format, staging)
+        export = exports[table.file]
+        raw, not_rows = apply_table_map(name, export, table, mapping.format)
+        return _Source(raw.lazy(), table.file, not_rows,
+                       _unreadable(name, table.file, export.bad if first else []))
     path = _locate(data_dir, name)
     if path is None:
         if name in REQUIRED_FILES:
             raise InputError(f"{data_dir / (name + '.csv')}: required table file is missing")
-        return None, "", 0
-    return _scan(path), path.name, 0
+        return _Source(None)
+    if path.suffix == ".parquet":
+        return _Source(_scan_parquet(path, name), path.name, 0, _unreadable(name, path.name, []))
+    staged = stage_csv(path, staging / f"{name}.staged.csv", contract=COLUMNS[name],
+                       on_header=lambda columns: _require(name, path.name, columns))
+    if staged.rows == 0 and not staged.bad and name in REQUIRED_FILES:
+        raise InputError(f"{path.name}: no rows below the header line ({name} cannot be "
+                         "empty)")
+    rows = pl.scan_csv(staged.path, infer_schema=False, separator=staged.separator)
+    return _Source(rows, path.name, 0, _unreadable(name, path.name, staged.bad))
+
+
+def _require(name: str, file: str, columns: list[str]) -> None:
+    missing = [c for c in REQUIRED[name] if c not in columns]
+    if missing:
+        raise InputError(f"{file or name}: required column '{missing[0]}' is missing")
+
+
+def _unreadable(name: str, file: str, bad: list[tuple[int, str, str]]) -> pl.DataFrame:
+    """Lines quarantined by the staging pass, as quarantine rows."""
+    return pl.DataFrame([(name, file, line, reason, record) for line, reason, record in bad],
+                        schema=QUARANTINE_SCHEMA, orient="row")
+
+
+def _with_unreadable(bad: pl.DataFrame, unreadable: pl.DataFrame) -> pl.DataFrame:
+    """The rules' quarantine and the staging pass's, in line order."""
+    if unreadable.height == 0:
+        return bad
+    return pl.concat([unreadable, bad]).sort("row", maintain_order=True)
 
 
 def _locate(data_dir: Path, name: str) -> Path | None:
@@ -367,7 +428,8 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None, *,
     Raises
     ------
     InputError
-        A missing directory, required file or required column, or an unreadable file.
+        A missing directory, required file or required column, a contract column named twice,
+        a required table with no rows, or an unreadable file.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -375,19 +437,22 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None, *,
     clean: dict[str, pl.DataFrame] = {}
     quarantined: list[pl.DataFrame] = []
     counts: dict[str, dict] = {}
-    exports: dict[str, pl.DataFrame] = {}
-    for name in TABLE_NAMES:
-        known = clean["invoices"]["invoice_id"] if name in ("payments", "actions",
-                                                            "disputes") else None
-        source, file, not_rows = _source(name, data_dir, mapping, exports)
-        if source is None:
-            clean[name] = conform(name, pl.DataFrame(schema=COLUMNS[name]))
-            counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
-            continue
-        good, bad = _collect(name, source, known, 2 if file.endswith(".csv") else 1, file)
-        clean[name] = good
-        quarantined.append(bad)
-        counts[name] = _counts(source, file, good.height, bad, not_rows)
+    exports: dict[str, Export] = {}
+    with tempfile.TemporaryDirectory(prefix="paycadence-ingest-") as staging:
+        for name in TABLE_NAMES:
+            known = clean["invoices"]["invoice_id"] if name in ("payments", "actions",
+                                                                "disputes") else None
+            src = _source(name, data_dir, mapping, exports, Path(staging))
+            if src.rows is None:
+                clean[name] = conform(name, pl.DataFrame(schema=COLUMNS[name]))
+                counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
+                continue
+            good, bad = _collect(name, src.rows, known, 1, src.file)
+            bad = _with_unreadable(bad, src.unreadable)
+            clean[name] = good
+            quarantined.append(bad)
+            counts[name] = _counts(src.rows, src.file, good.height, bad, src.not_rows,
+                                   src.unreadable.height)
     clean, created = _add_missing_debtors(clean)
     counts["debtors"]["created_for_unknown_debtor_id"] = created
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
@@ -434,7 +499,7 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
     if not data_dir.is_dir():
         raise InputError(f"{data_dir}: no such data directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    exports: dict[str, pl.DataFrame] = {}
+    exports: dict[str, Export] = {}
     quarantined, counts, paths = [], {}, []
     n_buckets = min(MAX_BUCKETS, max(1, -(-_input_bytes(data_dir, mapping) // bucket_bytes)))
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".staging-") as staging:
@@ -443,19 +508,22 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
             if progress is not None:
                 progress(f"checking {name}", k, len(TABLE_NAMES))
             target = out_dir / f"{name}.parquet"
-            source, file, not_rows = _source(name, data_dir, mapping, exports)
-            if source is None:
+            src = _source(name, data_dir, mapping, exports, work)
+            if src.rows is None:
                 conform(name, pl.DataFrame(schema=COLUMNS[name])).write_parquet(target)
                 counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
                 paths.append(target)
                 continue
             try:
-                bad = _stream_table(name, source, file, target, work, n_buckets, out_dir)
+                bad = _stream_table(name, src.rows, src.file, target, work, n_buckets,
+                                    out_dir)
             except pl.exceptions.PolarsError as exc:
-                raise InputError(f"{file}: cannot be read ({_first_line(exc)})") from None
+                raise InputError(f"{src.file}: cannot be read ({_first_line(exc)})") from None
+            bad = _with_unreadable(bad, src.unreadable)
             quarantined.append(bad)
             kept = pl.scan_parquet(target).select(pl.len()).collect().item()
-            counts[name] = _counts(source, file, kept, bad, not_rows)
+            counts[name] = _counts(src.rows, src.file, kept, bad, src.not_rows,
+                                   src.unreadable.height)
             paths.append(target)
     debtors = pl.read_parquet(out_dir / "debtors.parquet")
     invoice_debtors = pl.scan_parquet(out_dir / "invoices.parquet").select(
@@ -478,8 +546,7 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
 def _stream_table(name: str, source: pl.LazyFrame, file: str, target: Path, work: Path,
                   n_buckets: int, out_dir: Path) -> pl.DataFrame:
     """Check one table into ``target``; returns its quarantined rows (in row order)."""
-    offset = 2 if file.endswith(".csv") else 1
-    tagged, original = _tag_row_rules(name, source, offset=offset, file=file)
+    tagged, original = _tag_row_rules(name, source, offset=1, file=file)
     child = name in ("payments", "actions", "disputes")
     if n_buckets == 1:
         known = pl.scan_parquet(out_dir / "invoices.parquet") if child else None
@@ -516,24 +583,24 @@ def _input_bytes(data_dir: Path, mapping: Mapping | None) -> int:
     return sum(p.stat().st_size for p in files if p.is_file())
 
 
-def _scan(path: Path) -> pl.LazyFrame:
-    """A lazy scan of one table file: CSV as text (nothing guessed), Parquet as stored."""
+def _scan_parquet(path: Path, name: str) -> pl.LazyFrame:
+    """A lazy scan of a Parquet table file as stored, contract column names normalised."""
     try:
-        if path.suffix == ".parquet":
-            lf = pl.scan_parquet(path)
-        else:
-            lf = pl.scan_csv(path, infer_schema=False, encoding="utf8-lossy")
-        lf.collect_schema()
-        return lf
+        lf = pl.scan_parquet(path)
+        schema = lf.collect_schema()
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise InputError(f"{path.name}: cannot be read ({_first_line(exc)})") from None
+    names, _ = normalise_header(list(schema), COLUMNS[name], path.name)
+    renamed = {old: new for old, new in zip(schema, names, strict=True) if old != new}
+    return lf.rename(renamed) if renamed else lf
 
 
 def _counts(source: pl.LazyFrame, file: str, kept: int, bad: pl.DataFrame,
-            not_rows: int) -> dict:
+            not_rows: int, unreadable: int) -> dict:
     """A table's line in the summary, after checking that every row read was either kept or
-    quarantined (counted independently of the rules)."""
-    read = source.select(pl.len()).collect().item()
+    quarantined (counted independently of the rules). ``unreadable`` lines (quarantined by
+    the staging pass, never rows of ``source``) count as read."""
+    read = source.select(pl.len()).collect().item() + unreadable
     if read != kept + bad.height:  # pragma: no cover - a bug in the rules, never the data
         raise AssertionError(f"{file}: {read} rows read, {kept} kept + {bad.height} quarantined")
     out = {"read": read, "kept": kept, "quarantined": bad.height,

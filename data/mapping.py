@@ -10,18 +10,27 @@ docs/ingest.md documents the format; the shipped mappings live in ``paycadence/d
 from __future__ import annotations
 
 import datetime as dt
-import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from paycadence.data.csvstage import SOURCE_ROW, check_encoding, stage_csv
 from paycadence.data.tables import COLUMNS, TABLE_NAMES
 from paycadence.defaults import MAPPINGS_DIR
 from paycadence.errors import ConfigError, InputError
 
-SOURCE_ROW = "__source_row"
+__all__ = ["SOURCE_ROW", "Export", "FileFormat", "Mapping", "TableMap", "apply_table_map",
+           "load_mapping", "read_export", "shipped_mappings"]
 
 
 class _Strict(BaseModel):
@@ -32,10 +41,24 @@ class FileFormat(_Strict):
     """How an export file is written."""
 
     delimiter: str = Field(",", min_length=1, max_length=1)
-    encoding: str = "utf-8-sig"
+    #: None: UTF-8 with or without a BOM, and a line that is not UTF-8 read as cp1252.
+    encoding: str | None = None
     decimal: str = Field(".", pattern=r"^[.,]$")
     thousands: str | None = Field(None, max_length=1)
     date_format: str = "%Y-%m-%d"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        return None if value is None else check_encoding(value)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_byte(cls, value: str) -> str:
+        if not value.isascii() or value in "\r\n\"":
+            raise ValueError(f"delimiter {value!r} must be one ASCII character, not a quote "
+                             "or a line break")
+        return value
 
 
 class TableMap(_Strict):
@@ -108,21 +131,32 @@ def load_mapping(path_or_name: str | Path) -> Mapping:
         raise ConfigError(f"{path.name}: {key + ': ' if key else ''}{msg}") from None
 
 
-def read_export(path: Path, fmt: FileFormat) -> pl.DataFrame:
-    """Every column of an export as text, with the source line number in ``__source_row``."""
+@dataclass(frozen=True)
+class Export:
+    """An export file as read: every column as text with the physical line each row starts on
+    in ``__source_row``, and the lines that are no row (line, reason, record as JSON)."""
+
+    frame: pl.DataFrame
+    bad: list[tuple[int, str, str]]
+    duplicated: frozenset[str]  # header names the file holds more than once
+
+
+def read_export(path: Path, fmt: FileFormat, staging: Path) -> Export:
+    """Read an export through the line-by-line staging pass (:mod:`paycadence.data.csvstage`)
+    into ``staging`` (a folder), then whole into memory.
+
+    Lines that cannot be a row (ragged, unbalanced quote, undecodable, cut short) are in
+    ``bad``, not in the frame. Header names are trimmed, otherwise kept as written.
+    """
+    staged = stage_csv(path, staging / f"{path.name}.staged.csv", delimiter=fmt.delimiter,
+                       encoding=fmt.encoding)
     try:
-        text = path.read_bytes().decode(fmt.encoding)
-    except OSError as exc:
-        raise InputError(f"{path.name}: cannot be read ({exc.strerror or exc})") from None
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise InputError(f"{path.name}: not readable as {fmt.encoding} ({exc})") from None
-    try:
-        frame = pl.read_csv(io.StringIO(text), separator=fmt.delimiter, infer_schema=False)
-    except pl.exceptions.PolarsError as exc:
+        frame = pl.read_csv(staged.path, separator=fmt.delimiter, infer_schema=False)
+    except pl.exceptions.PolarsError as exc:  # pragma: no cover - the staging file is clean
         first = str(exc).strip().splitlines()[0]
         raise InputError(f"{path.name}: cannot be read ({first})") from None
-    return frame.with_row_index(SOURCE_ROW, offset=2).with_columns(
-        pl.col(SOURCE_ROW).cast(pl.Int64))
+    frame = frame.with_columns(pl.col(SOURCE_ROW).cast(pl.Int64))
+    return Export(frame, staged.bad, frozenset(staged.duplicated))
 
 
 def _number(expr: pl.Expr, fmt: FileFormat) -> pl.Expr:
@@ -142,7 +176,7 @@ def _date(expr: pl.Expr, date_format: str) -> pl.Expr:
     return pl.when(parsed.is_not_null()).then(parsed.dt.to_string("%Y-%m-%d")).otherwise(text)
 
 
-def apply_table_map(name: str, source: pl.DataFrame, table: TableMap,
+def apply_table_map(name: str, source: Export | pl.DataFrame, table: TableMap,
                     fmt: FileFormat) -> tuple[pl.DataFrame, int]:
     """One contract table from an export: renamed, converted, defaulted.
 
@@ -153,6 +187,13 @@ def apply_table_map(name: str, source: pl.DataFrame, table: TableMap,
         rows of this table (a ``require`` column was empty), which is no loss: they are rows
         of another table of the same export.
     """
+    if isinstance(source, Export):
+        twice = [src for src in [*table.columns.values(), *table.keep]
+                 if src in source.duplicated]
+        if twice:
+            raise InputError(f"{table.file}: column '{twice[0]}' named in the mapping for "
+                             f"{name} appears more than once in the header")
+        source = source.frame
     missing = [src for src in table.columns.values() if src not in source.columns]
     if missing:
         raise InputError(f"{table.file}: column '{missing[0]}' named in the mapping for "
