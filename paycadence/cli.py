@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import logging
 import os
@@ -582,6 +581,19 @@ def models():
     _run(go)
 
 
+def _pickup(alias: str, settings) -> str:
+    """When a running service serves the alias just moved (read from this process's
+    ``PAYCADENCE_*`` settings, which a service started alike shares)."""
+    every = settings.model_refresh_seconds
+    if alias != settings.model_alias:
+        return (f"a service serves it only with PAYCADENCE_MODEL_ALIAS={alias} (it serves "
+                f"{settings.model_alias})")
+    if every <= 0:
+        return "a running service picks it up on restart (PAYCADENCE_MODEL_REFRESH_SECONDS=0)"
+    return (f"a running service loads it within {every:g} s, without a restart "
+            "(PAYCADENCE_MODEL_REFRESH_SECONDS)")
+
+
 @app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="Model version to promote.")],
@@ -592,10 +604,11 @@ def promote(
     from paycadence.training import tracking
 
     def go():
-        name = get_settings().model_name
+        settings = get_settings()
+        name = settings.model_name
         was = tracking.promote(name, version, alias)
-        console.print(f"{name}@{alias} → version {version} (was {was or 'unset'}); a running "
-                      "service picks it up on restart", highlight=False)
+        console.print(f"{name}@{alias} → version {version} (was {was or 'unset'}); "
+                      f"{_pickup(alias, settings)}", highlight=False)
     _run(go)
 
 
@@ -710,16 +723,11 @@ def _print_recommendations(recs: list[dict], title: str, limit: int = 12) -> Non
 
 
 def _is_loopback(host: str) -> bool:
-    """Whether ``host`` binds loopback only: ``localhost``, 127.0.0.0/8 or ``::1``.
+    """Whether ``host`` binds loopback only (the app's own rule: without a token, it answers
+    nothing but ``/health`` that arrives on another address, however it is started)."""
+    from paycadence.serving.deps import is_loopback
 
-    ``0.0.0.0``, ``::``, any other address and any other name are not.
-    """
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(host)
 
 
 class _null:

@@ -223,6 +223,15 @@ class Settings(BaseSettings):
     #: empty: no CORS headers at all.
     cors_origins: str = ""
     model_refresh_seconds: float = 60.0  # how often the service checks whether the alias moved
+    #: Seconds a request's body may take to arrive, from its headers to its last byte; a body
+    #: still arriving then gets 408 and its connection is closed (0: no limit).
+    body_timeout_seconds: float = Field(60.0, ge=0)
+    #: Seconds a connection may take to send a request's headers (``paycadence serve`` only:
+    #: its uvicorn protocol closes a connection that has not sent them by then; 0: no limit).
+    header_timeout_seconds: float = Field(10.0, ge=0)
+    #: Connections and requests in flight per worker above which uvicorn answers 503
+    #: (``paycadence serve`` only; 0: no limit).
+    limit_concurrency: int = Field(1000, ge=0)
 
 
 @lru_cache(maxsize=1)

@@ -2,12 +2,14 @@
 
 Middleware, outermost first: request id + one JSON log line + metrics for every request
 (:class:`ObserveRequests`); CORS, only for the origins in ``PAYCADENCE_CORS_ORIGINS``; the bearer
-token (:class:`RequireToken`, before any body is read); the body-size limit (by Content-Length,
-:class:`LimitContentLength`, then by the bytes read, for a chunked body).
+token (:class:`RequireToken`, before any body is read), or without a token the loopback rule
+(:class:`LoopbackOnly`); the body's deadline (:class:`BodyTimeout`); the body-size limit (by
+Content-Length, :class:`LimitContentLength`, then by the bytes read, for a chunked body).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -27,12 +29,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from paycadence import __version__
 from paycadence.config import Settings, get_settings, load_policy
 from paycadence.errors import ConfigError
-from paycadence.serving.deps import PUBLIC_PATHS, UNAUTHORIZED, token_matches
+from paycadence.serving.deps import (
+    NO_TOKEN,
+    PUBLIC_PATHS,
+    UNAUTHORIZED,
+    arrived_on_loopback,
+    token_matches,
+)
 from paycadence.serving.engine import Engine
 from paycadence.serving.logs import request_id_from, request_id_var
 from paycadence.serving.metrics import UNMATCHED, Metrics
 from paycadence.serving.routes import docs, feedback, health, metrics, recommend
-from paycadence.serving.store import FeedbackStore
+from paycadence.serving.routes.feedback import RETRY_AFTER_SECONDS
+from paycadence.serving.store import FeedbackStore, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 requests_logger = logging.getLogger("paycadence.serving.requests")
@@ -74,6 +83,90 @@ class RequireToken:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+class LoopbackOnly:
+    """Without a token, answer 403 to every request but ``/health`` that arrived on a
+    non-loopback address (CONTRACT.md §4), before its body is read.
+
+    ``paycadence serve`` refuses to bind such an address without a token; this is the same
+    rule in the app itself, so that the app started any other way (``uvicorn
+    paycadence.serving.app:app_from_env --factory --host 0.0.0.0``, behind a proxy on another
+    host) does not serve the network without credentials.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app, self.warned = app, False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS
+                and not arrived_on_loopback(scope.get("server"))):
+            if not self.warned:
+                self.warned = True
+                logger.warning("a request arrived on %s, not a loopback address, and "
+                               "PAYCADENCE_API_TOKEN is not set: refused with 403 (every such "
+                               "request but /health is)", scope["server"][0])
+            response = JSONResponse({"detail": NO_TOKEN}, status_code=403)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class BodyTimeout:
+    """Answer 408 and close the connection when a request's body has not fully arrived
+    ``seconds`` after its headers (a client trickling its body, slowloris).
+
+    Only the reading of the body is timed: once its last byte is in, ``receive`` is the
+    server's own again (it then waits for a disconnect, as long as the answer takes).
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app, self.seconds = app, seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.seconds <= 0:
+            await self.app(scope, receive, send)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        body_done = timed_out = started = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done, timed_out
+            if body_done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except TimeoutError:
+                timed_out = True
+                raise _BodyTimedOut from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if timed_out:
+                return  # the app's answer to a body cut short: the 408 below replaces it
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, guarded_send)
+        except _BodyTimedOut:
+            pass
+        if timed_out and not started:
+            logger.warning("request body of %s %s not received within %.0f s: 408, connection "
+                           "closed", scope["method"], scope["path"][:256], self.seconds)
+            response = JSONResponse(
+                {"detail": f"body: not received within {self.seconds:g} s "
+                           "(PAYCADENCE_BODY_TIMEOUT_SECONDS); send it again"},
+                status_code=408, headers={"Connection": "close"})
+            await response(scope, receive, send)
+
+
+class _BodyTimedOut(Exception):
+    """Raised into the app from ``receive`` when the body's deadline has passed."""
 
 
 class LimitContentLength:
@@ -207,18 +300,37 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
 
     app.add_middleware(LimitContentLength, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyTimeout, seconds=settings.body_timeout_seconds)
 
     # added last = runs first
     if settings.api_token:
         app.add_middleware(RequireToken, token=settings.api_token)
+    else:
+        app.add_middleware(LoopbackOnly)
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
                            expose_headers=["X-Request-ID"], max_age=600)
     app.add_middleware(ObserveRequests, metrics=app.state.metrics)
 
+    @app.exception_handler(StoreUnavailableError)
+    async def store_unavailable(request: Request, exc: StoreUnavailableError):
+        # the last line: a store error a route did not turn into its own 503 is still one
+        logger.error("feedback store unavailable during %s %s: %s", request.method,
+                     request.url.path[:256], exc)
+        return JSONResponse({"detail": f"the feedback database is unavailable, try again: "
+                                       f"{exc}"}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
     @app.exception_handler(RequestValidationError)
     async def readable_422(request: Request, exc: RequestValidationError):
+        broken = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
+        if broken is not None:  # not JSON at all: 400 (docs/api.md), not a field's 422
+            at = broken["loc"][-1] if broken.get("loc") else None
+            why = (broken.get("ctx") or {}).get("error") or broken.get("msg")
+            where = f" at character offset {at}" if isinstance(at, int) else ""
+            return JSONResponse({"detail": f"body: not valid JSON{where}: {why}"},
+                                status_code=400)
         errors = [
             {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
             for e in exc.errors()

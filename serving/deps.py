@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -37,6 +38,43 @@ async def get_app_settings(request: Request) -> Settings:
 
 async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
+
+
+NO_TOKEN = ("this service has no PAYCADENCE_API_TOKEN, so it answers only on a loopback "
+            "address: set PAYCADENCE_API_TOKEN (then send Authorization: Bearer <token>) to "
+            "serve other addresses")
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` is loopback only: ``localhost``, 127.0.0.0/8, ``::1`` (also written
+    ``::ffff:127.0.0.1``). ``0.0.0.0``, ``::``, any other address and any other name are not."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a name, or a bracketed address ("[::1]": not what a bind takes)
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def arrived_on_loopback(server: tuple | list | None) -> bool:
+    """Whether a request arrived on a loopback address of this host (ASGI ``scope["server"]``).
+
+    A connection on a network address (``0.0.0.0`` binds them all) is not; one without an
+    address (a Unix socket, where the server gives None) is local and counts as loopback, as
+    does an in-process test client's name (``testserver``: no socket at all).
+    """
+    if not server:
+        return True
+    host = str(server[0]).split("%")[0]  # an IPv6 address may carry its zone
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True  # not an address: a Unix socket path or an in-process client's name
+    return is_loopback(host)
 
 
 def token_matches(expected: str, authorization: str | None) -> bool:

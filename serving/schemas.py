@@ -5,18 +5,27 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from paycadence.bounds import MAX_AMOUNT, MAX_DAY, MIN_DAY
 
 Channel = Literal["email", "sms", "letter", "phone", "payment_plan", "collection"]
 Action = Literal["wait", "email", "sms", "letter", "phone", "payment_plan", "collection"]
 Id = Annotated[str, Field(min_length=1, max_length=200)]
-Amount = Annotated[float, Field(gt=0, lt=1e12, allow_inf_nan=False)]
-#: Dates from 1970-01-01 to 2200-12-31; the pattern says so in the OpenAPI schema (JSON Schema
-#: has no bounds for dates), so that a generated client knows before it asks.
+#: The bounds are paycadence.bounds' (one set for ingest, /feedback and /recommend).
+Amount = Annotated[float, Field(gt=0, lt=MAX_AMOUNT, allow_inf_nan=False)]
+#: Dates from MIN_DAY to MAX_DAY; the pattern says so in the OpenAPI schema (JSON Schema has no
+#: bounds for dates), so that a generated client knows before it asks.
 DAY_PATTERN = r"^(19[7-9][0-9]|2[01][0-9][0-9]|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
-Day = Annotated[dt.date, Field(ge=dt.date(1970, 1, 1), le=dt.date(2200, 12, 31),
-                               json_schema_extra={"pattern": DAY_PATTERN})]
+assert (MIN_DAY.isoformat(), MAX_DAY.isoformat()) == ("1970-01-01", "2200-12-31"), \
+    "DAY_PATTERN spells out the years of paycadence.bounds: change both together"
+Day = Annotated[dt.date, Field(ge=MIN_DAY, le=MAX_DAY, json_schema_extra={"pattern": DAY_PATTERN})]
 MAX_DEBTORS = 1000
+#: Open invoices one debtor may list (``open_invoices``) and invoices its ``history`` may
+#: carry; above, the request is refused with 422 naming the debtor. A call's work is linear in
+#: them (benchmarks/one_debtor.py: 10,000 open invoices of one debtor take about 0.6 s).
+MAX_OPEN_INVOICES = 10_000
+MAX_HISTORY_INVOICES = 100_000
 
 
 class _In(BaseModel):
@@ -44,6 +53,9 @@ class PaymentRow(_In):
     invoice_id: Id
     paid_on: Day
     amount: Amount
+    #: the payment's own key (CONTRACT.md §5): two identical payments on one day with two ids
+    #: are two payments; without it identical rows of one body are separate occurrences
+    payment_id: Id | None = None
 
 
 class ActionRow(_In):
@@ -80,7 +92,8 @@ class DebtorRow(_In):
 
 
 class History(_In):
-    invoices: list[InvoiceRow] = []
+    invoices: Annotated[list[InvoiceRow], Field(
+        json_schema_extra={"maxItems": MAX_HISTORY_INVOICES})] = []
     payments: list[PaymentRow] = []
     actions: list[ActionRow] = []
     disputes: list[DisputeRow] = []
@@ -91,7 +104,7 @@ class OpenInvoice(_In):
     issue_date: Day
     due_date: Day
     amount: Amount
-    amount_paid: Annotated[float, Field(ge=0, lt=1e12, allow_inf_nan=False)] = 0.0
+    amount_paid: Annotated[float, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False)] = 0.0
     currency: str | None = None
 
     @model_validator(mode="after")
@@ -105,7 +118,8 @@ class OpenInvoice(_In):
 
 class DebtorIn(_In):
     debtor_id: Id
-    open_invoices: list[OpenInvoice] = []
+    open_invoices: Annotated[list[OpenInvoice], Field(
+        json_schema_extra={"maxItems": MAX_OPEN_INVOICES})] = []
     history: History | None = None
     opted_out: list[Literal["email", "sms", "letter", "phone"]] | None = None
     segment: str | None = None
@@ -113,7 +127,18 @@ class DebtorIn(_In):
     created_on: Day | None = None
 
     @model_validator(mode="after")
-    def _unique_invoices(self):
+    def _unique_invoices(self, info: ValidationInfo):
+        # the caps (a benchmark may lift them through the validation context)
+        context = info.context or {}
+        cap = context.get("max_open_invoices", MAX_OPEN_INVOICES)
+        if cap is not None and len(self.open_invoices) > cap:
+            raise ValueError(f"open_invoices lists {len(self.open_invoices)} invoices, over the "
+                             f"limit of {cap} per debtor: send the debtor in several calls or "
+                             "only its oldest open invoices")
+        cap = context.get("max_history_invoices", MAX_HISTORY_INVOICES)
+        if cap is not None and self.history is not None and len(self.history.invoices) > cap:
+            raise ValueError(f"history.invoices carries {len(self.history.invoices)} invoices, "
+                             f"over the limit of {cap} per debtor")
         ids = [inv.invoice_id for inv in self.open_invoices]
         if len(ids) != len(set(ids)):
             raise ValueError("open_invoices lists an invoice_id twice")
@@ -138,6 +163,20 @@ class RecommendRequest(_In):
         ids = [d.debtor_id for d in self.debtors]
         if len(ids) != len(set(ids)):
             raise ValueError("debtors lists a debtor_id twice")
+        # an invoice belongs to one debtor: the same id under two debtors of one call would mix
+        # their rows (one debtor's amount_paid or payments changing the other's open amount)
+        owner: dict[str, int] = {}
+        for k, d in enumerate(self.debtors):
+            mine = {inv.invoice_id for inv in d.open_invoices}
+            if d.history is not None:
+                mine.update(inv.invoice_id for inv in d.history.invoices)
+            for invoice_id in mine:
+                first = owner.setdefault(invoice_id, k)
+                if first != k:
+                    raise ValueError(
+                        f"invoice_id '{invoice_id}' is listed under two debtors, "
+                        f"debtors[{first}] '{self.debtors[first].debtor_id}' and debtors[{k}] "
+                        f"'{d.debtor_id}': an invoice belongs to one debtor")
         return self
 
 
@@ -249,6 +288,8 @@ class Problem(BaseModel):
 ERRORS = {code: {"model": Problem, "description": what} for code, what in (
     (400, "the body is not JSON"),
     (401, "missing or wrong bearer token (when the service has a token)"),
+    (403, "no token is set and the request arrived on a non-loopback address"),
+    (408, "the body did not arrive within PAYCADENCE_BODY_TIMEOUT_SECONDS"),
     (413, "body larger than PAYCADENCE_MAX_BODY_BYTES"),
     (422, "a field breaks the contract: `detail` names it"),
 )}

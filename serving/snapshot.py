@@ -37,10 +37,14 @@ class BookDays:
     days
         How many decision days are kept (the one made longest ago is dropped first, so that
         calls about past days, e.g. a replay, keep theirs too).
+    max_pending
+        How many passes may wait or run at once (one per day and models): calls about yet
+        another day then compute their own debtors and start nothing, so that calls naming
+        ever new ``as_of`` values cannot queue pass after pass of the whole book.
     """
 
-    def __init__(self, days: int = 2):
-        self.days = days
+    def __init__(self, days: int = 2, max_pending: int = 3):
+        self.days, self.max_pending = days, max_pending
         self._book: dict[dt.date, _Day] = {}
         self._pending: dict[tuple, _Day] = {}  # passes under way, by (day, models)
         # passes that raised: (models, snapshot), not tried again on that snapshot (the models
@@ -62,9 +66,19 @@ class BookDays:
                 return day
             if key in self._pending or self._failed.get(key, (None, None))[1] is stored:
                 return None
+            if len(self._pending) >= self.max_pending:
+                logger.info("the day %s of the stored book is not started: %d passes are "
+                            "under way or waiting already (calls compute their own debtors)",
+                            as_of, len(self._pending))
+                return None
             self._pending[key] = day = _Day(as_of, models, stored)
         self._passes.submit(self._make, day, current, key)
         return None
+
+    def pending(self) -> set[dt.date]:
+        """The days whose pass is under way or waiting."""
+        with self._lock:
+            return {day for day, _ in self._pending}
 
     def has(self, stored: Tables, as_of: dt.date, models: RiskModels | None) -> bool:
         """Whether :meth:`ready` would give the day now (nothing is started)."""
