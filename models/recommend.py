@@ -18,6 +18,7 @@ import polars as pl
 
 from paycadence.config import Policy
 from paycadence.data import Tables
+from paycadence.errors import PaycadenceError
 from paycadence.features import UNPAID_DAYS, debtor_states, describe, invoice_features
 from paycadence.features.state import states_of, stored_opted_out
 from paycadence.models.hazard import CASH_WEEKS
@@ -305,6 +306,53 @@ def book_cash_forecast(recs: list[dict], as_of: dt.date) -> list[dict]:
     """The whole book's weekly cash forecast: the recommendations' forecasts summed."""
     return cash_forecast([[w["expected"] for w in r["cash_forecast"]] for r in recs
                           if r.get("cash_forecast")], as_of)
+
+
+class NonFiniteOutputError(PaycadenceError):
+    """An output would carry a non-finite number (infinity or NaN): it is refused, never
+    written (JSON has no such numbers; orjson would write ``null``, json ``Infinity``)."""
+
+
+def non_finite(value, where: str = "") -> list[str]:
+    """Paths (``invoices[0].expected_days_late``) of the non-finite numbers in ``value``, a
+    recommendation, a cash forecast or any JSON-like value."""
+    found = []
+    stack = [(where, value)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, float | np.floating):
+            if not np.isfinite(v):
+                found.append(path or "$")
+        elif isinstance(v, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), x) for k, x in v.items())
+        elif isinstance(v, list | tuple):
+            stack.extend((f"{path}[{i}]", x) for i, x in enumerate(v))
+    return sorted(found)
+
+
+def refuse_non_finite(recs: list[dict], cash: list[dict] | None = None, *,
+                      where: str) -> None:
+    """The last check before an output leaves (API answer, batch file, cash forecast): every
+    number in it is finite.
+
+    Raises
+    ------
+    NonFiniteOutputError
+        Naming the first debtors and fields with a non-finite number (also logged as an error
+        with ``where``); nothing is written then.
+    """
+    bad = [f"debtor '{rec.get('debtor_id')}' {path}" for rec in recs
+           for path in non_finite(rec)[:1]]
+    if cash:
+        bad += [f"the book's cash forecast {path}" for path in non_finite(cash, "cash_forecast")
+                [:1]]
+    if not bad:
+        return
+    message = (f"{where}: not written, a forecast is not a finite number ({'; '.join(bad[:3])}"
+               f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}): amounts or dates "
+               "beyond what the models can forecast")
+    logger.error(message)
+    raise NonFiniteOutputError(message)
 
 
 def _explain(recs: list[dict], rows: list[dict], models: RiskModels | None,

@@ -14,7 +14,7 @@ from paycadence.config import Policy
 from paycadence.data.ingest import IngestResult, ingest
 from paycadence.errors import InputError
 from paycadence.models import recommend
-from paycadence.models.recommend import book_cash_forecast
+from paycadence.models.recommend import book_cash_forecast, refuse_non_finite
 from paycadence.serving.engine import Engine
 
 logger = logging.getLogger(__name__)
@@ -64,8 +64,9 @@ def recommend_batch(
     engine = Engine.load(policy, model_name=model_name, alias=alias)
     recs = recommend(checked.tables, as_of=as_of, policy=policy, models=engine.models,
                      model_version=engine.version)
-    write_recommendations(recs, out)
     cash = book_cash_forecast(recs, as_of)
+    refuse_non_finite(recs, cash, where=str(out))  # before anything is written
+    write_recommendations(recs, out)
     cash_path = out.parent / f"{out.stem}-cash-forecast.csv"
     pl.DataFrame(cash).write_csv(cash_path)
     return BatchResult(recs, out, engine.version, engine.detail, checked, cash, cash_path)
@@ -101,14 +102,22 @@ def flat(rec: dict) -> dict:
 
 
 def write_recommendations(recs: list[dict], out: str | Path) -> Path:
-    """Write recommendations; the format follows the extension (.csv, .parquet, .jsonl)."""
+    """Write recommendations; the format follows the extension (.csv, .parquet, .jsonl).
+
+    Raises
+    ------
+    NonFiniteOutputError
+        When a number of a recommendation is infinite or NaN (nothing is written): JSON has
+        no such numbers, and ``Infinity`` in a file breaks every reader.
+    """
     out = check_output(out)
+    refuse_non_finite(recs, where=str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
     if suffix == ".jsonl":
         with out.open("w", encoding="utf-8") as fh:
             for rec in recs:
-                fh.write(json.dumps(rec) + "\n")
+                fh.write(json.dumps(rec, allow_nan=False) + "\n")
         return out
     frame = pl.DataFrame([flat(r) for r in recs], schema=FLAT_SCHEMA, orient="row")
     if suffix == ".csv":
