@@ -93,6 +93,10 @@ def test_models_lists_versions_and_promote_moves_an_alias(trained, mlflow_uri):
     r = run("promote", trained.version, "--alias", "reviewed")
     assert r.returncode == 0, r.stderr
     assert f"@reviewed → version {trained.version}" in r.stdout
+    assert "PAYCADENCE_MODEL_ALIAS=reviewed" in r.stdout  # the service serves the champion
+    r = run("promote", trained.version)
+    assert r.returncode == 0, r.stderr
+    assert "loads it within 60 s, without a restart" in " ".join(r.stdout.split())
     from paycadence.training import tracking
     from paycadence.training.train import MODEL_NAME
 
