@@ -1,6 +1,7 @@
 """Stage 3, models: LightGBM forecasts per open invoice and the policy that acts on them."""
 
 from paycadence.models.estimators import LateRiskModel
+from paycadence.models.files import ModelFilesError, NonFiniteForecastError
 from paycadence.models.policy import Choice, InvoiceRisk, decide
 from paycadence.models.recommend import FALLBACK_VERSION, naive_forecast, recommend
 from paycadence.models.risk import TARGETS, Forecast, RiskModels
@@ -12,6 +13,8 @@ __all__ = [
     "Forecast",
     "InvoiceRisk",
     "LateRiskModel",
+    "ModelFilesError",
+    "NonFiniteForecastError",
     "RiskModels",
     "decide",
     "naive_forecast",

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from paycadence.features import UNPAID_DAYS
+from paycadence.models import files
 from paycadence.models.calibration import Calibrator
 from paycadence.models.hazard import (
     BIN_FEATURES,
@@ -31,7 +32,7 @@ from paycadence.models.hazard import (
     survival,
     survival_at,
 )
-from paycadence.models.response import ACTION_FEATURES, with_action
+from paycadence.models.response import ACTION_FEATURES, RESPONSE_ACTIONS, with_action
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,17 @@ CARD = "card.json"
 #: Snapshots whose person-period rows (one per bin, :func:`every_bin`) are scored at a time:
 #: the rows of a whole holdout would be N_BINS copies of its matrix; the answers are the same.
 HAZARD_BATCH = 20_000
+
+
+def finite(what: str, values: np.ndarray) -> np.ndarray:
+    """``values`` when every one is finite; else :class:`NonFiniteForecastError` naming ``what``
+    and how many rows are not (a NaN leaf, an overflow: the caller falls back)."""
+    ok = np.isfinite(values)
+    if not ok.all():
+        rows = ok.reshape(ok.shape[0], -1).all(axis=1) if ok.ndim else ok
+        raise files.NonFiniteForecastError(
+            f"{what} is not finite for {int((~rows).sum())} of {len(rows)} rows")
+    return values
 
 
 def _booster(model) -> lgb.Booster | None:
@@ -118,7 +130,8 @@ class RiskModels:
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write ``<target>.txt`` booster files and ``card.json``; returns the directory."""
+        """Write ``<target>.txt`` booster files, ``card.json`` and ``checksums.json`` (the
+        sha256 of each of them, checked by :meth:`load`); returns the directory."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for key, booster in self.boosters.items():
@@ -127,38 +140,101 @@ class RiskModels:
         card = {**self.card, "features": list(self.features), "constants": self.constants,
                 "calibration": self.calibrator.to_dict(), "hazard_edges": EDGES.tolist()}
         (directory / CARD).write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
+        sums = files.checksums(directory, [CARD, *(f"{k}.txt" for k in self.boosters)])
+        (directory / files.CHECKSUMS).write_text(json.dumps({"sha256": sums}, indent=2),
+                                                 encoding="utf-8")
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> RiskModels:
-        """Read a directory written by :meth:`save`.
+    def load(cls, directory: str | Path, *, checksums: dict[str, str] | None = None,
+             probe=None) -> RiskModels:
+        """Read a directory written by :meth:`save`, checking its files before LightGBM
+        parses them (:mod:`paycadence.models.files`) and its outputs after.
+
+        Parameters
+        ----------
+        checksums
+            ``{file name: sha256}`` recorded at registration (the version's tag); else those
+            of ``checksums.json``; a model saved without either is checked without them.
+        probe
+            Rows (a frame with the feature columns, or a matrix in :attr:`features` order;
+            e.g. the registered input example) on which every output must be finite
+            (:meth:`check_outputs`).
 
         Raises
         ------
-        ValueError
-            When the card is missing, the hazard bins differ from this version's, or a
-            booster's features differ from the card's.
+        ModelFilesError
+            When a file is missing, differs from its checksum, is not a whole LightGBM model
+            (or LightGBM refuses or crashes on it, in a child process), the hazard bins differ
+            from this version's, or a booster's features differ from the card's.
+        NonFiniteForecastError
+            When a forecast on the probe rows is NaN or infinite.
         """
         directory = Path(directory)
-        card = json.loads((directory / CARD).read_text(encoding="utf-8"))
-        features = tuple(card.pop("features"))
-        constants = card.pop("constants", {})
-        calibrator = Calibrator.from_dict(card.pop("calibration", None))
+        expected = checksums if checksums is not None else files.recorded(directory)
+        names = [CARD, *(f"{key}.txt" for key in (*TARGETS, *OPTIONAL))]
+        read = {n: (directory / n).read_bytes() for n in names if (directory / n).is_file()}
+        if CARD not in read:
+            raise files.ModelFilesError(f"{CARD} is missing")
+        if expected is not None:
+            files.verify(read, expected)
+        try:
+            card = json.loads(read[CARD].decode("utf-8"))
+            features = tuple(card.pop("features"))
+            constants = dict(card.pop("constants", {}))
+            calibrator = Calibrator.from_dict(card.pop("calibration", None))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise files.ModelFilesError(f"{CARD} is damaged") from None
         if card.pop("hazard_edges", None) != EDGES.tolist():
-            raise ValueError(f"{directory}: saved by a version with other settlement bins; "
-                             "retrain")
-        boosters = {}
+            raise files.ModelFilesError(f"{CARD}: saved by a version with other settlement "
+                                        "bins; retrain")
+        texts = {}
         for key in (*TARGETS, *OPTIONAL):
-            path = directory / f"{key}.txt"
-            if key in constants or (key in OPTIONAL and not path.exists()):
-                boosters[key] = None
+            name = f"{key}.txt"
+            if key in constants or (key in OPTIONAL and name not in read):
                 continue
-            booster = lgb.Booster(model_file=str(path))
+            if name not in read:
+                raise files.ModelFilesError(f"{name} is missing")
+            files.check_structure(name, read[name])
+            texts[key] = read[name]
+        files.parse_in_child({f"{key}.txt": text for key, text in texts.items()})
+        boosters = dict.fromkeys((*TARGETS, *OPTIONAL))
+        for key, text in texts.items():
+            booster = lgb.Booster(model_str=text.decode("ascii"))
             want = features + {"hazard": BIN_FEATURES, "response": ACTION_FEATURES}.get(key, ())
             if tuple(booster.feature_name()) != want:
-                raise ValueError(f"{path}: trained on other features than the card lists")
+                raise files.ModelFilesError(f"{key}.txt: trained on other features than the "
+                                            "card lists")
             boosters[key] = booster
-        return cls(features, boosters, constants, card, calibrator)
+        models = cls(features, boosters, constants, card, calibrator)
+        models.check_outputs(probe)
+        return models
+
+    def check_outputs(self, rows=None) -> None:
+        """Every forecast, action response and SHAP value is finite on ``rows`` (a frame
+        with the feature columns or a matrix in :attr:`features` order), a row of zeros and
+        a row of missing values (but the days past due).
+
+        Raises
+        ------
+        NonFiniteForecastError
+            Naming the first output that is not.
+        """
+        d = len(self.features)
+        extra = np.vstack([np.zeros(d), np.full(d, np.nan)])
+        extra[1, self.features.index("days_past_due")] = 0.0  # always known when serving
+        if rows is not None and hasattr(rows, "columns"):  # a frame: its feature columns
+            missing = [f for f in self.features if f not in rows.columns]
+            if missing:
+                raise files.ModelFilesError(f"the input example lacks {missing[:3]}")
+            rows = np.column_stack([np.asarray(rows[f], dtype=np.float64)
+                                    for f in self.features])
+        X = extra if rows is None or not len(rows) else np.vstack(
+            [np.asarray(rows, dtype=np.float64).reshape(-1, d), extra])
+        self.predict_matrix(X)
+        if self.has_response:
+            self.responses(X, ("wait", *RESPONSE_ACTIONS))
+        self.contributions(None, X=X)
 
     # -- prediction ------------------------------------------------------------------------
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
@@ -227,6 +303,10 @@ class RiskModels:
         # settled on day D + t with t ≥ 91 − days past due ⇔ still open 90 days after due
         p_unpaid = survival_at(surv, UNPAID_DAYS + 1 - past_due)
         days = past_due + median_wait(surv)
+        finite("p_late", p_late)
+        finite("the settlement distribution", surv)
+        finite("expected_days_late", days)
+        finite("p_unpaid_90d", p_unpaid)
         return Forecast(p_late, days, p_unpaid, bin_probabilities(surv)[:, :CASH_WEEKS], surv)
 
     @property
@@ -239,7 +319,8 @@ class RiskModels:
         booster = self.boosters.get("response")
         if booster is None:
             raise ValueError("no action-response model in this bundle")
-        return booster.predict(with_action(X, action), num_threads=self._threads(X.shape[0]))
+        return finite(f"the response to {action}", booster.predict(
+            with_action(X, action), num_threads=self._threads(X.shape[0])))
 
     def responses(self, X: np.ndarray, actions: tuple[str, ...]) -> dict[str, np.ndarray]:
         """:meth:`response` for several actions, in one call of the booster (for a few rows,
@@ -248,7 +329,8 @@ class RiskModels:
         if booster is None:
             raise ValueError("no action-response model in this bundle")
         stacked = np.vstack([with_action(X, a) for a in actions])
-        scores = booster.predict(stacked, num_threads=self._threads(stacked.shape[0]))
+        scores = finite("the action responses", booster.predict(
+            stacked, num_threads=self._threads(stacked.shape[0])))
         n = X.shape[0]
         return {a: scores[k * n:(k + 1) * n] for k, a in enumerate(actions)}
 
@@ -281,6 +363,7 @@ class RiskModels:
         else:
             contrib = booster.predict(X, pred_contrib=True,
                                       num_threads=self._threads(X.shape[0], cost=1000))
+        finite(f"the SHAP values of {key}", contrib)
         return contrib[:, :-1], contrib[:, -1]
 
     def shap_tables(self, key: str = "late"):
@@ -289,7 +372,12 @@ class RiskModels:
             from paycadence.models import treeshap
 
             booster = self.boosters[key]
-            self._shap[key] = None if booster is None else treeshap.tables(booster)
+            try:
+                self._shap[key] = None if booster is None else treeshap.tables(booster)
+            except ValueError:  # LightGBM's JSON dump of a NaN or infinite leaf: unreadable
+                logger.warning("the %s booster's SHAP tables cannot be built (a leaf value is "
+                               "not a number): LightGBM's pred_contrib explains it", key)
+                self._shap[key] = None
         return self._shap[key]
 
     def warm(self) -> None:
