@@ -20,7 +20,7 @@ from paycadence.config import Policy
 from paycadence.data import COLUMNS, Tables, ingest
 from paycadence.models import (
     FALLBACK_VERSION,
-    NonFiniteOutputError,
+    NonFiniteForecastError,
     RiskModels,
     recommend,
 )
@@ -342,7 +342,7 @@ class Engine:
             try:
                 return recommend(tables, models=models, model_version=version, scored=scored,
                                  **kwargs)
-            except NonFiniteOutputError as exc:  # a NaN leaf, an overflow: never served
+            except NonFiniteForecastError as exc:  # a NaN leaf, an overflow: never served
                 logger.error("model %s gave a non-finite forecast (%s): rule-based fallback "
                              "for this call", version, exc)
                 with self._lock:
