@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -103,6 +105,65 @@ def download_model(name: str, alias: str) -> tuple[Path, str]:
         raise ModelNotFoundError(f"no model {name}@{alias} in {shown_uri()}")
     local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version.version}")
     return Path(local) / "artifacts" / "risk", str(version.version)
+
+
+#: The model version tag holding ``{file name: sha256}`` of the saved model's files (JSON).
+CHECKSUM_TAG = "sha256"
+
+
+def log_model(risk_dir: str | Path, *, model_name: str, example=None, signature=None) -> str:
+    """Log a folder written by :meth:`paycadence.models.RiskModels.save` as a pyfunc model of
+    the active run, register it as a new version of ``model_name`` and record the sha256 of
+    each of its files as the version's ``sha256`` tag (before anything points an alias at
+    it); returns the version.
+    """
+    import mlflow
+
+    from paycadence.models import files
+
+    sums = files.recorded(risk_dir)
+    if sums is None:
+        raise ValueError(f"{Path(risk_dir).name}: no {files.CHECKSUMS}; save it with "
+                         "RiskModels.save")
+    info = mlflow.pyfunc.log_model(
+        name="risk", python_model=find_spec("paycadence.models.pyfunc").origin,
+        artifacts={"risk": str(risk_dir)}, signature=signature, input_example=example,
+        registered_model_name=model_name)
+    version = str(info.registered_model_version)
+    setup().set_model_version_tag(model_name, version, CHECKSUM_TAG,
+                                  json.dumps(sums, sort_keys=True))
+    return version
+
+
+def recorded_checksums(name: str, version: str) -> dict[str, str] | None:
+    """The ``{file name: sha256}`` recorded when ``name`` version ``version`` was registered
+    (None for a version registered before checksums were).
+
+    Raises
+    ------
+    ValueError
+        When the tag is there but is not such a mapping.
+    """
+    tags = setup().get_model_version(name, str(version)).tags or {}
+    if CHECKSUM_TAG not in tags:
+        return None
+    sums = json.loads(tags[CHECKSUM_TAG])
+    if not isinstance(sums, dict):
+        raise ValueError(f"tag {CHECKSUM_TAG} of version {version} is not a mapping")
+    return sums
+
+
+def input_example(risk_dir: str | Path):
+    """The input example registered with the model whose risk folder is ``risk_dir`` (a
+    pandas frame of feature columns), or None when it was registered without one."""
+    from mlflow.models import Model
+
+    root = Path(risk_dir).parent.parent  # <model>/artifacts/risk
+    try:
+        return Model.load(root).load_input_example(root)
+    except Exception as exc:  # noqa: BLE001 - no example, or an unreadable one: probe rows only
+        logger.warning("the model's input example was not read (%s)", type(exc).__name__)
+        return None
 
 
 def version_data_dir(name: str, version: str) -> str | None:

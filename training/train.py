@@ -22,7 +22,6 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -326,13 +325,8 @@ def train(
         example = holdout.select(FEATURES).head(5).to_pandas()
         out = models.predict(holdout.head(5)).select(
             "p_late", "expected_days_late", "p_unpaid_90d").to_pandas()
-        info = mlflow.pyfunc.log_model(
-            name="risk", python_model=find_spec("paycadence.models.pyfunc").origin,
-            artifacts={"risk": str(risk_dir)},
-            signature=infer_signature(example, out), input_example=example,
-            registered_model_name=model_name,
-        )
-        version = str(info.registered_model_version)
+        version = tracking.log_model(risk_dir, model_name=model_name, example=example,
+                                     signature=infer_signature(example, out))
         alias = "champion" if promote else "challenger"
         client.set_registered_model_alias(model_name, alias, version)
         for key in ("late_auc", "late_brier", "late_ece", "days_mae", "unpaid_auc"):
