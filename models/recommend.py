@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -313,9 +314,29 @@ class NonFiniteOutputError(PaycadenceError):
     written (JSON has no such numbers; orjson would write ``null``, json ``Infinity``)."""
 
 
+def _has_non_finite(value) -> bool:
+    """Whether a JSON-like value holds an infinity or a NaN: the quick walk over every answer
+    (:func:`non_finite` builds paths only when it finds one)."""
+    kind = type(value)
+    if kind is float:
+        return not math.isfinite(value)
+    if kind is dict:
+        value = value.values()
+    elif not (kind is list or kind is tuple):
+        if kind is str or kind is int or kind is bool or value is None:
+            return False
+        return isinstance(value, float | np.floating) and not math.isfinite(value)
+    for v in value:  # a loop, not any(): a generator per container cost twice the time
+        if _has_non_finite(v):
+            return True
+    return False
+
+
 def non_finite(value, where: str = "") -> list[str]:
     """Paths (``invoices[0].expected_days_late``) of the non-finite numbers in ``value``, a
     recommendation, a cash forecast or any JSON-like value."""
+    if not _has_non_finite(value):
+        return []
     found = []
     stack = [(where, value)]
     while stack:

@@ -136,7 +136,8 @@ class BodyTimeout:
             if body_done:
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+                async with asyncio.timeout_at(deadline):  # no task per chunk, as wait_for makes
+                    message = await receive()
             except TimeoutError:
                 timed_out = True
                 raise _BodyTimedOut from None
