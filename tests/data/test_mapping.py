@@ -58,7 +58,7 @@ def test_semicolons_decimal_commas_bom_and_day_first_dates(tmp_path):
     assert inv["currency"].to_list() == ["EUR", "EUR"]
     pay = result.tables.payments
     assert pay.to_dicts() == [{"invoice_id": "F1", "paid_on": pay["paid_on"][0],
-                               "amount": 1250.5}]
+                               "amount": 1250.5, "payment_id": None}]  # optional, absent
     assert str(pay["paid_on"][0]) == "2025-03-10"
     assert result.counts["payments"]["source_rows_without_this_table"] == 3
     debtors = dict(zip(result.tables.debtors["debtor_id"], result.tables.debtors["opted_out"],
