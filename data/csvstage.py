@@ -191,13 +191,13 @@ def normalise_header(names: list[str], contract: Collection[str] | None,
     return out, duplicated
 
 
-def _blocks(src: BinaryIO, file: str):
+def _blocks(src: BinaryIO, file: str, block_bytes: int):
     """(bytes, physical lines without their ending, at end of file, ends with a line break)
-    per block; a line is never split between two blocks."""
+    per block of about ``block_bytes``; a line is never split between two blocks."""
     carry = b""
     limit = MAX_HEADER_BYTES
     while True:
-        chunk = src.read(BLOCK_BYTES)
+        chunk = src.read(block_bytes)
         data = carry + chunk if carry else chunk
         if not chunk:
             yield data, data.splitlines(), True, data.endswith((b"\n", b"\r")) or not data
@@ -319,7 +319,9 @@ class _Stager:
                     pending = raw[start:], {i - start: t for i, t in undecodable.items()
                                             if i >= start}
                     break
-                reason = UNBALANCED if open_quote else f"malformed line ({exc})"
+                # strict csv's other errors are quotes too ('"," expected after """'), but
+                # for a value over csv.field_size_limit()
+                reason = f"malformed line ({exc})" if "field larger" in str(exc) else UNBALANCED
                 if open_quote and last_cut_short and start == count - 1:
                     reason = TRUNCATED
                 self.bad(first + start, reason, texts[start][:-1])
@@ -360,6 +362,7 @@ def stage_csv(
     contract: Collection[str] | None = None,
     on_header: Callable[[list[str]], None] | None = None,
     file: str | None = None,
+    block_bytes: int = BLOCK_BYTES,
 ) -> Staged:
     """Stream the CSV file ``path`` into the staging file ``out`` (UTF-8, LF, ``delimiter``).
 
@@ -374,6 +377,8 @@ def stage_csv(
     on_header
         Called with the normalised header before any row is read (to refuse a missing
         column before reading a large file).
+    block_bytes
+        Bytes read at a time (memory is a few times this); the result does not depend on it.
 
     Raises
     ------
@@ -385,7 +390,7 @@ def stage_csv(
     dec = _Decoding(encoding)
     try:
         with open(path, "rb") as src, open(out, "wb") as dst:
-            blocks = _blocks(src, file)
+            blocks = _blocks(src, file, block_bytes)
             data, lines, at_eof, final_break = next(blocks)
             if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
                 raise InputError(f"{file}: the file is UTF-16; export it as UTF-8 CSV")
