@@ -189,6 +189,14 @@ class Engine:
             logger.info("model registry reachable again")
             self.registry_down = False
         current = self.version.removeprefix("risk:") if self.models is not None else None
+        if version is not None and str(version.version) == current \
+                and self.load_reason is not None:  # the alias is back on the version served
+            logger.info("%s@%s points at version %s again: serving it", model_name, alias,
+                        current)
+            with self._lock:
+                self.load_reason = self.refused = None
+                self.detail = f"{model_name}@{alias} = version {current}"
+            return False
         if version is None or str(version.version) in (current, self.refused):
             return False
         logger.info("%s@%s moved to version %s (serving %s): reloading", model_name, alias,

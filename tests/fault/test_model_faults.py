@@ -313,6 +313,12 @@ def test_a_damaged_promotion_keeps_the_previous_model(
         assert answer.status_code == 200
         assert {r["model_version"] for r in answer.json()["recommendations"]} == \
             {f"risk:{first}"}
+        # the alias back on the version served: healthy again, without a reload
+        tracking.promote(name, first)
+        until(lambda: _health(srv)["reason"] == "ok", "the service to be healthy again",
+              timeout=90, every=0.5, log=log)
+        health = _health(srv)
+        assert health["status"] == "ok" and health["model_version"] == f"risk:{first}"
     finally:
         srv.stop()
     text = log.read_text()
