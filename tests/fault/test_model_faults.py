@@ -423,3 +423,23 @@ def test_batch_recommend_and_report_fall_back_on_a_damaged_champion(
         assert "not loaded (model_invalid: late.txt: sha256 differs" in said, said[-2000:]
         assert "rule-based fallback" in said and "fallback" in done.stdout
     assert set(pl.read_csv(tmp_path / "recs.csv")["model_version"].to_list()) == {"fallback"}
+
+
+# --- the registry going away under a served model ----------------------------------------------
+
+def test_an_unreachable_registry_keeps_the_model_and_says_so(trained, mlflow_uri, monkeypatch):
+    from paycadence.config import Policy
+    from paycadence.serving.engine import Engine
+
+    engine = Engine.load(Policy(), model_name=CHAMPION, alias="champion")
+    assert engine.reason == "ok" and not engine.degraded
+    served = engine.version
+    # a PostgreSQL store on a port nothing listens on
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://paycadence:s3cret@127.0.0.1:9/x")
+    assert engine.refresh(CHAMPION, "champion") is False
+    assert engine.reason == "registry_unreachable" and not engine.degraded
+    assert engine.version == served and engine.models is not None
+    assert "s3cret" not in engine.detail and "127.0.0.1" not in engine.detail
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    engine.refresh(CHAMPION, "champion")
+    assert engine.reason == "ok" and engine.version == served
