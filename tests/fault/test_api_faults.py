@@ -454,3 +454,20 @@ def test_a_non_finite_forecast_is_refused_not_written(make_client, tmp_path, suf
         write_recommendations([rec], out)
     assert not out.exists()
     assert "not written, a forecast is not a finite number" in caplog.text
+
+
+def test_serve_caps_the_connections_it_holds(server_env, start_server, tmp_path):
+    env = {**server_env, "PAYCADENCE_BODY_TIMEOUT_SECONDS": "3",
+           "PAYCADENCE_LIMIT_CONCURRENCY": "10",
+           "PAYCADENCE_DATABASE_URL": f"sqlite:///{tmp_path / 'fb.db'}"}
+    server = start_server(env, None, tmp_path / "server.log")
+    try:
+        answers = _trickle(server.port, 25, headers_done=True, seconds=20)
+        assert all(a is not None for a in answers), "every connection was closed"
+        refused = [a for a in answers if a.startswith(b"HTTP/1.1 503 ")]
+        timed_out = [a for a in answers if a.startswith(b"HTTP/1.1 408 ")]
+        # those over the cap are refused at once; the others held only until their deadline
+        assert len(refused) >= 15 and len(refused) + len(timed_out) == 25, answers
+        assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
+    finally:
+        server.stop()
