@@ -20,6 +20,7 @@ from paycadence.config import Policy
 from paycadence.data import COLUMNS, Tables, ingest
 from paycadence.models import (
     FALLBACK_VERSION,
+    ModelFilesError,
     NonFiniteForecastError,
     RiskModels,
     recommend,
@@ -128,9 +129,9 @@ class Engine:
             models.warm()
             trained_on = tracking.version_data_dir(model_name, version)
         except Exception as exc:  # noqa: BLE001 - any failure means: keep what serves
-            code = getattr(exc, "code", None)
-            if code is not None:  # the files or the outputs: the same bytes fail again
-                why = str(exc)  # written by paycadence.models.files: names no path
+            if isinstance(exc, ModelFilesError | NonFiniteForecastError):
+                # the files or the outputs: the same bytes would fail again
+                code, why = exc.code, str(exc)  # our own text: names a file, never a path
                 self.refused = version
             elif isinstance(exc, ModelNotFoundError):
                 code, why = "no_model", f"no version behind {where}"
@@ -508,9 +509,9 @@ def _authoritative_payments(tables: Tables, listed: dict[str, float]) -> Tables:
     issue = dict(zip(tables.invoices["invoice_id"], tables.invoices["issue_date"], strict=True))
     extra = pl.DataFrame(
         [{"invoice_id": i, "paid_on": issue[i], "amount": a} for i, a in listed.items() if a > 0],
-        schema={"invoice_id": pl.String, "paid_on": pl.Date, "amount": pl.Float64},
-    )
-    payments = pl.concat([keep.select("invoice_id", "paid_on", "amount"), extra])
+        schema=COLUMNS["payments"],
+    )  # every contract column (payment_id: none), as every other payments frame has
+    payments = pl.concat([keep.select(list(COLUMNS["payments"])), extra])
     return Tables(tables.debtors, tables.invoices, payments, tables.actions, tables.disputes)
 
 
