@@ -281,8 +281,13 @@ class Engine:
             for name, frame in tables.items():
                 keys = list(STORE_KEYS[name])
                 held = getattr(self.stored, name)
-                if name == "payments":
-                    frame, held = payment_keys(frame), payment_keys(held)
+                if name == "payments":  # keys of the held rows like the posted ones only
+                    same = list(KEYS["payments"])
+                    frame = payment_keys(frame)
+                    held = payment_keys(
+                        held.with_row_index("_at")
+                        .join(frame.select(same).unique(), on=same, how="semi", nulls_equal=True)
+                        .sort("_at").drop("_at"))
                 frame = frame.unique(keys, keep="first", maintain_order=True)
                 fresh[name] = frame.join(held.select(keys), on=keys, how="anti",
                                          nulls_equal=True)
