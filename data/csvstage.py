@@ -15,8 +15,11 @@ the first malformed line and replaces undecodable bytes, so a table is first str
   undecodable value, a last line cut short) with their line number and reason, for the
   quarantine.
 
-Blocks without a quote, all in UTF-8 and with the header's number of fields on every line are
-copied as they are; only the other blocks go through Python's ``csv`` parser.
+A first pass only reads: when every line of the file is *plain* (UTF-8, LF or CRLF endings, no
+quote, no BOM, no empty line, the header's number of fields on every line), polars reads the
+file itself and a row's line is its position + 2, so the common case costs one read and no copy.
+Otherwise the second pass writes the staging copy: blocks that are plain are copied as they
+are, with their line numbers; only the other blocks go through Python's ``csv`` parser.
 """
 
 from __future__ import annotations
@@ -70,10 +73,17 @@ class Staged:
     line_ending: str = "none"  # LF, CRLF, CR, mixed or none (the first block's)
     encodings: set[str] = field(default_factory=set)  # what the lines were read as
     final_line_break: bool = True
+    #: True: no staging copy was needed, ``path`` is the source file (polars reads it as it
+    #: is; a row's line is its position + 2) and there is no SOURCE_ROW column
+    plain: bool = False
 
 
 class _TooLong(Exception):
     """A record ran over MAX_RECORD_LINES physical lines."""
+
+
+class _NotPlain(Exception):
+    """The read-only first pass met a line polars alone would not read right."""
 
 
 class _Feed:
@@ -233,8 +243,8 @@ def _line_ending(data: bytes) -> str:
 class _Stager:
     """The state of one staging pass (see :func:`stage_csv`)."""
 
-    def __init__(self, staged: Staged, dec: _Decoding, dst: BinaryIO):
-        self.staged, self.dec, self.dst = staged, dec, dst
+    def __init__(self, staged: Staged, dec: _Decoding, dst: BinaryIO | None):
+        self.staged, self.dec, self.dst = staged, dec, dst  # dst None: the read-only pass
         self.n = len(staged.columns)
         self.sep = staged.separator
         self.sep_b = self.sep.encode()
@@ -272,6 +282,11 @@ class _Stager:
         """Stage one block whose first line is physical line ``first``; returns the lines of a
         quoted record that runs on into the next block (and those of them no encoding
         reads), to prepend to it."""
+        if self.dst is None:
+            if not self.plain(data, lines):
+                raise _NotPlain
+            self.staged.rows += len(lines)
+            return [], {}
         lines, undecodable = self.utf8_lines(data, lines)
         pending, pending_undecodable = pending
         if not pending and not undecodable and b'"' not in data:
@@ -288,6 +303,19 @@ class _Stager:
             undecodable = pending_undecodable | {i + len(pending): t
                                                  for i, t in undecodable.items()}
         return self.parse(lines, undecodable, first, at_eof, final_break)
+
+    def plain(self, data: bytes, lines: list[bytes]) -> bool:
+        """Whether polars alone reads these lines right, numbered by position."""
+        crs = data.count(b"\r")
+        if crs and crs != data.count(b"\r\n"):  # CR endings, or a stray CR
+            return False
+        if b'"' in data or not self.dec.block_is_utf8(data):
+            return False
+        n_sep = self.n - 1
+        if not n_sep:
+            return b"" not in lines
+        counts = [line.count(self.sep_b) for line in lines]
+        return counts.count(n_sep) == len(counts)
 
     def parse(self, raw: list[bytes], undecodable: dict[int, str], first: int, at_eof: bool,
               final_break: bool) -> tuple:
@@ -388,43 +416,63 @@ def stage_csv(
     """
     file = file or path.name
     dec = _Decoding(encoding)
+    args = (path, dec, delimiter, contract, on_header, file, block_bytes)
     try:
-        with open(path, "rb") as src, open(out, "wb") as dst:
-            blocks = _blocks(src, file, block_bytes)
-            data, lines, at_eof, final_break = next(blocks)
-            if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
-                raise InputError(f"{file}: the file is UTF-16; export it as UTF-8 CSV")
-            if lines and lines[0].startswith(codecs.BOM_UTF8):
-                lines[0] = lines[0][len(codecs.BOM_UTF8):]
-            if not lines or not lines[0].strip():
-                raise InputError(f"{file}: the file is empty (no header line)")
-            if len(lines[0]) > MAX_HEADER_BYTES:
-                _too_long(file, True, len(lines[0]))
-            staged = Staged(out, [], delimiter, line_ending=_line_ending(data),
-                            final_line_break=final_break)
-            staged.columns, staged.duplicated = _header(lines[0], dec, delimiter, contract,
-                                                        file)
-            if on_header is not None:
-                on_header(staged.columns)
-            head = io.StringIO()
-            csv.writer(head, delimiter=delimiter, lineterminator="\n").writerow(
-                [SOURCE_ROW, *staged.columns])
-            dst.write(head.getvalue().encode("utf-8"))
-            stager = _Stager(staged, dec, dst)
-            body = data[len(data.split(b"\n", 1)[0].split(b"\r", 1)[0]):]
-            pending = stager.block(body, lines[1:], 2, ([], {}), at_eof, final_break)
-            line = 2 + len(lines) - 1
-            for data, lines, at_eof, final_break in blocks:
-                staged.final_line_break = final_break
-                pending = stager.block(data, lines, line, pending, at_eof, final_break)
-                line += len(lines)
+        try:
+            staged = _pass(None, *args)
+        except _NotPlain:
+            with open(out, "wb") as dst:
+                staged = _pass(dst, *args)
+                staged.path = out
     except OSError as exc:
         raise InputError(f"{file}: cannot be read ({exc.strerror or exc})") from None
     if not staged.final_line_break:
         logger.warning("%s: no line break after the last line (was the file cut short?)", file)
-    logger.info("%s: %s line endings, read as %s; %d rows, %d lines quarantined", file,
+    logger.info("%s: %s line endings, read as %s%s; %d rows, %d lines quarantined", file,
                 staged.line_ending, " and ".join(sorted(staged.encodings)) or "UTF-8",
-                staged.rows, len(staged.bad))
+                " (plain, no staging copy)" if staged.plain else "", staged.rows,
+                len(staged.bad))
+    return staged
+
+
+def _pass(dst: BinaryIO | None, path: Path, dec: _Decoding, delimiter: str, contract,
+          on_header, file: str, block_bytes: int) -> Staged:
+    """One pass over the file: read-only when ``dst`` is None (raises _NotPlain at the first
+    line that needs staging), else writing the staging copy to ``dst``."""
+    with open(path, "rb") as src:
+        blocks = _blocks(src, file, block_bytes)
+        data, lines, at_eof, final_break = next(blocks)
+        if data.startswith(b"\xff\xfe") or data.startswith(b"\xfe\xff"):
+            raise InputError(f"{file}: the file is UTF-16; export it as UTF-8 CSV")
+        bom = bool(lines) and lines[0].startswith(codecs.BOM_UTF8)
+        if bom:
+            lines[0] = lines[0][len(codecs.BOM_UTF8):]
+        if not lines or not lines[0].strip():
+            raise InputError(f"{file}: the file is empty (no header line)")
+        if len(lines[0]) > MAX_HEADER_BYTES:
+            _too_long(file, True, len(lines[0]))
+        staged = Staged(path, [], delimiter, line_ending=_line_ending(data),
+                        final_line_break=final_break, plain=dst is None)
+        staged.columns, staged.duplicated = _header(lines[0], dec, delimiter, contract, file)
+        if on_header is not None:
+            on_header(staged.columns)
+        if dst is None and (bom or b'"' in lines[0]):
+            raise _NotPlain
+        if dst is not None:
+            head = io.StringIO()
+            csv.writer(head, delimiter=delimiter, lineterminator="\n").writerow(
+                [SOURCE_ROW, *staged.columns])
+            dst.write(head.getvalue().encode("utf-8"))
+        stager = _Stager(staged, dec, dst)
+        body = data[len(data.split(b"\n", 1)[0].split(b"\r", 1)[0]):]
+        pending = stager.block(body, lines[1:], 2, ([], {}), at_eof, final_break)
+        line = 2 + len(lines) - 1
+        for data, lines, at_eof, final_break in blocks:
+            staged.final_line_break = final_break
+            pending = stager.block(data, lines, line, pending, at_eof, final_break)
+            line += len(lines)
+    if dst is None:
+        staged.encodings = {"UTF-8"}
     return staged
 
 

@@ -345,6 +345,7 @@ class _Source:
     file: str = ""
     not_rows: int = 0  # source rows of a mapped export that are rows of another table
     unreadable: pl.DataFrame | None = None  # lines quarantined before the rules (no row)
+    offset: int = 1  # number of the first row when rows carry no SOURCE_ROW
 
 
 def _source(name: str, data_dir: Path, mapping: Mapping | None, exports: dict,
@@ -380,7 +381,11 @@ def _source(name: str, data_dir: Path, mapping: Mapping | None, exports: dict,
         raise InputError(f"{path.name}: no rows below the header line ({name} cannot be "
                          "empty)")
     rows = pl.scan_csv(staged.path, infer_schema=False, separator=staged.separator)
-    return _Source(rows, path.name, 0, _unreadable(name, path.name, staged.bad))
+    if staged.plain:  # the file itself: its header names normalised, rows numbered from line 2
+        rows = rows.rename(dict(zip(rows.collect_schema().names(), staged.columns,
+                                    strict=True)))
+    return _Source(rows, path.name, 0, _unreadable(name, path.name, staged.bad),
+                   offset=2 if staged.plain else 1)
 
 
 def _require(name: str, file: str, columns: list[str]) -> None:
@@ -447,7 +452,7 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None, *,
                 clean[name] = conform(name, pl.DataFrame(schema=COLUMNS[name]))
                 counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
                 continue
-            good, bad = _collect(name, src.rows, known, 1, src.file)
+            good, bad = _collect(name, src.rows, known, src.offset, src.file)
             bad = _with_unreadable(bad, src.unreadable)
             clean[name] = good
             quarantined.append(bad)
@@ -516,7 +521,7 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
                 continue
             try:
                 bad = _stream_table(name, src.rows, src.file, target, work, n_buckets,
-                                    out_dir)
+                                    out_dir, src.offset)
             except pl.exceptions.PolarsError as exc:
                 raise InputError(f"{src.file}: cannot be read ({_first_line(exc)})") from None
             bad = _with_unreadable(bad, src.unreadable)
@@ -544,9 +549,9 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
 
 
 def _stream_table(name: str, source: pl.LazyFrame, file: str, target: Path, work: Path,
-                  n_buckets: int, out_dir: Path) -> pl.DataFrame:
+                  n_buckets: int, out_dir: Path, offset: int) -> pl.DataFrame:
     """Check one table into ``target``; returns its quarantined rows (in row order)."""
-    tagged, original = _tag_row_rules(name, source, offset=1, file=file)
+    tagged, original = _tag_row_rules(name, source, offset=offset, file=file)
     child = name in ("payments", "actions", "disputes")
     if n_buckets == 1:
         known = pl.scan_parquet(out_dir / "invoices.parquet") if child else None

@@ -155,6 +155,9 @@ def read_export(path: Path, fmt: FileFormat, staging: Path) -> Export:
     except pl.exceptions.PolarsError as exc:  # pragma: no cover - the staging file is clean
         first = str(exc).strip().splitlines()[0]
         raise InputError(f"{path.name}: cannot be read ({first})") from None
+    if staged.plain:  # no staging copy was needed: rows numbered from line 2
+        frame = frame.rename(dict(zip(frame.columns, staged.columns, strict=True)))
+        frame = frame.with_row_index(SOURCE_ROW, offset=2)
     frame = frame.with_columns(pl.col(SOURCE_ROW).cast(pl.Int64))
     return Export(frame, staged.bad, frozenset(staged.duplicated))
 

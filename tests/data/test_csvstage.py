@@ -68,3 +68,15 @@ def test_line_numbers_match_a_slow_oracle(tmp_path):
         first = reader.line_num + 1
     stage_csv(tmp_path / "in.csv", tmp_path / "out.csv", block_bytes=97)
     assert staged_rows(tmp_path / "out.csv") == oracle
+
+
+@pytest.mark.parametrize(("ending", "plain"), [("\n", True), ("\r\n", True), ("\r", False)],
+                         ids=["LF", "CRLF", "CR"])
+def test_a_plain_file_is_read_as_it_is(tmp_path, ending, plain):
+    """A file polars reads right by itself gets no staging copy; one it would not, does."""
+    text = ending.join([HEADER, "I1,A,5", "I2,B,6"]) + ending
+    (tmp_path / "in.csv").write_bytes(text.encode())
+    staged = stage_csv(tmp_path / "in.csv", tmp_path / "out.csv")
+    assert staged.plain is plain and staged.rows == 2
+    assert staged.path == tmp_path / ("in.csv" if plain else "out.csv")
+    assert (tmp_path / "out.csv").exists() is not plain
