@@ -8,8 +8,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
-_spec = importlib.util.spec_from_file_location(
-    "_paycadence_serving_conftest", Path(__file__).resolve().parents[1] / "serving" / "conftest.py")
+_SERVING = Path(__file__).resolve().parents[1] / "serving" / "conftest.py"
+_spec = importlib.util.spec_from_file_location("_paycadence_serving_conftest", _SERVING)
 _serving = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = _serving  # dataclasses look their module up there
 _spec.loader.exec_module(_serving)
