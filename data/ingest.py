@@ -492,7 +492,9 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
     """:func:`ingest` for large inputs: the same rules, streamed from the files to Parquet.
     ``progress(what, done, total)`` hears each table as it is checked.
 
-    CSV and Parquet tables are scanned lazily (tables read through a mapping are read whole).
+    CSV files go through the staging pass first (:mod:`paycadence.data.csvstage`, streamed);
+    CSV and Parquet tables are then scanned lazily (tables read through a mapping are read
+    whole).
     The rules that read one row are streamed into a staging file with each row's key bucket
     (a hash of its ``invoice_id``, or ``debtor_id`` for debtors); the rules that compare rows
     (duplicate keys, payments of unknown invoices) then run one bucket at a time, against the
