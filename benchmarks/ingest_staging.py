@@ -6,8 +6,10 @@ another), exported with ``git archive`` into a temporary folder and imported fro
 "after" is this checkout. Both read the same files: all five tables of a synthetic history
 (benchmarks/synthetic.py) as CSV, written by polars (LF, quotes only where needed), and three
 variants of its invoices file: CRLF line endings, every field quoted (the slow path), and one
-line with a field too many at line 500,001. Printed per variant: seconds (median of
-``--repeats``), peak resident memory of the child (VmHWM) and the after/before ratio.
+line with a field too many at line 500,001. Before and after runs alternate (so a change in
+the machine's load hits both). Printed per variant: wall seconds and CPU seconds (all threads
+of the child), each the median of ``--repeats``, peak resident memory of the child (VmHWM),
+and the after/before ratios of both: on a shared machine the CPU ratio is the steadier one.
 
     .venv/bin/python benchmarks/ingest_staging.py --invoices 1000000
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,7 +38,7 @@ STAGES = ("data", "features", "models", "training", "serving")
 def child(folder: str, mode: str, out: str) -> None:
     from paycadence.data.ingest import ingest, ingest_files
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     try:
         if mode == "memory":
             result = ingest(folder)
@@ -45,7 +48,8 @@ def child(folder: str, mode: str, out: str) -> None:
         print(json.dumps({"error": str(exc).splitlines()[0][:90]}))
         return
     inv = result.counts["invoices"]
-    print(json.dumps({"seconds": time.perf_counter() - t, "peak_gb": peak_gb(),
+    print(json.dumps({"seconds": time.perf_counter() - t, "cpu": time.process_time() - cpu,
+                      "peak_gb": peak_gb(),
                       "kept": inv["kept"], "quarantined": inv["quarantined"]}))
 
 
@@ -100,29 +104,42 @@ def variants(folder: Path, n: int) -> dict[str, Path]:
     return out
 
 
-def measure(folder: Path, mode: str, pythonpath: str | None, repeats: int) -> dict:
-    env = None
-    if pythonpath is not None:
-        import os
+def run_child(folder: Path, mode: str, env: dict | None, out: Path) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", str(folder), mode, str(out)],
+                          capture_output=True, text=True, check=True, env=env,
+                          cwd=str(folder.parent))
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
-        env = {**os.environ, "PYTHONPATH": pythonpath}
-    runs = []
+
+def measure(folder: Path, mode: str, pythonpath: str, repeats: int) -> tuple[dict, dict]:
+    """(before, after), their runs alternating."""
+    import os
+
+    envs = {"before": {**os.environ, "PYTHONPATH": pythonpath}, "after": None}
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
     for k in range(repeats):
-        out = folder.parent / f"clean-{mode}-{k}-{'b' if pythonpath else 'a'}"
-        done = subprocess.run([sys.executable, __file__, "--child", str(folder), mode, str(out)],
-                              capture_output=True, text=True, check=True, env=env,
-                              cwd=str(folder.parent))
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        if "error" in runs[-1]:
-            return runs[-1]
-    return {**runs[-1], "seconds": statistics.median(r["seconds"] for r in runs),
-            "peak_gb": max(r["peak_gb"] for r in runs)}
+        for which, env in envs.items():
+            if runs[which] and "error" in runs[which][-1]:
+                continue
+            out = folder.parent / f"clean-{folder.name}-{mode}-{which}-{k}"
+            runs[which].append(run_child(folder, mode, env, out))
+            shutil.rmtree(out, ignore_errors=True)
+    result = []
+    for which in ("before", "after"):
+        r = runs[which]
+        if "error" in r[-1]:
+            result.append(r[-1])
+            continue
+        result.append({**r[-1], "seconds": statistics.median(x["seconds"] for x in r),
+                       "cpu": statistics.median(x["cpu"] for x in r),
+                       "peak_gb": max(x["peak_gb"] for x in r)})
+    return result[0], result[1]
 
 
 def show(r: dict) -> str:
     if "error" in r:
         return f"{'stops: ' + r['error']:46s}"
-    return (f"{r['seconds']:5.2f} s, {r['peak_gb']:.2f} GB, "
+    return (f"{r['seconds']:5.2f} s (CPU {r['cpu']:5.2f} s), {r['peak_gb']:.2f} GB, "
             f"kept {r['kept']:,} quarantined {r['quarantined']:,}")
 
 
@@ -153,12 +170,12 @@ def main() -> None:
           f"median of {args.repeats}; {work}")
     for label, path in variants(folder, args.invoices).items():
         for mode in args.modes:
-            b = measure(path, mode, str(pkg), args.repeats)
-            a = measure(path, mode, None, args.repeats)
+            b, a = measure(path, mode, str(pkg), args.repeats)
             both = "error" not in a and "error" not in b
-            ratio = f"{a['seconds'] / b['seconds']:.2f}x" if both else "-"
+            ratio = (f"wall {a['seconds'] / b['seconds']:.2f}x, CPU {a['cpu'] / b['cpu']:.2f}x"
+                     if both else "-")
             print(f"{label:26s} {mode:6s} before {show(b)} | after {show(a)} | after/before "
-                  f"{ratio}")
+                  f"{ratio}", flush=True)
 
 
 if __name__ == "__main__":
