@@ -40,7 +40,7 @@ from paycadence.serving.engine import Engine
 from paycadence.serving.logs import request_id_from, request_id_var
 from paycadence.serving.metrics import UNMATCHED, Metrics
 from paycadence.serving.routes import docs, feedback, health, metrics, recommend
-from paycadence.serving.routes.feedback import RETRY_AFTER_SECONDS
+from paycadence.serving.routes.feedback import RETRY_AFTER_SECONDS, STORE_DOWN
 from paycadence.serving.store import FeedbackStore, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -319,8 +319,7 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
         # the last line: a store error a route did not turn into its own 503 is still one
         logger.error("feedback store unavailable during %s %s: %s", request.method,
                      request.url.path[:256], exc)
-        return JSONResponse({"detail": f"the feedback database is unavailable, try again: "
-                                       f"{exc}"}, status_code=503,
+        return JSONResponse({"detail": STORE_DOWN}, status_code=503,
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(RequestValidationError)

@@ -19,15 +19,18 @@ UNAVAILABLE = {503: {"model": Problem,
                                     "nothing stored; try again after `Retry-After` seconds",
                      "headers": {"Retry-After": {"schema": {"type": "integer"},
                                                  "description": "seconds to wait"}}}}
+#: What a caller hears when the feedback database cannot store its rows.
+STORE_DOWN = "feedback not stored, try again: the feedback database is unavailable"
 #: Seconds a client is told to wait before posting again when the database is unavailable.
 RETRY_AFTER_SECONDS = 5
 
 
 def unavailable(exc: StoreUnavailableError) -> HTTPException:
-    """The 503 of a store error: nothing stored, try again (``Retry-After``)."""
+    """The 503 of a store error: nothing stored, try again (``Retry-After``). The database's
+    own words (its host, its user, the driver's text) go to the log, not to the caller."""
     logger.error("feedback not stored: %s", exc)
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                         f"feedback not stored, try again: {exc}",
+                         STORE_DOWN,
                          headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 router = APIRouter(tags=["feedback"], dependencies=[Authorized],
                    responses=ERRORS | UNAVAILABLE)
