@@ -3,8 +3,9 @@
 Middleware, outermost first: request id + one JSON log line + metrics for every request
 (:class:`ObserveRequests`); CORS, only for the origins in ``PAYCADENCE_CORS_ORIGINS``; the bearer
 token (:class:`RequireToken`, before any body is read), or without a token the loopback rule
-(:class:`LoopbackOnly`); the body's deadline (:class:`BodyTimeout`); the body-size limit (by
-Content-Length, :class:`LimitContentLength`, then by the bytes read, for a chunked body).
+(:class:`LoopbackOnly`); a POST's Content-Type must be JSON (:class:`RequireJson`, 415); the
+body's deadline (:class:`BodyTimeout`); the body-size limit (by Content-Length,
+:class:`LimitContentLength`, then by the bytes read, for a chunked body).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -190,6 +193,32 @@ class LimitContentLength:
         await self.app(scope, receive, send)
 
 
+class RequireJson:
+    """Answer 415 to a POST whose ``Content-Type`` is not JSON, before its body is read.
+
+    FastAPI reads such a body as no JSON at all and answers "body: Input should be a valid
+    dictionary" (a 422 that hides the cause); ``curl -d`` sends form encoding by default.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            given = Headers(scope=scope).get("content-type") or ""
+            media = given.split(";", 1)[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                shown = given[:80] if given.isprintable() else "?"
+                response = JSONResponse(
+                    {"detail": "body: send JSON with 'Content-Type: application/json' "
+                               f"(got {shown!r})" if given else
+                               "body: send JSON with 'Content-Type: application/json' "
+                               "(no Content-Type given)"}, status_code=415)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class ObserveRequests:
     """Request id, metrics and one log line for every HTTP request.
 
@@ -302,6 +331,7 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
 
     app.add_middleware(LimitContentLength, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(BodyTimeout, seconds=settings.body_timeout_seconds)
+    app.add_middleware(RequireJson)
 
     # added last = runs first
     if settings.api_token:
@@ -321,6 +351,14 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
                      request.url.path[:256], exc)
         return JSONResponse({"detail": STORE_DOWN}, status_code=503,
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def readable_http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's words for a body json.loads could not even start on
+            return JSONResponse({"detail": "body: not valid JSON (not UTF-8 text, or nested "
+                                           "too deeply)"}, status_code=400)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def readable_422(request: Request, exc: RequestValidationError):

@@ -291,5 +291,6 @@ ERRORS = {code: {"model": Problem, "description": what} for code, what in (
     (403, "no token is set and the request arrived on a non-loopback address"),
     (408, "the body did not arrive within PAYCADENCE_BODY_TIMEOUT_SECONDS"),
     (413, "body larger than PAYCADENCE_MAX_BODY_BYTES"),
+    (415, "the body is not sent as JSON (Content-Type: application/json)"),
     (422, "a field breaks the contract: `detail` names it"),
 )}

@@ -242,6 +242,27 @@ def test_new_days_start_a_bounded_number_of_passes(tables):
 
 # --- item 12: bodies that trickle in, malformed JSON, the token rule in the app ---------------
 
+@pytest.mark.parametrize(("content", "headers", "status", "says"), [
+    (b'{"as_of": "2026-11-22", "debtors": []}', {"Content-Type": "text/plain"}, 415,
+     "got 'text/plain'"),
+    (b'{"as_of": "2026-11-22", "debtors": []}', {}, 415, "no Content-Type given"),
+    (b'{"as_of": "2026-11-22", "debtors": []}',
+     {"Content-Type": "application/x-www-form-urlencoded"}, 415, "Content-Type: application/json"),
+    (b'{"invoices": [{"invoice_id": "M\xfcller"}]}', {"Content-Type": "application/json"}, 400,
+     "not UTF-8"),
+    (b"[" * 100_000 + b"]" * 100_000, {"Content-Type": "application/json"}, 400,
+     "nested too deeply"),
+], ids=["text-plain", "no-content-type", "form-encoded", "latin-1-bytes", "deep-nesting"])
+def test_a_body_not_sent_as_json_says_so(make_client, content, headers, status, says):
+    """Before: 422 'body: Input should be a valid dictionary' (no Content-Type, curl -d's
+    form encoding) and FastAPI's bare 'There was an error parsing the body'."""
+    client = make_client()
+    for path in ("/recommend", "/feedback"):
+        answer = client.post(path, content=content, headers=headers)
+        assert answer.status_code == status, answer.text
+        assert says in answer.json()["detail"], answer.text
+
+
 def test_malformed_json_is_400_naming_the_character(make_client):
     client = make_client()
     for path in ("/recommend", "/feedback"):
