@@ -148,8 +148,12 @@ def fallback_env(tmp_path_factory):
     """An empty MLflow store: the app serves the rule-based fallback (no training needed)."""
     path = tmp_path_factory.mktemp("mlflow-empty") / "mlflow.db"
     old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{path}"
+    ours = os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{path}"
     yield
+    # a session fixture (mlflow_uri) may have pointed it at the session's store since: leave
+    # that in place, or every later test of this worker looks for models in ./mlflow.db
+    if os.environ.get("MLFLOW_TRACKING_URI") != ours:
+        return
     if old is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
