@@ -34,14 +34,11 @@ MapOpt = Annotated[str | None, typer.Option(
     "--map", help="Column-mapping YAML for an ERP export, or a shipped mapping name (ibm-ar).")]
 
 
-class WorldName(StrEnum):
-    project = "project"
-    other = "other"
-
-
-WorldOpt = Annotated[WorldName, typer.Option(
-    "--world", help="Simulated world: the project's own, or another company built on different "
-    "assumptions (docs/simulator.md).")]
+WorldOpt = Annotated[str | None, typer.Option(
+    "--world", help="Simulated world: project (default), other, restraint, calls, plans, agency, "
+    "early, soured or b2b (docs/simulator.md, 'The family of worlds').")]
+WorldSeedOpt = Annotated[int | None, typer.Option(
+    "--world-seed", help="Simulate a structurally random world drawn from this seed instead.")]
 ParamsOpt = Annotated[Path | None, typer.Option("--params", help="params.yaml (default: shipped)."
                                                 )]
 
@@ -85,11 +82,12 @@ def simulate(
     days: Annotated[int, typer.Option(min=60, help="Days of history.")] = 730,
     start: Annotated[str, typer.Option(help="First day of the history (YYYY-MM-DD).")] = (
         "2024-01-01"),
-    world: WorldOpt = WorldName.project,
+    world: WorldOpt = None,
+    world_seed: WorldSeedOpt = None,
     quiet: Quiet = False,
 ):
     """Write a simulated company's receivables (the five contract tables)."""
-    from paycadence.data.sim_world import WORLDS
+    from paycadence.data.sim_world import resolve_world
     from paycadence.data.simulate import simulate as run
     from paycadence.data.simulate import write_simulation
 
@@ -97,7 +95,7 @@ def simulate(
         t = time.perf_counter()
         with console.status("simulating", spinner="dots") if not quiet else _null():
             result = run(debtors, days=days, seed=seed, start=_date(start, "--start"),
-                         world=WORLDS[world.value])
+                         world=resolve_world(world, world_seed))
             paths = write_simulation(result, out)
         rows = [(name, frame.height) for name, frame in result.tables.items()]
         if not quiet:
@@ -498,19 +496,21 @@ def backtest(
                                                 "models' training.")] = None,
     ope: Annotated[bool, typer.Option("--ope/--no-ope", help="Also check the off-policy "
                                       "estimate against the simulated truth.")] = True,
-    world: WorldOpt = WorldName.project,
+    world: WorldOpt = None,
+    world_seed: WorldSeedOpt = None,
     quiet: Quiet = False,
 ):
     """Replay one simulated company under the fixed schedule, no dunning and the learnt policy."""
     from paycadence.config import load_params, load_policy
-    from paycadence.data.sim_world import WORLDS
+    from paycadence.data.sim_world import resolve_world
     from paycadence.training.backtest import log_backtest, relative, run_backtest
 
     def go():
-        pol, cfg = load_policy(policy), load_params(params)
+        pol, cfg, company = load_policy(policy), load_params(params), resolve_world(world,
+                                                                                   world_seed)
         with _Progress(quiet, "backtest") as step:
             result = run_backtest(debtors, days, seed, policy=pol, params=cfg, ope=ope,
-                                  world=WORLDS[world.value], progress=step)
+                                  world=company, progress=step)
         fixed = result.outcomes[0]
         rows = [(o.policy, f"{o.net_value:,.0f}",
                  f"{relative(o.net_value, fixed.net_value):+.2%}", f"{o.mean_days_late:.1f}",
@@ -545,7 +545,7 @@ def backtest(
                 f"{c.simulated:,.2f} simulated on the same decisions "
                 f"(DR off by {relative(c.dr, c.simulated):+.1%}); the logging policy earned "
                 f"{c.logged:,.2f}", highlight=False)
-        run_id = log_backtest(result, debtors=debtors, days=days, seed=seed, world=world.value,
+        run_id = log_backtest(result, debtors=debtors, days=days, seed=seed, world=company.name,
                               policy=pol)
         if not quiet:
             console.print(f"logged as MLflow run {run_id} (experiment paycadence-backtest; "

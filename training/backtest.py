@@ -30,7 +30,7 @@ from paycadence.data.sim_policy import (
     contact_step,
     schedule_decision_day,
 )
-from paycadence.data.sim_world import PROJECT_WORLD, World
+from paycadence.data.sim_world import PROJECT_WORLD, World, resolve_world
 from paycadence.data.simulate import simulate
 from paycadence.guard import DebtorState, audit_actions
 from paycadence.models import RiskModels, recommend
@@ -297,12 +297,13 @@ class BacktestResult:
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None = None,
                  params: Params | None = None, start: dt.date = dt.date(2024, 1, 1),
-                 ope: bool = False, world: World = PROJECT_WORLD,
+                 ope: bool = False, world: World | str = PROJECT_WORLD,
                  progress: Progress | None = None) -> BacktestResult:
     """Train on another company of the same simulator, then run the fixed schedule, no
     dunning and the learnt policy on the company of ``seed`` (see the module docstring).
 
-    ``world`` is the simulator's set of behavioural assumptions (both companies use it).
+    ``world`` is the simulator's set of behavioural assumptions (both companies use it), or
+    a world's name (:func:`~paycadence.data.sim_world.resolve_world`).
     With ``ope``, also estimate the learnt policy off-policy on the training company's logged
     decisions (:func:`paycadence.training.ope.evaluate_policy`) and simulate what it really
     earns on each of them (:func:`one_step_truth`), to compare the two.
@@ -312,6 +313,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
 
     policy = policy or Policy()
     params = params or Params()
+    world = resolve_world(world)
     phases = 6 if ope else 5
     step = progress or (lambda what, done=None, total=None: None)
     step(f"simulating the training company {seed + TRAIN_SEED_OFFSET}", 0, phases)
