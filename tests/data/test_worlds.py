@@ -301,12 +301,15 @@ def test_cli_simulate_takes_a_world_name_or_a_world_seed(tmp_path):
     assert seeded["kind"].to_list() == direct["kind"].to_list()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--world", "mars"), "error: unknown world 'mars'"),
-    (("--world", "calls", "--world-seed", "2"), "error: give --world or --world-seed, not both"),
-], ids=["unknown-name", "both"])
-def test_cli_simulate_refuses_a_bad_world_in_one_line(tmp_path, args, message):
-    r = _cli("simulate", "--out", tmp_path / "x", "--debtors", 5, "--days", 60, *args)
+@pytest.mark.parametrize(("command", "args", "message"), [
+    ("simulate", ("--world", "mars"), "error: unknown world 'mars'"),
+    ("simulate", ("--world", "calls", "--world-seed", "2"),
+     "error: give --world or --world-seed, not both"),
+    ("backtest", ("--world", "mars"), "error: unknown world 'mars'"),
+], ids=["simulate-unknown-name", "simulate-both", "backtest-unknown-name"])
+def test_cli_refuses_a_bad_world_in_one_line(tmp_path, command, args, message):
+    out = ("--out", tmp_path / "x") if command == "simulate" else ()
+    r = _cli(command, *out, "--debtors", 5, "--days", 180, *args)
     assert r.returncode == 2
     assert r.stderr.strip().startswith(message) and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
