@@ -10,6 +10,14 @@ Nothing here depends on the dunning policy: debtor traits and invoices come from
 *trait* stream, and every random outcome of an invoice is drawn at issue, in fixed roles, from
 the debtor's *world* stream (:data:`U`), so two policies meet the very same company.
 docs/simulator.md explains every number.
+
+A :class:`World` is one company's structure. Its true model is read through named functions
+that the engine calls and an oracle may call too: :func:`daily_hazard` (with
+:func:`base_hazard`, :func:`reminder_boost`, :func:`contact_effect` and
+:func:`contact_multiplier`), :func:`plan_accept_chance`, :func:`plan_keep_chance`,
+:func:`recovery_chance` and :func:`recovery_delay_days`. :data:`WORLDS` names the family
+(docs/simulator.md, "The family of worlds"), :func:`world_from_seed` draws unseen ones, and
+:func:`resolve_world` is what the CLI and the backtest call.
 """
 
 from __future__ import annotations
@@ -103,7 +111,9 @@ class World:
     """The behavioural assumptions of a simulated company: who its debtors are and how
     reminders move them. :data:`PROJECT_WORLD` is the one every default uses (and
     docs/simulator.md explains); :data:`OTHER_WORLD` is a company built on different
-    assumptions, to try a policy on a world it was not designed on.
+    assumptions, to try a policy on a world it was not designed on; :data:`WORLDS` holds the
+    whole named family and :func:`world_from_seed` draws more. Every knob's default is the
+    project's behaviour.
 
     Attributes
     ----------
@@ -207,12 +217,17 @@ OTHER_WORLD = World(
 )
 
 
-def _kinds(shares: dict[str, float], **changes: dict) -> dict[str, Kind]:
-    """The project's kinds with new ``shares`` and per-kind trait changes."""
+def _kinds(shares: dict[str, float], changes: dict[str, dict] | None = None
+           ) -> dict[str, Kind]:
+    """The project's kinds with new ``shares`` and per-kind trait changes (kind → fields)."""
+    changes = changes or {}
+    if set(shares) != set(KINDS) or not set(changes) <= set(KINDS):
+        raise ValueError(f"name the kinds {', '.join(KINDS)}")
     return {k: replace(KINDS[k], share=shares[k], **changes.get(k, {})) for k in KINDS}
 
 
 def _scaled_recovery(factor: float) -> dict[str, dict]:
+    """Every kind's agency recovery × ``factor``, as changes for :func:`_kinds`."""
     return {k: {"recovery": KINDS[k].recovery * factor} for k in KINDS}
 
 
@@ -224,7 +239,7 @@ RESTRAINT_WORLD = World(
     name="restraint",
     kinds=_kinds({"punctual": 0.45, "forgetful": 0.05, "slow_but_sure": 0.30,
                   "cash_strapped": 0.08, "disputing": 0.08, "defaulting": 0.04},
-                 **{k: {"recovery": KINDS[k].recovery * 0.5} for k in KINDS}),
+                 _scaled_recovery(0.5)),
     channel_boost={"email": 0.02, "sms": 0.02, "letter": 0.03, "phone": 0.05,
                    "payment_plan": 0.02},
     base_scale=1.2,
@@ -252,7 +267,7 @@ PLANS_WORLD = World(
     name="plans",
     kinds=_kinds({"punctual": 0.25, "forgetful": 0.12, "slow_but_sure": 0.20,
                   "cash_strapped": 0.25, "disputing": 0.06, "defaulting": 0.12},
-                 **{k: {"recovery": KINDS[k].recovery * 0.3} for k in KINDS}
+                 _scaled_recovery(0.3)
                  | {"cash_strapped": {"plan_accept": 0.9, "plan_keep": 0.98,
                                       "recovery": 0.18},
                     "slow_but_sure": {"plan_accept": 0.7, "plan_keep": 0.97, "recovery": 0.27},
@@ -267,7 +282,7 @@ AGENCY_WORLD = World(
     name="agency",
     kinds=_kinds({"punctual": 0.25, "forgetful": 0.12, "slow_but_sure": 0.18,
                   "cash_strapped": 0.22, "disputing": 0.08, "defaulting": 0.15},
-                 **{k: {"recovery": 0.95} for k in KINDS}),
+                 {k: {"recovery": 0.95} for k in KINDS}),
     recovery_half_life_days=15.0,
     recovery_delay=(7, 21),
 )
@@ -289,7 +304,7 @@ SOURED_WORLD = World(
     name="soured",
     kinds=_kinds({"punctual": 0.30, "forgetful": 0.15, "slow_but_sure": 0.15,
                   "cash_strapped": 0.10, "disputing": 0.25, "defaulting": 0.05},
-                 disputing={"dispute": 0.40}),
+                 {"disputing": {"dispute": 0.40}}),
     annoyance={"disputing": 0.35, "cash_strapped": 0.10},
 )
 #: A b2b book: 90 % b2b debtors on 30-90-day terms (b2c 30), amounts three times the project's;
@@ -495,15 +510,14 @@ def reminder_boost(response: dict[str, float], kind_response: float,
         The world's boosts, fading and fatigue.
     kind, segment, due
         The debtor's kind and segment and the invoice's due day index, for the world's
-        :func:`contact_effect` (ignored in a world without such factors). May be negative in
-        a world where reminders before the due date hurt.
+        :func:`contact_effect` (ignored in a world without such factors).
 
     Returns
     -------
     float
         ``Σ boost(channel) · response(channel) · kind_response · FATIGUE^k ·
         exp(−(age − 1) / DECAY_DAYS) · contact_effect`` over contacts ``k`` = 0, 1, … with
-        age ≥ 1 day.
+        age ≥ 1 day; negative in a world where reminders before the due date hurt.
     """
     total = 0.0
     fatigue = 1.0
