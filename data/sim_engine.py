@@ -23,7 +23,6 @@ import polars as pl
 from paycadence.config import ACTIONS, CONTACT_CHANNELS, Policy
 from paycadence.data.sim_policy import DebtorContext, Decision, DecisionPolicy
 from paycadence.data.sim_world import (
-    INSOLVENT_RECOVERY,
     N_EVENTS,
     N_INSTALMENTS,
     N_OFFERS,
@@ -46,6 +45,9 @@ from paycadence.data.sim_world import (
     Kind,
     bank_day,
     daily_hazard,
+    plan_accept_chance,
+    plan_keep_chance,
+    recovery_chance,
 )
 from paycadence.data.tables import COLUMNS, Tables
 from paycadence.guard import DebtorState, InvoiceState, violations
@@ -243,14 +245,14 @@ class DebtorRun:
         self.history = (*self.history, (today, action, tuple(decision.invoice_ids)))
         for inv in named:
             inv.seen = None
-        kind = self.debtor.world.kinds[self.debtor.kind_on(today)]
+        kind_name = self.debtor.kind_on(today)
         if action in CONTACT_CHANNELS:
             self.contact_days = (*self.contact_days, today)
             for inv in named:
                 inv.contacts.append((t, action))
         if action == "payment_plan" and named:
             first = named[0]
-            accept = 0.0 if self._insolvent(today) else kind.plan_accept
+            accept = plan_accept_chance(self.debtor, kind_name)
             accepted = first.u[U_ACCEPT + first.offers % N_OFFERS] < accept
             for inv in named:
                 inv.offers += 1
@@ -266,13 +268,10 @@ class DebtorRun:
         if action == "collection":
             for inv in named:
                 inv.collection, inv.plan = True, []
-                chance = INSOLVENT_RECOVERY if self._insolvent(today) else kind.recovery
+                chance = recovery_chance(self.debtor, kind_name, t - inv.due)
                 if inv.u[U_RECOVER] < chance:
                     inv.recover_on = bank_day(t + 14 + int(inv.u[U_RECOVER_DAYS] * 62),
                                               self.weekday)
-
-    def _insolvent(self, day: dt.date) -> bool:
-        return self.debtor.insolvent and self.debtor.kind_on(day) == "defaulting"
 
     # -- payments ---------------------------------------------------------------------------
     def _bank(self, t: int) -> int:
@@ -311,7 +310,7 @@ class DebtorRun:
                 when, amount = inv.plan[0]
                 if when <= t:
                     j = self.policy.payment_plan.installments - len(inv.plan)
-                    if inv.u[U_KEEP + j % N_INSTALMENTS] < k.plan_keep:
+                    if inv.u[U_KEEP + j % N_INSTALMENTS] < plan_keep_chance(debtor, kind):
                         self._pay(inv, inv.rest if amount is None else amount, t)
                         inv.plan.pop(0)
                     else:

@@ -345,6 +345,29 @@ def daily_hazard(debtor: Debtor, kind: str, days_past_due: int,
     return min(h, HAZARD_CAP)
 
 
+def insolvent_on(debtor: Debtor, kind: str) -> bool:
+    """Whether the debtor, being of ``kind`` that day, is insolvent (defaulting and insolvent)."""
+    return debtor.insolvent and kind == "defaulting"
+
+
+def plan_accept_chance(debtor: Debtor, kind: str) -> float:
+    """Chance that the debtor, of ``kind`` on the day of the offer, accepts a payment plan."""
+    return 0.0 if insolvent_on(debtor, kind) else debtor.world.kinds[kind].plan_accept
+
+
+def plan_keep_chance(debtor: Debtor, kind: str) -> float:
+    """Chance that the debtor, of ``kind`` on the instalment's day, pays it on time."""
+    return debtor.world.kinds[kind].plan_keep
+
+
+def recovery_chance(debtor: Debtor, kind: str, days_past_due: int) -> float:
+    """Chance that an agency recovers an invoice handed over ``days_past_due`` days past due
+    by a debtor of ``kind`` (today the age does not matter)."""
+    if insolvent_on(debtor, kind):
+        return INSOLVENT_RECOVERY
+    return debtor.world.kinds[kind].recovery
+
+
 def bank_day(t: int, start_weekday: int) -> int:
     """The first Monday-to-Friday day index at or after ``t`` (weekend payments land Monday)."""
     weekday = (start_weekday + t) % 7
