@@ -593,6 +593,11 @@ def recovery_delay_days(world: World, u: float) -> int:
     return low + int(u * span)
 
 
+def insolvent_on(debtor: Debtor, kind: str) -> bool:
+    """Whether the debtor, being of ``kind`` that day, is insolvent (defaulting and insolvent)."""
+    return debtor.insolvent and kind == "defaulting"
+
+
 def bank_day(t: int, start_weekday: int) -> int:
     """The first Monday-to-Friday day index at or after ``t`` (weekend payments land Monday)."""
     weekday = (start_weekday + t) % 7

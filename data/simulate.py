@@ -157,6 +157,22 @@ def simulate(
     return result
 
 
+def company_debtors(n_debtors: int, *, days: int, seed: int,
+                    start: dt.date = dt.date(2024, 1, 1),
+                    world: World = PROJECT_WORLD) -> dict[str, Debtor]:
+    """The hidden traits of the debtors :func:`simulate` draws for the same arguments, by id.
+
+    Each debtor's traits come first from its own trait stream, so they are exactly those of
+    the simulation (``truth.csv``), whatever policy runs it. For an oracle, never a policy.
+    """
+    trait_root, _ = np.random.SeedSequence(seed).spawn(2)
+    out = {}
+    for i, stream in enumerate(trait_root.spawn(n_debtors)):
+        debtor = draw_debtor(i, np.random.default_rng(stream), start, days, world)
+        out[debtor.debtor_id] = debtor
+    return out
+
+
 def _schedule_days(policy: Policy):
     def is_decision_day(state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
         return schedule_decision_day(state, on, policy, context)

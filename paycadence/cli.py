@@ -496,11 +496,15 @@ def backtest(
                                                 "models' training.")] = None,
     ope: Annotated[bool, typer.Option("--ope/--no-ope", help="Also check the off-policy "
                                       "estimate against the simulated truth.")] = True,
+    oracle: Annotated[bool, typer.Option("--oracle/--no-oracle", help="Also run the "
+                                         "simulator's true model greedily and say how much "
+                                         "of its gain the learnt policy captured.")] = True,
     world: WorldOpt = None,
     world_seed: WorldSeedOpt = None,
     quiet: Quiet = False,
 ):
-    """Replay one simulated company under the fixed schedule, no dunning and the learnt policy."""
+    """Replay one simulated company under the fixed schedule, no dunning and the learnt policy
+    (and the oracle)."""
     from paycadence.config import load_params, load_policy
     from paycadence.data.sim_world import resolve_world
     from paycadence.training.backtest import log_backtest, relative, run_backtest
@@ -510,13 +514,14 @@ def backtest(
                                                                                    world_seed)
         with _Progress(quiet, "backtest") as step:
             result = run_backtest(debtors, days, seed, policy=pol, params=cfg, ope=ope,
-                                  world=company, progress=step)
+                                  world=company, oracle=oracle, progress=step)
         fixed = result.outcomes[0]
         rows = [(o.policy, f"{o.net_value:,.0f}",
                  f"{relative(o.net_value, fixed.net_value):+.2%}", f"{o.mean_days_late:.1f}",
                  f"{o.mean_days_late_paid:.1f}", f"{o.unpaid_90d:,.0f}",
                  f"{o.contacts_per_invoice:.2f}", f"{o.reminders_per_invoice:.2f}",
-                 str(o.handovers), str(o.violations)) for o in result.outcomes]
+                 str(o.handovers), str(o.violations))
+                for o in [*result.outcomes, *filter(None, [result.oracle])]]
         if not quiet:
             console.print(_table(
                 f"backtest: {debtors} debtors × {days} days, seed {seed} "
@@ -536,6 +541,15 @@ def backtest(
                       f"per invoice {learnt.contacts_per_invoice:.2f} vs "
                       f"{fixed.contacts_per_invoice:.2f} ({result.learnt_calls} decisions asked "
                       "of recommend)", highlight=False)
+        k = result.captured
+        if k is not None:
+            share = (f"{k.value:.1%} (95% interval over debtors {k.low:.1%} to {k.high:.1%})"
+                     if k.defined else "undefined (the oracle gains nothing over the fixed "
+                     "schedule)")
+            console.print(f"oracle (the simulator's true model, greedy): net value "
+                          f"{result.oracle.net_value:,.0f}, {k.oracle_gain:+,.0f} over the "
+                          f"fixed schedule; captured by the learnt policy "
+                          f"({k.learnt_gain:+,.0f}): {share}", highlight=False)
         c = result.ope
         if c is not None:
             console.print(

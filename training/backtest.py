@@ -285,6 +285,52 @@ class OpeCheck:
 
 
 @dataclass(frozen=True)
+class Captured:
+    """Share of the oracle's gain over the fixed schedule that the learnt policy captured,
+    ``(learnt − fixed) / (oracle − fixed)`` (sums over debtors), with a paired 95% bootstrap
+    interval over debtors; NaN everywhere when the oracle gains nothing over fixed."""
+
+    value: float
+    low: float
+    high: float
+    oracle_gain: float  # oracle − fixed, net value (currency)
+    learnt_gain: float  # learnt − fixed
+
+    @property
+    def defined(self) -> bool:
+        return self.oracle_gain > 0
+
+
+def captured_share(learnt: Outcome, fixed: Outcome, oracle: Outcome, *, seed: int = 0,
+                   resamples: int = 2000) -> Captured:
+    """How much of what the oracle earns over the fixed schedule the learnt policy earns.
+
+    The three outcomes are of the same company (common random numbers), so the ratio is
+    resampled debtor by debtor: each resample draws the debtors with replacement and takes
+    the ratio of the sums. A resample where the oracle gains nothing has an infinite ratio
+    (signed by the learnt policy's gain), so a denominator that is not clearly positive shows
+    as an unbounded interval rather than a falsely narrow one.
+    """
+    frames = [o.per_debtor.rename({"net_value": o.policy}) for o in (learnt, fixed, oracle)]
+    joined = frames[0].join(frames[1], on="debtor_id", how="full", coalesce=True).join(
+        frames[2], on="debtor_id", how="full", coalesce=True).fill_null(0.0)
+    base = joined[fixed.policy].to_numpy()
+    num = joined[learnt.policy].to_numpy() - base
+    den = joined[oracle.policy].to_numpy() - base
+    if den.sum() <= 0:
+        return Captured(math.nan, math.nan, math.nan, float(den.sum()), float(num.sum()))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(den), size=(resamples, len(den)))
+    tops, bottoms = num[draws].sum(axis=1), den[draws].sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.where(bottoms > 0, tops / np.where(bottoms > 0, bottoms, 1.0),
+                          np.copysign(np.inf, tops))
+    low, high = np.percentile(ratios, [2.5, 97.5], method="inverted_cdf")  # keeps ±inf
+    return Captured(float(num.sum() / den.sum()), float(low), float(high), float(den.sum()),
+                    float(num.sum()))
+
+
+@dataclass(frozen=True)
 class BacktestResult:
     outcomes: list[Outcome]
     train_seed: int
@@ -293,11 +339,15 @@ class BacktestResult:
     ope: OpeCheck | None = None
     #: the learnt policy against the fixed schedule, debtor by debtor (:func:`paired_margin`)
     margin: Margin | None = None
+    #: the simulator's true model used greedily (training/oracle.py), on the same company
+    oracle: Outcome | None = None
+    #: share of the oracle's gain over fixed that the learnt policy captured
+    captured: Captured | None = None
 
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None = None,
                  params: Params | None = None, start: dt.date = dt.date(2024, 1, 1),
-                 ope: bool = False, world: World | str = PROJECT_WORLD,
+                 ope: bool = False, world: World | str = PROJECT_WORLD, oracle: bool = True,
                  progress: Progress | None = None) -> BacktestResult:
     """Train on another company of the same simulator, then run the fixed schedule, no
     dunning and the learnt policy on the company of ``seed`` (see the module docstring).
@@ -307,6 +357,9 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
     With ``ope``, also estimate the learnt policy off-policy on the training company's logged
     decisions (:func:`paycadence.training.ope.evaluate_policy`) and simulate what it really
     earns on each of them (:func:`one_step_truth`), to compare the two.
+    With ``oracle``, also run :class:`paycadence.training.oracle.OraclePolicy` (the
+    simulator's true model used greedily) on the same company and measure the share of its
+    gain over the fixed schedule that the learnt policy captured (:func:`captured_share`).
     ``progress(what, done, total)`` hears each phase (and the decisions asked, re-simulated).
     """
     from paycadence.training.fitting import fit_models
@@ -314,7 +367,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
     policy = policy or Policy()
     params = params or Params()
     world = resolve_world(world)
-    phases = 6 if ope else 5
+    phases = 5 + ope + oracle
     step = progress or (lambda what, done=None, total=None: None)
     step(f"simulating the training company {seed + TRAIN_SEED_OFFSET}", 0, phases)
     history = simulate(n_debtors, days=days, seed=seed + TRAIN_SEED_OFFSET, start=start,
@@ -338,12 +391,26 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
         out.append(outcome(name, result.tables, policy, start=start,
                            end=start + dt.timedelta(days=days - 1)))
         logger.info("backtest %s: %s", name, out[-1])
+    end = start + dt.timedelta(days=days - 1)
+    best = share = None
+    if oracle:
+        from paycadence.data.simulate import company_debtors
+        from paycadence.training.oracle import OraclePolicy
+
+        step(f"company {seed} under the oracle (the simulator's true model)", 5, phases)
+        truth = company_debtors(n_debtors, days=days, seed=seed, start=start, world=world)
+        result = simulate(n_debtors, days=days, seed=seed, start=start, policy=policy,
+                          logging_policy=OraclePolicy(policy, truth, start=start), world=world)
+        best = outcome("oracle", result.tables, policy, start=start, end=end)
+        logger.info("backtest oracle: %s", best)
+        share = captured_share(out[-1], out[0], best, seed=seed)
     check = None
     if ope:
         from paycadence.training.ope import evaluate_policy, rewards
 
         decisions = history.decisions.sort("decided_on", "debtor_id")
-        step("off-policy estimates on the training company's logged decisions", 5, phases)
+        step("off-policy estimates on the training company's logged decisions", 5 + oracle,
+             phases)
         estimate = evaluate_policy(history.tables, decisions, policy, models)
         logged = rewards(history.tables, decisions, policy)
         truth = one_step_truth(n_debtors, days, seed + TRAIN_SEED_OFFSET, start, policy,
@@ -352,7 +419,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None 
         check = OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
                          estimate.snips.value, estimate.logged.value, estimate.decisions)
     return BacktestResult(out, seed + TRAIN_SEED_OFFSET, models, runs["learnt policy"].calls,
-                          check, paired_margin(out[-1], out[0], seed=seed))
+                          check, paired_margin(out[-1], out[0], seed=seed), best, share)
 
 
 #: MLflow experiment of backtest runs (the report shows the latest).
@@ -388,6 +455,15 @@ def log_backtest(result: BacktestResult, *, debtors: int, days: int, seed: int,
                     "learnt_vs_fixed_net_value_high": m.high,
                     "learnt_vs_fixed_debtors_better": float(m.debtors_better),
                     "learnt_vs_fixed_debtors_worse": float(m.debtors_worse)}
+    if result.oracle is not None:
+        o = result.oracle
+        metrics |= {f"oracle_{name}": float(getattr(o, name)) for name in (
+            "net_value", "mean_days_late", "mean_days_late_paid", "unpaid_90d",
+            "contacts_per_invoice", "reminders_per_invoice", "handovers", "violations")}
+    if result.captured is not None:
+        k = result.captured
+        metrics |= {"captured": k.value, "captured_low": k.low, "captured_high": k.high,
+                    "oracle_vs_fixed_net_value": k.oracle_gain}
     if result.ope is not None:
         c = result.ope
         metrics |= {"ope_dr": c.dr, "ope_ips": c.ips, "ope_snips": c.snips,
