@@ -30,19 +30,9 @@ REASONS = {
 }
 
 
-def reason_code(engine) -> str:
-    """The engine's short reason code (``ok`` when the champion serves without fault)."""
-    code = getattr(engine, "reason", None)
-    if code:
-        return code
-    if engine.models is None:
-        return "no_model"
-    return "model_failing" if engine.failing else "ok"
-
-
 @router.get("/health", response_model=Health)
 def get_health(engine: EngineDep, request: Request) -> dict:
-    code = reason_code(engine)
+    code = engine.reason
     token = request.app.state.settings.api_token
     if token and token_matches(token, request.headers.get("authorization")):
         detail = redact(engine.failing or engine.detail)
