@@ -27,30 +27,39 @@ def main() -> None:
     parser.add_argument("--debtors", type=int, default=150)
     parser.add_argument("--days", type=int, default=400)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--worlds", nargs="+", default=["project", "other"])
+    parser.add_argument("--worlds", nargs="+", default=["project", "other"],
+                        help="named worlds (data/sim_world.py WORLDS)")
     args = parser.parse_args()
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
 
     from paycadence.config import load_params
-    from paycadence.data.sim_world import WORLDS
+    from paycadence.data.sim_world import resolve_world
     from paycadence.training.backtest import run_backtest
 
     params = load_params(ROOT / "params.yaml")
     print(f"{args.debtors} debtors × {args.days} days; net value in currency, discounted to "
           "the first day\n")
-    print("| world | seed | fixed | none | learnt | oracle | captured (95% interval) | s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| world | seed | fixed | none | learnt | oracle | captured (95% interval) | "
+          "learnt vs fixed (95% interval) | contacts/invoice fixed → learnt | violations "
+          "learnt / oracle | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for world in args.worlds:
         for seed in args.seeds:
             t = time.perf_counter()
             r = run_backtest(args.debtors, args.days, seed, params=params,
-                             world=WORLDS[world])
+                             world=resolve_world(world))
             fixed, none, learnt = (o.net_value for o in r.outcomes)
+            m = r.margin
+            vs = f"{m.relative:+.2%} ({m.low:+.2%} to {m.high:+.2%})"
+            contacts = (f"{r.outcomes[0].contacts_per_invoice:.2f} → "
+                        f"{r.outcomes[2].contacts_per_invoice:.2f}")
+            broken = f"{r.outcomes[2].violations} / {r.oracle.violations}"
             k = r.captured
             share = (f"{k.value:.0%} ({_pct(k.low)} to {_pct(k.high)})" if k.defined
                      else "undefined")
             print(f"| {world} | {seed} | {fixed:,.0f} | {none:,.0f} | {learnt:,.0f} | "
-                  f"{r.oracle.net_value:,.0f} | {share} | {time.perf_counter() - t:.0f} |",
+                  f"{r.oracle.net_value:,.0f} | {share} | {vs} | {contacts} | {broken} | "
+                  f"{time.perf_counter() - t:.0f} |",
                   flush=True)
 
 
