@@ -145,9 +145,11 @@ def schedule_choice(state: DebtorState, on: dt.date, policy: Policy, context: De
     :data:`FALLBACK_CHANNELS`; when no contact is allowed the schedule waits.
     """
     contact_due, collect_due = due_for_schedule(state, on, policy, context.on_plan)
+    # sets for membership: linear in the debtor's open invoices, not quadratic
+    sets = {action: frozenset(ids) for action, ids in allowed.items()}
     if collect_due:
         ids = tuple(i.invoice_id for i in collect_due
-                    if i.invoice_id in allowed.get("collection", ()))
+                    if i.invoice_id in sets.get("collection", ()))
         if ids:
             return "collection", ids
         need = policy.rules.min_reminders_before_collection
@@ -157,7 +159,7 @@ def schedule_choice(state: DebtorState, on: dt.date, policy: Policy, context: De
     step = max(i.contacts for i in contact_due) + 1
     own = SCHEDULE_CHANNELS[min(step, len(SCHEDULE_CHANNELS)) - 1]
     for channel in (own, *FALLBACK_CHANNELS):
-        ids = tuple(i.invoice_id for i in contact_due if i.invoice_id in allowed.get(channel, ()))
+        ids = tuple(i.invoice_id for i in contact_due if i.invoice_id in sets.get(channel, ()))
         if ids:
             return channel, ids
     return "wait", ()

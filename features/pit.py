@@ -150,7 +150,9 @@ def features_at(
         One row per invoice open on the morning of a pair's day: ``invoice_id``,
         ``debtor_id``, ``as_of``, ``due_date``, ``open_amount`` (currency),
         ``days_since_payment`` (days since the debtor's last payment on any invoice; null
-        when none: read by the policy, not a model input) and every column
+        when none: not a model input), ``last_channel`` (the invoice's latest contact's
+        channel as a code, :data:`paycadence.models.policy.value.CHANNEL_CODE`; null when
+        never contacted: an input of the value model only) and every column
         of :data:`FEATURES` (days, currency, shares in [0, 1]; null where the history says
         nothing, e.g. no settled invoice yet), sorted by day, debtor, due date and invoice.
     """
@@ -295,6 +297,7 @@ def features_at(
         .select(
             "invoice_id", "debtor_id", "as_of", "due_date", "open_amount",
             pl.col("days_since_payment").cast(pl.Float64),
+            pl.col("last_channel").cast(pl.Float64),
             *[pl.col(f).cast(pl.Float64) for f in FEATURES],
         )
         .sort("as_of", "debtor_id", "due_date", "invoice_id")
@@ -371,6 +374,14 @@ def _contacts(acts: pl.LazyFrame, open_ids: pl.LazyFrame, keys: tuple[str, ...],
             last_contact_invoice=pl.col("sent_on").filter(is_contact).max(),
             in_collection=(pl.col("channel") == "collection").any().cast(pl.Float64),
             plan_offered=(pl.col("channel") == "payment_plan").any().cast(pl.Float64),
+            # the latest contact's channel (the strongest of a day), as the value model reads
+            last_channel=pl.col("channel").sort_by(
+                pl.when(is_contact).then(
+                    pl.col("sent_on").cast(pl.Int64) * 10 + pl.col("channel").replace_strict(
+                        {c: k for k, c in enumerate(CONTACT_CHANNELS)}, default=0,
+                        return_dtype=pl.Int64)).otherwise(-1)).last()
+            .replace_strict({c: float(k) for k, c in enumerate(CONTACT_CHANNELS)},
+                            default=None, return_dtype=pl.Float64),
         )
     )
     per_debtor = acts.filter(is_contact).group_by(keys).agg(

@@ -23,22 +23,19 @@ from paycadence.errors import PaycadenceError
 from paycadence.features import UNPAID_DAYS, debtor_states, describe, invoice_features
 from paycadence.features.state import states_of, stored_opted_out
 from paycadence.models.hazard import CASH_WEEKS
-from paycadence.models.policy import (
-    PLAN_MERIT,
-    VALUE_CHANNELS,
-    InvoiceRisk,
-    PaymentRecord,
-    decide,
-    decide_value,
-    present_value,
-    worth_of_speed,
-)
+from paycadence.models.policy import BookValues, decide
+from paycadence.models.policy.value import VALUED
 from paycadence.models.risk import RiskModels
 
 logger = logging.getLogger(__name__)
 
 FALLBACK_VERSION = "fallback"
 TOP_REASONS = 3
+
+
+def present_value(amount: float, p_unpaid: float, settle_in_days: float, annual_rate: float):
+    """Expected present value (currency) of an open amount under the forecasts."""
+    return amount * (1 - p_unpaid) * math.exp(-annual_rate * max(settle_in_days, 0) / 365)
 
 
 def naive_forecast(features: pl.DataFrame) -> pl.DataFrame:
@@ -123,7 +120,8 @@ def recommend(
                 pl.Series(wanted, dtype=pl.String).implode()))
         else:
             wanted = features["debtor_id"].unique(maintain_order=True).to_list()
-        rows, X = _scored_rows(features, models)
+        rows, X = _scored_rows(features, models, policy.learning.before_due_days,
+                               policy.annual_cost_of_capital)
         states = debtor_states(tables, features, as_of=as_of, opted_out=opted_out)
     rows = rows.with_row_index("_i")
     by_debtor: dict[str, list[dict]] = {}
@@ -132,8 +130,10 @@ def recommend(
         states = scored.states(dicts, wanted, opted_out)
     for row in dicts:
         by_debtor.setdefault(row["debtor_id"], []).append(row)
+    support = models.value_model.support if models is not None and \
+        models.value_model is not None else None
     out = [_one(debtor_id, by_debtor.get(debtor_id), states.get(debtor_id), as_of, policy,
-                model_version) for debtor_id in wanted]
+                model_version, support) for debtor_id in wanted]
     if explain:
         _explain(out, dicts, models, X)
     else:
@@ -142,17 +142,39 @@ def recommend(
     return out
 
 
-def _scored_rows(features: pl.DataFrame,
-                 models: RiskModels | None) -> tuple[pl.DataFrame, np.ndarray | None]:
-    """The feature rows with their forecasts and uplifts, and their feature matrix (built once
-    for the forecasts, the uplifts and the reasons; None without models)."""
+#: Valued actions' columns in the scored rows: present value per unit open (``collection``: the
+#: agency's recovery per unit, before its fee); null where the invoice is not valued.
+VALUE_COLUMNS = tuple(f"val_{a}" for a in (*VALUED, "collection"))
+
+
+def _scored_rows(features: pl.DataFrame, models: RiskModels | None, ahead: int = 7,
+                 annual_rate: float = 0.08) -> tuple[pl.DataFrame, np.ndarray | None]:
+    """The feature rows with their forecasts and, when the models have a value model, the
+    value of each action for the invoices overdue or due within ``ahead`` days; and their
+    feature matrix (built once for the forecasts, the values and the reasons; None without
+    models)."""
     X = models.matrix(features) if models is not None and features.height else None
     forecasts = naive_forecast(features) if models is None else models.predict(features, X)
     rows = features.with_columns(
         forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d",
                          "cash_weeks")
-    ).with_columns(_uplifts(features, models, X))
+    ).with_columns(_values(features, models, X, ahead, annual_rate))
     return rows, X
+
+
+def _values(features: pl.DataFrame, models: RiskModels | None, X: np.ndarray | None,
+            ahead: int, annual_rate: float) -> list[pl.Series]:
+    """:data:`VALUE_COLUMNS` of the rows (none without a value model: the schedule decides)."""
+    value = None if models is None else models.value_model
+    if value is None or features.height == 0:
+        return []
+    near = np.flatnonzero(features["days_past_due"].to_numpy() >= -ahead)
+    out = {c: np.full(features.height, np.nan) for c in VALUE_COLUMNS}
+    if near.size:
+        Xv = np.column_stack([X[near], features["last_channel"].to_numpy()[near]])
+        for action, v in value.per_unit(Xv, annual_rate).items():
+            out[f"val_{action}"][near] = v
+    return [pl.Series(c, v).fill_nan(None) for c, v in out.items()]
 
 
 @dataclass(frozen=True)
@@ -160,7 +182,7 @@ class ScoredBook:
     """Every open invoice of a book on one day with its forecasts and uplifts, made once by
     :func:`score_book` so that calls about a few of its debtors only look their rows up.
 
-    A row's forecasts, uplifts and SHAP values depend on that row alone, so a debtor's rows
+    A row's forecasts, values and SHAP values depend on that row alone, so a debtor's rows
     taken from here are exactly those a call about that debtor alone computes (tested).
     """
 
@@ -198,7 +220,7 @@ def score_book(tables: Tables, features: pl.DataFrame, contact: dict[str, tuple]
     return ScoredBook(rows, X, positions, contact, stored_opted_out(tables), models)
 
 
-def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
+def _one(debtor_id, recs, state, as_of, policy, model_version, models_support=None) -> dict:
     """One debtor's recommendation from its feature-and-forecast rows ``recs``."""
     if not recs or state is None:
         return {
@@ -212,25 +234,16 @@ def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
                              "text": "no open invoice"}],
             "model_version": model_version, "reason": "nothing open", "explored": False,
         }
-    risks = {r["invoice_id"]: InvoiceRisk(r["invoice_id"], r["p_late"], r["p_unpaid_90d"],
-                                          r["expected_days_late"]) for r in recs}
-    first = recs[0]
-    merits = (first["n_settled"] or 0) >= 1 and not any(r["in_collection"] for r in recs) and \
-        max(r["p_unpaid_90d"] for r in recs) >= PLAN_MERIT
-    if "up_email" in first:  # an action-response model was learnt: the adaptive policy
-        uplift = {a: {r["invoice_id"]: r[f"up_{a}"] for r in recs} for a in VALUE_CHANNELS}
-        worth = {r["invoice_id"]: worth_of_speed(
-            r["open_amount"], r["p_unpaid_90d"], r["expected_days_late"] - r["days_past_due"],
-            policy.annual_cost_of_capital) for r in recs}
-        responds = {c: first.get(f"resp_{c}") for c in ("email", "sms", "letter", "phone")}
-        choice = decide_value(state, risks, as_of, policy, uplift=uplift, worth=worth,
-                              merits_plan=merits, responds=responds,
-                              patient=PaymentRecord(first["n_settled"] or 0.0,
-                                                    first.get("median_days_late"),
-                                                    first.get("n_broken_plans") or 0.0,
-                                                    first.get("days_since_payment")))
-    else:
-        choice = decide(state, risks, as_of, policy, merits_plan=merits)
+    values = None
+    if models_support is not None and "val_wait" in recs[0]:
+        per_unit = {}
+        for r in recs:
+            if r["val_wait"] is None:
+                continue
+            per_unit[r["invoice_id"]] = {a: r[f"val_{a}"] for a in (*VALUED, "collection")
+                                         if r[f"val_{a}"] is not None}
+        values = BookValues(per_unit, models_support)
+    choice = decide(state, as_of, policy, values)
     # the debtor's risk: its invoices' forecasts weighted by open amount
     weights = [max(r["open_amount"], 1e-9) for r in recs]
     total = sum(weights)
@@ -274,17 +287,10 @@ def _one(debtor_id, recs, state, as_of, policy, model_version) -> dict:
         "model_version": model_version,
         "reason": choice.reason,
         "explored": choice.explored,
+        # the learnt worth of the action against waiting (currency, net of its cost; None
+        # where nothing learnt valued it: the fallback, a book without a log)
+        "value_vs_wait": None if choice.worth is None else round(float(choice.worth), 2),
     }
-
-
-def _uplifts(features: pl.DataFrame, models: RiskModels | None,
-             X: np.ndarray | None) -> list[pl.Series]:
-    """``up_<action>``: q(x, action) − q(x, wait) per invoice row, when there is a response
-    model (none: no columns, and the schedule policy decides); ``X`` is the features' matrix."""
-    if models is None or not models.has_response or features.height == 0:
-        return []
-    q = models.responses(X, ("wait", *VALUE_CHANNELS))
-    return [pl.Series(f"up_{a}", q[a] - q["wait"]) for a in VALUE_CHANNELS]
 
 
 def cash_forecast(weeks: list[list[float]], as_of: dt.date) -> list[dict]:

@@ -40,7 +40,10 @@ logger = logging.getLogger(__name__)
 #: (:mod:`paycadence.models.hazard`: when it is paid) and, when the history logged actions,
 #: ``response`` (:mod:`paycadence.models.response`: what an action today changes).
 TARGETS = ("late", "hazard")
-OPTIONAL = ("response",)
+OPTIONAL = ("response", "rate", "continuation", "recovery")
+#: The value model's boosters (:mod:`paycadence.models.policy.value`) read the features and
+#: the last contact's channel.
+VALUE_KEYS = ("rate", "continuation", "recovery")
 CARD = "card.json"
 #: Snapshots whose person-period rows (one per bin, :func:`every_bin`) are scored at a time:
 #: the rows of a whole holdout would be N_BINS copies of its matrix; the answers are the same.
@@ -109,6 +112,8 @@ class RiskModels:
     threads: int = 0
     #: :func:`paycadence.models.treeshap.tables` per booster, built at the first explanation
     _shap: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: the value model built from the boosters at its first use (``"value"`` → it or None)
+    _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def _threads(self, rows: int, cost: int = 1) -> int:
         """Threads for a batch of ``rows`` whose per-row cost is ``cost`` plain predictions
@@ -116,17 +121,21 @@ class RiskModels:
         return self.threads if rows * cost >= 50_000 else 1
 
     @classmethod
-    def from_estimators(cls, features, late, hazard, *, response=None,
+    def from_estimators(cls, features, late, hazard, *, response=None, value=None,
                         calibrator: Calibrator | None = None, card=None) -> RiskModels:
-        """Bundle fitted :class:`paycadence.models.estimators.LateRiskModel` (or boosters)."""
+        """Bundle fitted :class:`paycadence.models.estimators.LateRiskModel` (or boosters)
+        and the book's :class:`~paycadence.models.policy.value.ValueModel` (``value``)."""
         boosters, constants = {"response": _booster(response)}, {}
+        card = dict(card or {})
+        if value is not None:
+            boosters |= value.boosters()
+            card["value"] = value.meta()
         for key, est in {"late": late, "hazard": hazard}.items():
             booster = _booster(est)
             boosters[key] = booster
             if booster is None:
                 constants[key] = float(est.constant_)
-        return cls(tuple(features), boosters, constants, dict(card or {}),
-                   calibrator or Calibrator())
+        return cls(tuple(features), boosters, constants, card, calibrator or Calibrator())
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -201,7 +210,8 @@ class RiskModels:
         boosters = dict.fromkeys((*TARGETS, *OPTIONAL))
         for key, text in texts.items():
             booster = lgb.Booster(model_str=text.decode("ascii"))
-            want = features + {"hazard": BIN_FEATURES, "response": ACTION_FEATURES}.get(key, ())
+            want = features + {"hazard": BIN_FEATURES, "response": ACTION_FEATURES,
+                               **dict.fromkeys(VALUE_KEYS, ("last_channel",))}.get(key, ())
             if tuple(booster.feature_name()) != want:
                 raise files.ModelFilesError(f"{key}.txt: trained on other features than the "
                                             "card lists")
@@ -234,6 +244,12 @@ class RiskModels:
         self.predict_matrix(X)
         if self.has_response:
             self.responses(X, ("wait", *RESPONSE_ACTIONS))
+        if self.value_model is not None:
+            per_unit = self.value_model.per_unit(np.column_stack([X, np.full(len(X), np.nan)]),
+                                                 0.08)
+            for action, values in per_unit.items():
+                if action != "collection" or self.value_model.recovery.mean_ is not None:
+                    finite(f"the value of {action}", values)
         self.contributions(None, X=X)
 
     # -- prediction ------------------------------------------------------------------------
@@ -308,6 +324,19 @@ class RiskModels:
         finite("expected_days_late", days)
         finite("p_unpaid_90d", p_unpaid)
         return Forecast(p_late, days, p_unpaid, bin_probabilities(surv)[:, :CASH_WEEKS], surv)
+
+    @property
+    def value_model(self):
+        """The book's :class:`~paycadence.models.policy.value.ValueModel`, or None when the
+        bundle has none (a history without a log to learn from, an older bundle)."""
+        if "value" not in self._derived:
+            from paycadence.models.policy.value import ValueModel
+
+            have = self.boosters.get("rate") is not None and \
+                self.boosters.get("continuation") is not None and "value" in self.card
+            self._derived["value"] = ValueModel.from_parts(self.boosters, self.card["value"]) \
+                if have else None
+        return self._derived["value"]
 
     @property
     def has_response(self) -> bool:

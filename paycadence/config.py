@@ -73,6 +73,24 @@ class Exploration(_Frozen):
     share: float = Field(0.05, ge=0, le=1)
     seed: int = 0
     among: Literal["near_best", "all"] = "near_best"
+    #: On a day the policy waits while a contact is allowed and an invoice is overdue or due
+    #: within ``learning.before_due_days``, a contact is drawn instead with this chance
+    #: (uniformly among the allowed ones): the log then shows what earlier, later and
+    #: before-due reminders do, with exact propensities.
+    timing: float = Field(0.02, ge=0, le=1)
+
+
+class Learning(_Frozen):
+    """How far the policy trusts what it learnt from the book's log (docs/policy.md).
+
+    ``min_support``: how many logged decisions of an action made by a randomising policy
+    in a band of days past due (and of the schedule's own action) the policy needs before it
+    departs from the schedule there. ``before_due_days``: how many days before its due date
+    an invoice may be reminded (and is valued).
+    """
+
+    min_support: float = Field(30.0, ge=0)
+    before_due_days: int = Field(7, ge=0, le=60)
 
 
 class Schedule(_Frozen):
@@ -94,6 +112,7 @@ class Policy(_Frozen):
     payment_plan: PaymentPlan = PaymentPlan()
     exploration: Exploration = Exploration()
     schedule: Schedule = Schedule()
+    learning: Learning = Learning()
 
 
 class SimulateParams(_Frozen):

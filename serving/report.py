@@ -24,11 +24,10 @@ from paycadence.config import Params, Policy
 from paycadence.data.ingest import IngestResult, ingest
 from paycadence.data.mapping import Mapping
 from paycadence.errors import InputError
-from paycadence.features import debtor_states, describe, invoice_features
+from paycadence.features import describe, invoice_features
 from paycadence.features import measures as K
 from paycadence.features.pit import CHANGE_DAYS, CHANGE_SHARE
 from paycadence.models import RiskModels, recommend
-from paycadence.models.policy import action_values, worth_of_speed
 from paycadence.models.recommend import book_cash_forecast
 from paycadence.redact import redact
 from paycadence.serving.engine import Engine
@@ -212,47 +211,37 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
     """Every debtor the policy contacts today (action other than ``wait``), most valuable
     contact first.
 
-    A contact's worth is the policy's own figure (:func:`paycadence.models.policy.
-    action_values`): over the overdue invoices it names, the learnt extra chance of payment
-    within the response window times what that payment arriving now is worth
-    (:func:`paycadence.models.policy.worth_of_speed`), minus the action's cost. Where no
-    response was learnt (the rule-based fallback, or a hand-over to collection) the learnt
-    chance is unknown and the gain is the whole worth at stake (``basis``: ``at stake``); a
-    hand-over's cost adds the agency's fee on the amount it names.
+    An action's worth is the policy's own figure, the recommendation's ``value_vs_wait``
+    (:mod:`paycadence.models.policy.decision`): the money the value model learnt from the
+    book's log expects it to add against waiting, minus its cost (``basis``: ``learnt
+    value``). Where nothing learnt valued it (the rule-based fallback, a book without a log)
+    the gain is the whole amount it names at stake (``basis``: ``at stake``), and a
+    hand-over's cost adds the agency's fee on that amount.
     """
     acting = [r for r in recs if r["action"] != "wait"]
     if not acting:
         return []
     ids = [r["debtor_id"] for r in acting]
     rows = features.filter(pl.col("debtor_id").is_in(pl.Series(ids, dtype=pl.String).implode()))
-    states = debtor_states(tables, rows, as_of=as_of)
     by_invoice = {r["invoice_id"]: r for r in rows.to_dicts()}
-    uplift = _uplift(models, rows, {r["action"] for r in acting})
     meta = dict(zip(tables.debtors["debtor_id"].to_list(),
                     zip(tables.debtors["segment"].to_list(), tables.debtors["country"].to_list(),
                         strict=True), strict=True))
-    rate = policy.annual_cost_of_capital
     out = []
     for rec in acting:
         inv = {i["invoice_id"]: i for i in rec["invoices"]}
         named = rec["invoice_ids"] or list(inv)
-        worth = {i: worth_of_speed(inv[i]["open_amount"], inv[i]["p_unpaid_90d"],
-                                   inv[i]["expected_days_late"]
-                                   - by_invoice[i]["days_past_due"], rate)
-                 for i in named if i in inv and i in by_invoice}
         action = rec["action"]
-        values = []
-        if action in uplift:
-            values = action_values(states[rec["debtor_id"]], as_of, policy,
-                                   {action: uplift[action]}, worth,
-                                   {action: tuple(named)}, merits_plan=True)
-        if values:
-            gain, cost, basis = values[0].gain, values[0].cost, "learnt response"
+        named = [i for i in named if i in inv]
+        cost = policy.costs.of(action)
+        if rec.get("value_vs_wait") is not None:
+            value, basis = float(rec["value_vs_wait"]), "learnt value"
+            gain = value + cost
         else:
-            gain, basis = sum(worth.values()), "at stake"
-            cost = policy.costs.of(action)
+            gain, basis = sum(inv[i]["open_amount"] for i in named), "at stake"
             if action == "collection":
-                cost += policy.collection_fee_rate * sum(inv[i]["open_amount"] for i in worth)
+                cost += policy.collection_fee_rate * gain
+            value = gain - cost
         segment, country = meta.get(rec["debtor_id"], (None, None))
         open_total = sum(i["open_amount"] for i in rec["invoices"])
         overdue = [by_invoice[i]["days_past_due"] for i in inv if i in by_invoice]
@@ -263,28 +252,13 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
             "named_amount": sum(inv[i]["open_amount"] for i in named if i in inv),
             "max_days_past_due": max(overdue) if overdue else None,
             "p_late": rec["risk"]["p_late"], "p_unpaid_90d": rec["risk"]["p_unpaid_90d"],
-            "gain": gain, "cost": cost, "value": gain - cost, "basis": basis,
+            "gain": gain, "cost": cost, "value": value, "basis": basis,
             "reasons": reasons(rec),
             "why": rec["reason"], "next_review_on": rec["next_review_on"],
             "explored": rec["explored"],
         })
     out.sort(key=lambda w: (-w["value"], -w["open_amount"], w["debtor_id"]))
     return out
-
-
-def _uplift(models: RiskModels | None, rows: pl.DataFrame, actions: set[str]
-            ) -> dict[str, dict[str, float]]:
-    """action → invoice id → learnt P(paid within the window | action) − P(… | wait), for
-    the actions the response model knows (none without one)."""
-    if models is None or not models.has_response or rows.height == 0:
-        return {}
-    from paycadence.models.policy import VALUE_CHANNELS
-
-    X = models.matrix(rows)
-    base = models.response(X, "wait")
-    ids = rows["invoice_id"].to_list()
-    return {a: dict(zip(ids, (models.response(X, a) - base).tolist(), strict=True))
-            for a in sorted(actions) if a in VALUE_CHANNELS}
 
 
 def reasons(rec: dict) -> list[dict]:

@@ -9,7 +9,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from paycadence.config import Params
+from paycadence.config import Params, Policy
 from paycadence.data import Tables
 from paycadence.errors import InputError
 from paycadence.features import FEATURES
@@ -27,15 +27,33 @@ from paycadence.training.matrices import (
     weighted,
 )
 from paycadence.training.snapshots import snapshots, treated_rows
+from paycadence.training.valuerows import fit_value
 
 
-def fit_models(tables: Tables, params: Params) -> RiskModels:
-    """Fit the forecasts and the response model on a whole history, without a holdout or
-    MLflow (the backtest's learnt policy; ``train`` is the tracked, gated way)."""
+def fit_models(tables: Tables, params: Params, policy: Policy | None = None) -> RiskModels:
+    """Fit the forecasts, the response model and the value model on a whole history, without
+    a holdout or MLflow (the backtest's learnt policy; ``train`` is the tracked, gated way).
+    ``policy``: the fee and cost of capital the value model's continuation is counted with."""
     snaps, last = snapshots(tables, params)
     treated = treated_rows(tables, before=last + dt.timedelta(days=1),
                            horizon_days=params.train.horizon_days, data_end=last)
-    return fit(snaps, params, treated)
+    models = fit(snaps, params, treated)
+    return with_value(models, tables, snaps, before=last + dt.timedelta(days=1),
+                      policy=policy or Policy(), seed=params.train.seed)
+
+
+def with_value(models: RiskModels, tables: Tables, snaps: pl.DataFrame, *, before: dt.date,
+               policy: Policy, seed: int) -> RiskModels:
+    """``models`` with the book's value model (:func:`paycadence.training.valuerows.fit_value`)
+    learnt from the history before ``before``, when there is enough of it."""
+    value, card = fit_value(tables, snaps, before=before, fee_rate=policy.collection_fee_rate,
+                            annual_rate=policy.annual_cost_of_capital, seed=seed)
+    models.card.update(card)
+    if value is not None:
+        models.boosters.update(value.boosters())
+        models.card["value"] = value.meta()
+        models._derived.clear()
+    return models
 
 
 #: Boosting stops when the later days' log-loss has not improved for this many rounds.

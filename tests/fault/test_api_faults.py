@@ -22,7 +22,8 @@ import pytest
 from paycadence.bounds import MAX_AMOUNT, MAX_DAY, MIN_DAY
 from paycadence.config import Policy
 from paycadence.guard import DebtorState, InvoiceState
-from paycadence.models.policy import InvoiceRisk, decide
+from paycadence.models.policy import BookValues, decide
+from paycadence.models.policy.value import BANDS, VALUED
 from paycadence.serving.schemas import MAX_OPEN_INVOICES
 from paycadence.serving.snapshot import BookDays
 
@@ -197,9 +198,11 @@ def _comparisons(n: int) -> int:
     invoices = tuple(InvoiceState(_CountingId(f"Q-{i}"), AS_OF - dt.timedelta(days=40 + i % 30),
                                   100.0 + i, contacts=1) for i in range(n))
     state = DebtorState("BIG", invoices, contact_days=(AS_OF - dt.timedelta(days=20),))
-    risks = {i.invoice_id: InvoiceRisk(i.invoice_id, 0.7, 0.3, 30.0) for i in invoices}
+    worth = {a: 0.5 + 0.01 * k for k, a in enumerate((*VALUED, "collection"))}
+    values = BookValues({i.invoice_id: worth for i in invoices},
+                        {a: [1e6] * len(BANDS) for a in (*VALUED[1:], "collection")})
     _CountingId.calls = 0
-    choice = decide(state, risks, AS_OF, Policy(), merits_plan=True)
+    choice = decide(state, AS_OF, Policy(), values)
     assert choice.action != "wait" and len(choice.invoice_ids) > n // 2
     return _CountingId.calls
 

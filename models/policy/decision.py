@@ -1,0 +1,228 @@
+"""The decision: every allowed action valued against waiting, the schedule where the log is
+silent, exploration around the choice, the guard's last word.
+
+Every day a debtor has something open, each action the guard allows (wait, email, sms,
+letter, phone, payment_plan, collection; a contact also up to ``learning.before_due_days``
+before the due date) gets a value in currency: the value model's expected money with it minus
+without it (:mod:`paycadence.models.policy.value`), minus its cost (and for a hand-over the
+agency's fee on what it recovers). The best action is taken when it differs from the schedule's
+only where the log supports both (:func:`supported`); otherwise the schedule's action is. Then
+:func:`~paycadence.models.policy.exploration.explore` may draw another option, with its exact
+probability. The ``reason`` says which rule decided, with the values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from paycadence.config import CONTACT_CHANNELS, Policy
+from paycadence.guard import (
+    WINDOW_DAYS,
+    DebtorState,
+    allowed_actions,
+    contact_allowed_today,
+    violations,
+)
+from paycadence.models.policy.exploration import STRENGTH, explore, near_ids
+from paycadence.models.policy.schedule import scheduled
+from paycadence.models.policy.value import band_of
+
+CONTACTS = CONTACT_CHANNELS
+
+
+@dataclass(frozen=True)
+class InvoiceRisk:
+    """Forecast for one open invoice (see :class:`paycadence.models.RiskModels`)."""
+
+    invoice_id: str
+    p_late: float
+    p_unpaid_90d: float
+    expected_days_late: float
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A decision for one debtor on one day."""
+
+    action: str
+    invoice_ids: tuple[str, ...]
+    step: int | None
+    next_review_on: dt.date
+    propensity: float
+    explored: bool
+    reason: str
+    #: action → (probability, invoice ids): every action the decision could have drawn today
+    options: dict = field(default_factory=dict)
+    #: the learnt worth of ``action`` against waiting (currency, net of its cost); None when
+    #: no value model valued it
+    worth: float | None = None
+
+
+@dataclass(frozen=True)
+class Valued:
+    """What one allowed action is worth today for one debtor, against waiting (currency)."""
+
+    action: str
+    invoice_ids: tuple[str, ...]
+    value: float  # expected money it adds, minus its cost (and the agency's fee)
+    cost: float
+
+
+@dataclass(frozen=True)
+class BookValues:
+    """What the decision knows of one debtor's invoices from the value model.
+
+    ``per_unit``: invoice id → action → present value per unit open if the action is taken
+    today (``wait`` included; ``collection``: the agency's recovery per unit, before its
+    fee). ``support``: action → number of logged randomised decisions per band
+    of days past due (:data:`~paycadence.models.policy.value.BANDS`).
+    """
+
+    per_unit: Mapping[str, Mapping[str, float]]
+    support: Mapping[str, list]
+
+
+def action_values(state: DebtorState, on: dt.date, policy: Policy,
+                  allowed: Mapping[str, tuple], values: BookValues) -> dict[str, Valued]:
+    """The value of every allowed action but waiting; a contact names the invoices it adds
+    money on (the best one when none), a payment plan every invoice it may cover."""
+    by_id = {i.invoice_id: i for i in state.invoices}
+    fee = policy.collection_fee_rate
+    out = {}
+    for action, eligible in allowed.items():
+        if action == "wait":
+            continue
+        ids = eligible if action in ("payment_plan", "collection") else \
+            near_ids(state, on, policy, eligible)
+        gains = {}
+        for i in ids:
+            v = values.per_unit.get(i)
+            if v is None or action not in v or "wait" not in v:
+                continue
+            worth = v[action] * (1.0 - fee) if action == "collection" else v[action]
+            gains[i] = by_id[i].open_amount * (worth - v["wait"])
+        if not gains or (action == "payment_plan" and len(gains) < len(ids)):
+            continue
+        named = tuple(gains) if action == "payment_plan" else \
+            tuple(i for i, g in gains.items() if g > 0) or (max(gains, key=gains.get),)
+        cost = policy.costs.of(action)
+        out[action] = Valued(action, named, sum(gains[i] for i in named) - cost, cost)
+    return out
+
+
+def supported(action: str, ids: tuple[str, ...], state: DebtorState, on: dt.date,
+              policy: Policy, support: Mapping[str, list]) -> float:
+    """How many logged randomised decisions of ``action`` the log has in the band of days past
+    due of the invoices it names (their latest); waiting is always known (every quiet day of
+    the log is one)."""
+    if action == "wait":
+        return float("inf")
+    named = frozenset(ids)
+    days = max(((on - i.due_date).days for i in state.invoices if i.invoice_id in named),
+               default=0)
+    counts = support.get(action) or []
+    band = band_of(days)
+    return float(counts[band]) if band < len(counts) else 0.0
+
+
+def decide(state: DebtorState, on: dt.date, policy: Policy,
+           values: BookValues | None = None) -> Choice:
+    """Choose the debtor's action for ``on`` (see the module docstring).
+
+    Without ``values`` (no value model: the fallback, or a book without a log) the schedule
+    decides, with exploration.
+    """
+    allowed = allowed_actions(state, on, policy)
+    sched, sched_ids, reason = scheduled(state, on, policy, allowed)
+    chosen, ids = sched, sched_ids
+    named, worth = {}, {}
+    if values is not None and len(allowed) > 1:
+        worth = action_values(state, on, policy, allowed, values)
+        named = {a: v.invoice_ids for a, v in worth.items()}
+        chosen, ids, reason = _by_value(state, on, policy, values, worth, sched, sched_ids,
+                                        reason)
+    broken = violations(chosen, ids, state, on, policy)
+    if broken:  # the guard has the last word, whatever chose the action
+        chosen, ids, reason = "wait", (), f"held back by the rules: {broken[0]}"
+    action, ids, propensity, explored, options = explore(state, on, policy, allowed, chosen,
+                                                         tuple(ids), named)
+    if explored:
+        reason = (f"exploring: {action} drawn at random (probability {propensity:.3f}) "
+                  f"instead of {chosen}, so that the log keeps showing what it does")
+    step = None
+    if action in CONTACTS:
+        chosen_set = frozenset(ids)
+        step = 1 + max((i.contacts for i in state.invoices if i.invoice_id in chosen_set),
+                       default=0)
+    value = (0.0 if action == "wait" else None) if values is None or action not in worth \
+        else worth[action].value
+    if values is None:
+        value = None
+    return Choice(action, tuple(ids), step, next_review(state, on, policy, action),
+                  float(propensity), explored, reason, options, value)
+
+
+def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
+    """The best action among those the log supports (waiting always is), when it supports the
+    schedule's own action too; else the schedule's."""
+    need = policy.learning.min_support
+    wait = Valued("wait", (), 0.0, 0.0)
+    own = wait if sched == "wait" else worth.get(sched)
+    shown = ", ".join(f"{v.action} {v.value:+.2f}" for v in sorted(
+        worth.values(), key=lambda v: -v.value)[:4])
+    n = {a: supported(a, v.invoice_ids, state, on, policy, values.support)
+         for a, v in worth.items()}
+    n_own = supported(sched, sched_ids, state, on, policy, values.support)
+    if own is None or n_own < need:
+        why = "it is not valued" if own is None else \
+            f"the log has {_n(n_own)} randomised decisions of it in this band of days past due"
+        return sched, sched_ids, f"{reason}; the schedule's action is kept: {why} (< {need:g})"
+    top = max([wait, *worth.values()], key=lambda v: (v.value, -STRENGTH[v.action]))
+    sure = max([wait, *(v for a, v in worth.items() if n[a] >= need)],
+               key=lambda v: (v.value, -STRENGTH[v.action]))
+    thin = "" if top.action == sure.action else (
+        f"; {top.action} looks worth {top.value:+.2f} but the log has only {_n(n[top.action])} "
+        f"randomised decisions of it in this band of days past due (< {need:g})")
+    if sure.action == sched:
+        return sched, sched_ids, f"{reason}; also worth most by the learnt values ({shown}, " \
+            f"waiting 0){thin}"
+    what = "waiting" if sure.action == "wait" else sure.action
+    theirs = "waiting" if sched == "wait" else f"the schedule's {sched}"
+    n_sure = float("inf") if sure.action == "wait" else n[sure.action]
+    return sure.action, sure.invoice_ids, (
+        f"learnt from this book's log: {what} is worth {sure.value:+.2f} against "
+        f"{own.value:+.2f} for {theirs} ({shown}, waiting 0); the log has {_n(n_sure)} and "
+        f"{_n(n_own)} randomised decisions of them in this band of days past due (at least "
+        f"{need:g}){thin}")
+
+
+def _n(x: float) -> str:
+    return "all days" if x == float("inf") else f"{x:.0f}"
+
+
+def next_contact_day(state: DebtorState, on: dt.date, policy: Policy, contacted: bool
+                     ) -> dt.date:
+    """Earliest day after ``on`` on which the guard allows a contact again."""
+    days = list(state.contact_days) + ([on] if contacted else [])
+    probe = DebtorState(state.debtor_id, state.invoices, tuple(days), state.opted_out)
+    day = on + dt.timedelta(days=1)
+    for _ in range(WINDOW_DAYS + policy.rules.min_days_between_contacts + 1):
+        if contact_allowed_today(probe, day, policy):
+            return day
+        day += dt.timedelta(days=1)
+    return day
+
+
+def next_review(state: DebtorState, on: dt.date, policy: Policy, action: str) -> dt.date:
+    """When to look again: the next day a contact is allowed while an invoice is overdue or
+    near its due date, else the day the first one comes near it (a week when nothing is
+    open)."""
+    open_ = [i for i in state.invoices if not (i.in_collection or i.disputed)]
+    if not open_:
+        return on + dt.timedelta(days=7)
+    earliest = next_contact_day(state, on, policy, action in CONTACTS)
+    ahead = dt.timedelta(days=policy.learning.before_due_days)
+    near = min(i.due_date for i in open_) - ahead
+    return max(near, earliest)

@@ -1,0 +1,257 @@
+"""The value model: what each action today is worth for an open invoice, learnt from the log.
+
+Two estimators, each with ``fit``/``predict`` like scikit-learn's:
+
+:class:`PaymentRate`
+    A daily payment model learnt from every open invoice-day of the book's history: the share
+    of what is open that is paid on the day, given the invoice's and debtor's point-in-time
+    features, its days past due, and its contact history *including the day's own action*
+    (reminders so far, days since the last, the last one's channel, a plan offered, the
+    debtor's contacts in the last 30 days). Actions the log tried in a situation (the schedule
+    and its exploration) are what tells the model what they change there.
+:class:`Recovery`
+    What the collection agency brings in, discounted, per unit handed over, learnt from the
+    book's own hand-overs.
+
+:func:`rolled_values` rolls the payment model forward: for each action (waiting included) it
+builds the invoice's features on each of the next :data:`HORIZON_DAYS` days as they would be
+if the action were taken today and nothing after, reads the daily payment rate, and sums the
+money expected, discounted at the policy file's ``annual_cost_of_capital``. What is still
+expected after the horizon is valued too: the last rate is taken to go on for ever. The result
+is the present value per unit open, so an action's worth for an invoice is
+``open amount × (value(action) − value(wait))``; the decision subtracts the action's cost.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightgbm as lgb
+import numpy as np
+
+from paycadence.config import CONTACT_CHANNELS
+from paycadence.features import FEATURES
+
+#: Channel codes of the ``last_channel`` input (NaN: never contacted).
+CHANNEL_CODE = {c: float(k) for k, c in enumerate(CONTACT_CHANNELS)}
+#: The payment model's inputs: the point-in-time features, then the last contact's channel.
+VALUE_COLUMNS = (*FEATURES, "last_channel")
+#: Days rolled forward one by one with the payment model; what is still open after them is
+#: valued by the continuation model (:class:`Continuation`).
+HORIZON_DAYS = 60
+#: Days after today at which the payment rate is read; between two of them it is held.
+GRID = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 14, 18, 22, 28, 35, 45])
+#: Bands of days past due in which the log's support for an action is counted.
+BANDS = ((-10_000, -1), (0, 7), (8, 21), (22, 45), (46, 90), (91, 10_000))
+
+_AT = {f: k for k, f in enumerate(VALUE_COLUMNS)}
+_DAY = np.minimum(np.searchsorted(GRID, np.arange(HORIZON_DAYS), side="right") - 1,
+                  len(GRID) - 1)
+
+
+def band_of(days_past_due: float) -> int:
+    """Index in :data:`BANDS` of a number of days past due."""
+    for k, (low, high) in enumerate(BANDS):
+        if low <= days_past_due <= high:
+            return k
+    return len(BANDS) - 1
+
+
+class PaymentRate:
+    """Daily share paid of what is open (LightGBM, cross-entropy on a share in [0, 1]).
+
+    Parameters
+    ----------
+    n_estimators, learning_rate, num_leaves, min_child_samples, seed
+        LightGBM settings.
+    """
+
+    def __init__(self, n_estimators: int = 150, learning_rate: float = 0.1,
+                 num_leaves: int = 31, min_child_samples: int = 200, seed: int = 0):
+        self.params = {"objective": "cross_entropy", "learning_rate": learning_rate,
+                       "num_leaves": num_leaves, "min_child_samples": min_child_samples,
+                       "seed": seed, "verbose": -1, "deterministic": True,
+                       "force_row_wise": True, "max_bin": 63}
+        self.n_estimators = n_estimators
+        self.booster_: lgb.Booster | None = None
+
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+            ) -> PaymentRate:
+        """Fit on rows in :data:`VALUE_COLUMNS` order and their share paid on the day."""
+        data = lgb.Dataset(X, y, weight=sample_weight, feature_name=list(VALUE_COLUMNS),
+                           free_raw_data=True)
+        # one thread below half a million rows: faster than two on a shared machine
+        threads = {"num_threads": 1 if X.shape[0] < 500_000 else 0}
+        self.booster_ = lgb.train(self.params | threads, data,
+                                  num_boost_round=self.n_estimators)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Expected share paid on the day, per row."""
+        return self.booster_.predict(X, num_threads=1 if X.shape[0] < 20_000 else 0)
+
+
+class Recovery:
+    """Discounted share of an amount handed over that the agency recovers.
+
+    A shallow LightGBM regressor when the book has at least :attr:`min_rows` hand-overs
+    seen long enough, else their weighted mean (one number for every invoice).
+    """
+
+    min_rows = 200
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.booster_: lgb.Booster | None = None
+        self.mean_: float | None = None
+        self.n_: int = 0
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Recovery:
+        self.n_ = int(len(y))
+        self.mean_ = float(np.mean(y)) if len(y) else None
+        if len(y) >= self.min_rows:
+            params = {"objective": "cross_entropy", "learning_rate": 0.05, "num_leaves": 7,
+                      "min_child_samples": 40, "seed": self.seed, "verbose": -1,
+                      "deterministic": True, "force_row_wise": True, "num_threads": 1}
+            self.booster_ = lgb.train(params, lgb.Dataset(X, y, feature_name=list(
+                VALUE_COLUMNS)), num_boost_round=150)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.booster_ is not None:
+            return self.booster_.predict(X, num_threads=1)
+        return np.full(X.shape[0], np.nan if self.mean_ is None else self.mean_)
+
+
+def rolled_rows(X: np.ndarray, action: str, days: np.ndarray = GRID,
+                cap: float | None = None) -> np.ndarray:
+    """Rows of :data:`VALUE_COLUMNS` for every row of ``X`` (today's morning features) and
+    every day in ``days``, as they would be if ``action`` were taken today and nothing after
+    (row-major: row 0's days, then row 1's). ``wait`` takes nothing. Days past due (and the
+    invoice's age) stop growing at ``cap``, the most the book's log has seen (a tree model
+    read beyond its data only repeats its last leaf, on a handful of rows)."""
+    n, g = X.shape[0], len(days)
+    out = np.repeat(X, g, axis=0)
+    j = np.tile(days.astype(np.float64), n)
+    dpd, age = _AT["days_past_due"], _AT["age_days"]
+    grow = j if cap is None else np.clip(np.minimum(out[:, dpd] + j, cap) - out[:, dpd], 0, None)
+    out[:, dpd] += grow
+    out[:, age] += grow
+    mx = _AT["max_days_past_due"]
+    out[:, mx] = np.fmax(out[:, mx] + grow, out[:, dpd])
+    wd = _AT["as_of_weekday"]
+    out[:, wd] = (out[:, wd] - 1 + j) % 7 + 1
+    within = (j <= 30).astype(np.float64)
+    c30 = _AT["contacts_30d"]
+    out[:, c30] = out[:, c30] * within
+    if action in CHANNEL_CODE:
+        out[:, _AT["reminders_invoice"]] += 1.0
+        out[:, _AT["reminders_debtor"]] += 1.0
+        out[:, _AT["days_since_contact_invoice"]] = j
+        out[:, _AT["days_since_contact"]] = j
+        out[:, c30] += within
+        out[:, _AT["last_channel"]] = CHANNEL_CODE[action]
+        if action == "payment_plan":
+            out[:, _AT["plan_offered"]] = 1.0
+    else:
+        for name in ("days_since_contact_invoice", "days_since_contact"):
+            out[:, _AT[name]] += j  # NaN (never contacted) stays NaN
+    return out
+
+
+def flows(rates: np.ndarray, annual_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """(present value per unit open of the next :data:`HORIZON_DAYS` days, share still open
+    after them) of daily payment rates read on :data:`GRID` days (shape (n, len(GRID))),
+    each held until the next grid day."""
+    daily = np.clip(rates[:, _DAY], 0.0, 1.0)  # (n, HORIZON_DAYS)
+    disc = math.exp(-annual_rate / 365) ** np.arange(HORIZON_DAYS)
+    still = np.cumprod(np.column_stack([np.ones(len(daily)), 1.0 - daily]), axis=1)
+    return (still[:, :-1] * daily * disc).sum(axis=1), still[:, -1]
+
+
+class Continuation:
+    """Value per unit open of an invoice from a day on, as the book went on from there: the
+    payments that followed (an agency's net of its fee), discounted, ÷ what was open. It
+    values what the payment model leaves open after :data:`HORIZON_DAYS`: the long run the
+    log has seen, so that money after the horizon is counted, not dropped.
+    """
+
+    def __init__(self, n_estimators: int = 150, seed: int = 0):
+        self.params = {"objective": "cross_entropy", "learning_rate": 0.05, "num_leaves": 15,
+                       "min_child_samples": 100, "seed": seed, "verbose": -1,
+                       "deterministic": True, "force_row_wise": True, "max_bin": 63,
+                       "num_threads": 1}
+        self.n_estimators = n_estimators
+        self.booster_: lgb.Booster | None = None
+
+    def fit(self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+            ) -> Continuation:
+        data = lgb.Dataset(X, y, weight=sample_weight, feature_name=list(VALUE_COLUMNS))
+        self.booster_ = lgb.train(self.params, data, num_boost_round=self.n_estimators)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.booster_.predict(X, num_threads=1 if X.shape[0] < 20_000 else 0)
+
+
+def rolled_values(rate: PaymentRate, after: Continuation, X: np.ndarray,
+                  actions: tuple[str, ...], annual_rate: float, cap: float | None = None
+                  ) -> dict[str, np.ndarray]:
+    """action → present value per unit open of each row of ``X`` (:data:`VALUE_COLUMNS`
+    order, today's morning) if the action is taken today and nothing after for
+    :data:`HORIZON_DAYS` days: the payment model's flows over them plus, for what is still
+    open, the continuation's value on the last day, discounted. One call of each booster."""
+    n = X.shape[0]
+    if n == 0:
+        return {a: np.zeros(0) for a in actions}
+    last = np.array([HORIZON_DAYS])
+    rates = rate.predict(np.vstack([rolled_rows(X, a, cap=cap) for a in actions])).reshape(
+        len(actions), n, len(GRID))
+    ends = after.predict(np.vstack([rolled_rows(X, a, last, cap) for a in actions])).reshape(
+        len(actions), n)
+    disc = math.exp(-annual_rate * HORIZON_DAYS / 365)
+    out = {}
+    for k, a in enumerate(actions):
+        paid, still = flows(rates[k], annual_rate)
+        out[a] = paid + still * disc * np.clip(ends[k], 0.0, 1.0)
+    return out
+
+
+#: Actions the payment model values (a hand-over is valued by :class:`Recovery`).
+VALUED = ("wait", *CONTACT_CHANNELS)
+
+
+class ValueModel:
+    """The three estimators of one book and what they need to be read: the most days past
+    due the log has seen (``cap``), the support of each action (logged randomised decisions
+    per band of :data:`BANDS`) and the recovery's mean."""
+
+    def __init__(self, rate: PaymentRate, after: Continuation, recovery: Recovery,
+                 cap: float, support: dict[str, list]):
+        self.rate, self.after, self.recovery = rate, after, recovery
+        self.cap, self.support = float(cap), support
+
+    def boosters(self) -> dict[str, lgb.Booster | None]:
+        return {"rate": self.rate.booster_, "continuation": self.after.booster_,
+                "recovery": self.recovery.booster_}
+
+    def meta(self) -> dict:
+        """What the card keeps besides the boosters (:meth:`from_parts` reads it back)."""
+        return {"cap": self.cap, "support": self.support, "recovery_mean": self.recovery.mean_,
+                "recovery_n": self.recovery.n_}
+
+    @classmethod
+    def from_parts(cls, boosters: dict, meta: dict) -> ValueModel:
+        rate, after, recovery = PaymentRate(), Continuation(), Recovery()
+        rate.booster_, after.booster_ = boosters["rate"], boosters["continuation"]
+        recovery.booster_ = boosters.get("recovery")
+        recovery.mean_, recovery.n_ = meta.get("recovery_mean"), int(meta.get("recovery_n", 0))
+        return cls(rate, after, recovery, meta["cap"], meta["support"])
+
+    def per_unit(self, X: np.ndarray, annual_rate: float) -> dict[str, np.ndarray]:
+        """action → present value per unit open of each row (:data:`VALUE_COLUMNS` order) if
+        it is taken today (:data:`VALUED`), and ``collection``: the agency's discounted
+        recovery per unit handed over (NaN when the book never handed over)."""
+        out = rolled_values(self.rate, self.after, X, VALUED, annual_rate, self.cap)
+        out["collection"] = self.recovery.predict(X) if X.shape[0] else np.zeros(0)
+        return out

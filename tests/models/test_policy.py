@@ -1,0 +1,141 @@
+"""The policy package: valued actions, deviation only where the log supports it, exploration
+with exact propensities over channel and timing, and the value model's arithmetic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pytest
+
+from paycadence.config import Policy
+from paycadence.guard import DebtorState, InvoiceState
+from paycadence.models.policy import BookValues, decide
+from paycadence.models.policy.value import (
+    BANDS,
+    GRID,
+    HORIZON_DAYS,
+    VALUE_COLUMNS,
+    VALUED,
+    flows,
+    rolled_rows,
+)
+
+D0 = dt.date(2025, 3, 3)
+AT = {f: k for k, f in enumerate(VALUE_COLUMNS)}
+
+
+def _quiet(**learning) -> Policy:
+    return Policy(exploration={"share": 0.0, "timing": 0.0}, learning=learning)
+
+
+def _debtor(past_due=20, contacts=1, amount=800.0, last_contact=10, debtor="D"):
+    inv = InvoiceState("I0", D0 - dt.timedelta(days=past_due), amount, contacts)
+    days = () if last_contact is None else (D0 - dt.timedelta(days=last_contact),)
+    return DebtorState(debtor, (inv,), days, frozenset())
+
+
+def _values(per_unit: dict, support: float = 1e6) -> BookValues:
+    return BookValues({"I0": per_unit}, {a: [support] * len(BANDS)
+                                         for a in (*VALUED[1:], "collection")})
+
+
+BASE = dict.fromkeys((*VALUED, "collection"), 0.5)
+
+
+def test_a_supported_better_action_replaces_the_schedules_with_its_values_in_the_reason():
+    state = _debtor(past_due=20)  # the schedule waits until day 18's reminder... it is due
+    choice = decide(state, D0, _quiet(), _values(BASE | {"phone": 0.53, "email": 0.501}))
+    assert choice.action == "phone"  # 800 × 0.03 − 6.00 = +18.00 against email's +0.75
+    assert choice.reason.startswith("learnt from this book's log: phone is worth +18.00")
+    assert "the schedule's email" in choice.reason
+    assert choice.worth == pytest.approx(18.0)
+
+
+def test_an_unsupported_better_action_leaves_the_best_supported_one():
+    state = _debtor(past_due=20)
+    values = _values(BASE | {"phone": 0.53, "sms": 0.51, "email": 0.501})
+    values.support["phone"] = [5.0] * len(BANDS)
+    choice = decide(state, D0, _quiet(), values)
+    assert choice.action == "sms"  # 800 × 0.01 − 0.15 = +7.85, supported; phone is not
+    assert "phone looks worth +18.00 but the log has only 5" in choice.reason
+    values.support["sms"] = [0.0] * len(BANDS)
+    assert decide(state, D0, _quiet(), values).action == "email"  # the schedule's
+
+
+def test_without_support_for_the_schedules_own_action_the_schedule_decides():
+    state = _debtor(past_due=20)
+    choice = decide(state, D0, _quiet(), _values(BASE | {"phone": 0.53}, support=5))
+    assert choice.action == "email"  # the schedule's second reminder
+    assert "the schedule's action is kept" in choice.reason and "5 randomised" in choice.reason
+
+
+def test_waiting_replaces_a_reminder_that_costs_more_than_it_brings():
+    state = _debtor(past_due=20)
+    choice = decide(state, D0, _quiet(), _values(BASE | {"email": 0.5}))
+    assert choice.action == "wait" and choice.invoice_ids == ()
+    assert "waiting is worth +0.00" in choice.reason
+
+
+def test_a_reminder_before_the_due_date_when_the_log_supports_it():
+    state = _debtor(past_due=-5, contacts=0, last_contact=None)
+    gain = BASE | {"sms": 0.52}
+    assert decide(state, D0, _quiet(), _values(gain)).action == "sms"
+    assert decide(state, D0, _quiet(), _values(gain, support=0)).action == "wait"
+    assert decide(state, D0, _quiet(before_due_days=3), _values(gain)).action == "wait"
+
+
+def test_a_hand_over_is_decided_by_value_against_waiting():
+    state = _debtor(past_due=60, contacts=3)
+    # agency recovers 0.6 of 800 less 15 %: 408 − 25 = 383 against waiting's 0.5 × 800 = 400
+    keep = decide(state, D0, _quiet(), _values(BASE | {"collection": 0.6}))
+    assert keep.action != "collection"
+    hand = decide(state, D0, _quiet(), _values(BASE | {"collection": 0.7}))
+    assert hand.action == "collection"  # 476 − 25 = 451 > 400
+    assert hand.worth == pytest.approx(800 * (0.7 * 0.85 - 0.5) - 25)
+
+
+def test_a_book_without_propensities_gets_the_schedule_and_explores_its_timing():
+    """No logged randomised decision: every day is the schedule's, plus exploration."""
+    policy = Policy(exploration={"share": 0.05, "timing": 0.2, "seed": 3})
+    values = _values(BASE | {"phone": 0.9}, support=0)
+    drawn, waits = 0, 0
+    for k in range(400):
+        state = _debtor(past_due=5, contacts=1, last_contact=None, debtor=f"D{k}")
+        choice = decide(state, D0, policy, values)
+        probs = {a: p for a, (p, _) in choice.options.items()}
+        assert probs["wait"] == pytest.approx(0.8)
+        assert sum(p for a, p in probs.items() if a != "wait") == pytest.approx(0.2)
+        drawn += choice.action != "wait"
+        waits += choice.reason.startswith("no reminder due") or "following" in choice.reason
+        assert choice.explored == (choice.action != "wait")
+    # 400 draws at 0.2: within ±4 binomial standard deviations (8.0)
+    assert abs(drawn - 80) <= 32
+    assert waits == 400 - drawn
+
+
+def test_rolled_rows_take_the_action_today_and_age_the_invoice():
+    X = np.full((1, len(VALUE_COLUMNS)), 1.0)
+    X[0, AT["days_past_due"]] = 10
+    X[0, AT["days_since_contact_invoice"]] = np.nan
+    X[0, AT["as_of_weekday"]] = 7
+    waited = rolled_rows(X, "wait")
+    assert waited[:, AT["days_past_due"]].tolist() == (10 + GRID).tolist()
+    assert np.isnan(waited[:, AT["days_since_contact_invoice"]]).all()
+    assert waited[1, AT["as_of_weekday"]] == 1  # Sunday, then Monday
+    phoned = rolled_rows(X, "phone")
+    assert phoned[:, AT["days_since_contact_invoice"]].tolist() == GRID.tolist()
+    assert (phoned[:, AT["reminders_invoice"]] == 2).all()
+    assert (phoned[:, AT["last_channel"]] == 3).all()
+    capped = rolled_rows(X, "wait", cap=20)
+    assert capped[:, AT["days_past_due"]].max() == 20
+
+
+def test_flows_of_a_constant_rate_are_the_closed_form():
+    r, rate = 0.01, 0.08
+    paid, still = flows(np.full((1, len(GRID)), r), rate)
+    d = math.exp(-rate / 365)
+    expected = sum((1 - r) ** t * r * d ** t for t in range(HORIZON_DAYS))
+    assert paid[0] == pytest.approx(expected)
+    assert still[0] == pytest.approx((1 - r) ** HORIZON_DAYS)
