@@ -65,10 +65,12 @@ def _run(fn, *args, **kwargs):
         raise typer.Exit(2) from None
 
 
-def _table(title: str, columns: list[str], rows: list[tuple]) -> Table:
+def _table(title: str, columns: list[str], rows: list[tuple],
+           whole: tuple[str, ...] = ()) -> Table:
+    """A table of ``rows``; the cells of the ``whole`` columns are never wrapped."""
     table = Table(title=title, title_justify="left", min_width=len(title) + 2)
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in whole)
     for row in rows:
         table.add_row(*[str(v) for v in row])
     return table
@@ -296,6 +298,11 @@ def train(
                 f"{m['ope_dr']:,.2f} doubly robust ({m['ope_dr_low']:,.2f} … "
                 f"{m['ope_dr_high']:,.2f}), IPS {m['ope_ips']:,.2f}, SNIPS {m['ope_snips']:,.2f}",
                 highlight=False)
+            if "champion_ope_dr" in m:
+                console.print(
+                    f"the champion's policy on the same decisions: {m['champion_ope_dr']:,.2f} "
+                    f"doubly robust ({m['champion_ope_dr_low']:,.2f} … "
+                    f"{m['champion_ope_dr_high']:,.2f})", highlight=False)
         if not quiet:
             console.print(f"p_late calibration: {result.models.calibrator.method} (lowest "
                           "log-loss on the latest training days)", highlight=False)
@@ -569,7 +576,12 @@ def backtest(
 
 @app.command()
 def models():
-    """List the registered model versions, their aliases and holdout metrics."""
+    """List the registered model versions, their aliases, holdout metrics and policy values.
+
+    With a decision log at training, a version shows its policy's doubly robust value per
+    decision on the holdout's logged decisions (95% interval) and the champion's on the same
+    decisions: the value rule of the promotion gate (docs/models.md).
+    """
     from paycadence.config import get_settings
     from paycadence.training import tracking
 
@@ -586,13 +598,43 @@ def models():
             m = v["metrics"]
             created = dt.datetime.fromtimestamp(v["created"] / 1000, dt.UTC).strftime(
                 "%Y-%m-%d %H:%M") if v["created"] else ""
+            value = v["value"]
+            n = f"{value['ope_decisions']:.0f}" if "ope_decisions" in value else "-"
+            theirs = _dr(value, "champion_ope_")
+            if theirs != "-" and v["compared_with"]:
+                theirs = f"v{v['compared_with']}: {theirs}"
             rows.append((v["version"], ", ".join(v["aliases"]) or "-", created,
                          *(f"{m[k]:.4f}" if k in m else "-" for k in tracking.METRIC_TAGS),
-                         v["promotion"][:60]))
+                         _dr(value, "ope_"), n, theirs, _gist(redact(v["promotion"]))))
         console.print(_table(f"{name} in {redact(tracking.tracking_uri())}",
                              ["version", "aliases", "created (UTC)", "p_late AUC", "Brier",
-                              "ECE", "days MAE", "unpaid AUC", "why"], rows))
+                              "ECE", "days MAE", "unpaid AUC", "DR value (95%)", "decisions",
+                              "champion's DR, same decisions", "why"], rows,
+                             whole=("DR value (95%)", "champion's DR, same decisions")))
+        if any(v["value"] for v in versions):
+            console.print("DR value: the policy's doubly robust value per decision on the "
+                          "logged decisions of its holdout (95% bootstrap interval over "
+                          "debtors); champion's: the champion it was compared with (vN), on "
+                          "the same decisions", highlight=False)
     _run(go)
+
+
+def _gist(why: str, width: int = 60) -> str:
+    """A promotion message cut for a table cell: a long one down to its verdict (the part
+    before its first colon, e.g. ``stays challenger by the value rule``)."""
+    if len(why) <= width:
+        return why
+    head = why.split(":", 1)[0]
+    return (head if len(head) <= width else head[:width - 1]) + " …"
+
+
+def _dr(value: dict[str, float], prefix: str) -> str:
+    """``value (low … high)`` of a doubly robust estimate recorded as ``prefix``dr tags."""
+    if f"{prefix}dr" not in value:
+        return "-"
+    low, high = value.get(f"{prefix}dr_low", float("nan")), value.get(f"{prefix}dr_high",
+                                                                       float("nan"))
+    return f"{value[f'{prefix}dr']:,.2f} ({low:,.2f} … {high:,.2f})"
 
 
 def _pickup(alias: str, settings) -> str:

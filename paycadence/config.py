@@ -153,9 +153,11 @@ class TrainParams(_Frozen):
     hazard_max_rows: int = Field(3_000_000, ge=1000)
     gate_auc_tolerance: float = Field(0.0, ge=0, le=1)
     gate_brier_tolerance: float = Field(0.0, ge=0, le=1)
-    #: When set, a new model must also not lose more than this share of the champion's
-    #: off-policy (doubly robust) value per decision on the holdout's logged decisions.
-    gate_ope_margin: float | None = Field(0.02, ge=0, le=1)
+    #: The value rule of the promotion gate, when the holdout period has logged decisions:
+    #: the lower bound of a new model's doubly robust value per decision (95% interval) must
+    #: be at least the champion's lower bound on the same decisions, less this share of its
+    #: size (0: at least the champion's; null: the value rule is off).
+    gate_ope_margin: float | None = Field(0.0, ge=0, le=1)
     #: The off-policy evaluation reads the logged decisions (and the table rows) of at most
     #: this many of the holdout's decided debtors: a hash sample of debtor ids above it.
     ope_max_debtors: int = Field(50_000, ge=1)

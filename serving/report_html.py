@@ -17,9 +17,12 @@ from jinja2 import Environment, select_autoescape
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
+from paycadence.redact import redact
 from paycadence.serving import report_charts as C
 from paycadence.serving.report import ReportData
 from paycadence.serving.report_template import TEMPLATE
+from paycadence.training.quality import ChampionInfo
+from paycadence.training.tracking import COMPARED_TAG, VALUE_TAGS
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +112,37 @@ def _metric_rows(d: ReportData) -> list[tuple[str, str, str, str]]:
             for f, label, k, dd in spec if k in m]
 
 
+def _recorded(champion: ChampionInfo) -> dict[str, float]:
+    """The champion's off-policy values recorded at training (:data:`tracking.VALUE_TAGS`):
+    its run's metrics, else its version's tags."""
+    out = {}
+    for key in VALUE_TAGS:
+        text = champion.metrics.get(key, champion.version_tags.get(key))
+        try:
+            out[key] = float(text)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def value_rows(champion: ChampionInfo) -> list[tuple[str, float, float, float]]:
+    """(policy, DR value, low, high) per decision on the logged decisions of the champion's
+    holdout: its own policy and, when there was one, the champion it was compared with on the
+    same decisions (the promotion gate's value rule); empty when none was recorded."""
+    m = _recorded(champion)
+    if "ope_dr" not in m:
+        return []
+    rows = [(f"this champion (version {champion.version})", m["ope_dr"],
+             m.get("ope_dr_low", math.nan), m.get("ope_dr_high", math.nan))]
+    if "champion_ope_dr" in m:
+        before = champion.version_tags.get(COMPARED_TAG) or champion.tags.get(COMPARED_TAG)
+        rows.append(("the champion it was compared with"
+                     + (f" (version {before})" if before else ""), m["champion_ope_dr"],
+                     m.get("champion_ope_dr_low", math.nan),
+                     m.get("champion_ope_dr_high", math.nan)))
+    return rows
+
+
 def _ope_rows(d: ReportData) -> list[tuple[str, float, float, float]]:
     r = d.ope.result
     if r is None:
@@ -145,6 +179,9 @@ def render(d: ReportData) -> str:
         delta=_delta(d.trend), shown=d.worklist[:WORKLIST_SHOWN],
         hidden=max(len(d.worklist) - WORKLIST_SHOWN, 0),
         labels=ACTION_LABELS, metric_rows=_metric_rows(d), ope_rows=_ope_rows(d),
+        value_rows=value_rows(d.champion) if d.champion.found else [],
+        value_decisions=_recorded(d.champion).get("ope_decisions"),
+        promotion=redact(d.champion.promotion) if d.champion.found else "",
         calibration_png=_png(d.champion.calibration_png),
         backtest_pngs={k: _png(v) for k, v in (d.backtest.figures.items()
                                                if d.backtest else [])},

@@ -285,6 +285,23 @@ reference): run <code>paycadence train</code> to learn the models.</div>
       champion was trained</summary><img class="logged" alt="calibration on the holdout"
       src="{{ calibration_png }}"></details>{% endif %}</div>
   </div>
+  {% if d.champion.found %}
+  <h3>Promotion by value</h3>
+  {% if value_rows %}<p class="lead">When it was trained, its policy was valued off-policy on
+  the {{ value_decisions|money }} logged decisions of its holdout period, and so was the
+  champion it was compared with, on the same decisions: what a decision earned within 30 days
+  (discounted) minus its cost, doubly robust, with a 95% bootstrap interval over debtors. A new
+  model becomes champion only when its lower bound is at least the champion's (and its
+  forecasts are no worse).</p>
+  <table><thead><tr><th>policy</th><th class="n">value per decision</th>
+  <th class="n">95% interval</th></tr></thead><tbody>{% for row in value_rows %}<tr>
+  <td>{{ row[0] }}</td><td class="n">{{ row[1]|money(2) }}</td>
+  <td class="n">{{ row[2]|money(2) }} … {{ row[3]|money(2) }}</td></tr>{% endfor %}</tbody></table>
+  {% else %}<div class="note info">No value recorded at training: its data had no logged
+  decisions with propensities (<code>decisions.csv</code>) in the holdout period, so forecast
+  quality alone decided the promotion.</div>{% endif %}
+  {% if promotion %}<p class="tag">Why it is champion: {{ promotion }}</p>{% endif %}
+  {% endif %}
 </section>
 
 <section id="drivers">

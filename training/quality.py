@@ -37,7 +37,8 @@ BINS = 10
 @dataclass(frozen=True)
 class ChampionInfo:
     """What the registry says about ``name@alias``: its version, run, holdout metrics (model
-    and ``naive_*`` reference), run tags and the logged calibration figure (PNG bytes)."""
+    and ``naive_*`` reference), run tags, the logged calibration figure (PNG bytes) and the
+    version's own tags (holdout metrics, off-policy values, why it got its alias)."""
 
     found: bool
     detail: str
@@ -46,6 +47,13 @@ class ChampionInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     calibration_png: bytes | None = None
+    version_tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def promotion(self) -> str:
+        """Why this version holds the alias: the version's ``promotion`` tag (it says so when
+        the alias was moved by hand), else the run's."""
+        return self.version_tags.get("promotion") or self.tags.get("promotion", "")
 
     @property
     def split_date(self) -> dt.date | None:
@@ -67,13 +75,14 @@ def champion_info(model_name: str, alias: str) -> ChampionInfo:
         run = client.get_run(version.run_id) if version.run_id else None
     except (MlflowException, OSError) as exc:
         return ChampionInfo(False, f"model registry not readable: {redact(exc)}")
+    version_tags = dict(version.tags or {})
     if run is None:
         return ChampionInfo(True, f"{model_name}@{alias} = version {version.version} (no run)",
-                            str(version.version))
+                            str(version.version), version_tags=version_tags)
     png = _artifact(run.info.run_id, "calibration.png")
     return ChampionInfo(True, f"{model_name}@{alias} = version {version.version}",
                         str(version.version), run.info.run_id, dict(run.data.metrics),
-                        dict(run.data.tags), png)
+                        dict(run.data.tags), png, version_tags)
 
 
 def _artifact(run_id: str, path: str) -> bytes | None:

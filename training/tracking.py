@@ -177,7 +177,9 @@ def version_data_dir(name: str, version: str) -> str | None:
 
 def list_versions(name: str) -> list[dict]:
     """Every registered version of ``name``, newest first: version, aliases, creation time,
-    run, the holdout metrics recorded as tags and why it got its alias."""
+    run, the holdout metrics recorded as tags (``metrics``), the off-policy values (``value``,
+    :data:`VALUE_TAGS`) with the champion version they were compared with (``compared_with``),
+    and why it got its alias."""
     from mlflow.exceptions import MlflowException
 
     client = setup()
@@ -197,12 +199,22 @@ def list_versions(name: str) -> list[dict]:
         out.append({"version": str(v.version), "aliases": sorted(aliases.get(str(v.version), [])),
                     "created": v.creation_timestamp, "run_id": v.run_id,
                     "metrics": {k: float(tags[k]) for k in METRIC_TAGS if k in tags},
+                    "value": {k: float(tags[k]) for k in VALUE_TAGS if k in tags},
+                    "compared_with": tags.get(COMPARED_TAG),
                     "promotion": tags.get("promotion", "")})
     return out
 
 
 #: Holdout metrics recorded on each model version (train.py sets them).
 METRIC_TAGS = ("late_auc", "late_brier", "late_ece", "days_mae", "unpaid_auc")
+#: The off-policy values recorded on a version trained with a decision log: its policy's
+#: doubly robust value per decision on the holdout's logged decisions with its 95% interval,
+#: how many decisions, and the champion's on the same decisions (train.py sets them).
+VALUE_TAGS = ("ope_dr", "ope_dr_low", "ope_dr_high", "ope_decisions", "champion_ope_dr",
+              "champion_ope_dr_low", "champion_ope_dr_high", "champion_ope_decisions")
+#: The version tag (and run tag) naming the champion a new version was compared with (on
+#: the same holdout: forecasts and, with a decision log, value).
+COMPARED_TAG = "champion_version"
 
 
 def promote(name: str, version: str, alias: str = "champion") -> str | None:

@@ -4,8 +4,10 @@
 past, hold out the most recent snapshots, with an embargo between), fits the calibrated
 late-payment model and the settlement-hazard model, compares them with the naive reference on
 the holdout, and registers the result. The new version becomes ``champion`` only when it is at
-least as good as the current champion on this same holdout (:func:`gate`); otherwise it is
-``challenger`` and the result says why.
+least as good as the current champion on this same holdout (:func:`gate`): its forecasts, and,
+when the holdout period has logged decisions with propensities, the lower bound of its policy's
+doubly robust value per decision on them; otherwise it is ``challenger`` and the result says
+why.
 
 The parts live beside it: snapshots and the response model's treated rows in
 :mod:`paycadence.training.snapshots`, the fit in :mod:`paycadence.training.fitting`, the holdout
@@ -30,6 +32,7 @@ import polars as pl
 from paycadence import __version__
 from paycadence.config import Params, Policy
 from paycadence.data import Tables
+from paycadence.errors import PaycadenceError
 from paycadence.features import FEATURES
 from paycadence.models import RiskModels
 from paycadence.training import plots, tracking
@@ -155,15 +158,10 @@ def _in_memory(tables: Tables | ScannedTables) -> Tables:
     return tables.collect()
 
 
-def gate(scores: dict, champion: dict | None, params: Params) -> tuple[bool, str]:
-    """Whether the new model becomes champion, and why: only when, on the same holdout, its
-    p_late AUC is at least the champion's − ``gate_auc_tolerance`` and its Brier score at most
-    the champion's + ``gate_brier_tolerance``."""
-    if champion is None:
-        return True, "first model (or none comparable): it becomes champion"
+def _forecast_rule(scores: dict, champion: dict, params: Params) -> tuple[bool, str]:
+    """The forecast-quality rule: p_late AUC at least the champion's − ``gate_auc_tolerance``
+    and Brier score at most the champion's + ``gate_brier_tolerance``, on the same holdout."""
     auc, brier = champion["champion_late_auc"], champion["champion_late_brier"]
-    if not (np.isfinite(auc) and np.isfinite(brier)):
-        return True, "champion could not be scored on this holdout: the new model replaces it"
     t_auc, t_brier = params.train.gate_auc_tolerance, params.train.gate_brier_tolerance
     fails = []
     if scores["late_auc"] < auc - t_auc:
@@ -171,10 +169,71 @@ def gate(scores: dict, champion: dict | None, params: Params) -> tuple[bool, str
     if scores["late_brier"] > brier + t_brier:
         fails.append(f"Brier {scores['late_brier']:.4f} > champion's {brier:.4f} + {t_brier}")
     if fails:
-        return False, "; ".join(fails) + " on the same holdout: stays challenger"
+        return False, "; ".join(fails) + " on the same holdout"
     return True, (f"p_late AUC {scores['late_auc']:.4f} ≥ champion's {auc:.4f} − {t_auc} and "
                   f"Brier {scores['late_brier']:.4f} ≤ {brier:.4f} + {t_brier} on the same "
                   "holdout")
+
+
+def _value_rule(scores: dict, champion: dict, params: Params) -> tuple[bool | None, str]:
+    """The value rule: the lower bound of the new policy's doubly robust value per decision
+    (95% bootstrap interval over debtors) on the holdout's logged decisions is at least the
+    champion's on the same decisions, less ``gate_ope_margin`` × its size. None (with the
+    reason) when it cannot apply."""
+    margin = params.train.gate_ope_margin
+    if margin is None:
+        return None, "train.gate_ope_margin is null, the value rule is off"
+    if "ope_dr_low" not in scores:
+        return None, "no logged decisions with propensities in the holdout period"
+    if "champion_ope_dr_low" not in champion:
+        return None, "the champion's value could not be estimated on the holdout's decisions"
+    mine, theirs = scores["ope_dr_low"], champion["champion_ope_dr_low"]
+    if not (np.isfinite(mine) and np.isfinite(theirs)):
+        return None, (f"doubly robust lower bounds not finite, {mine:.2f} and champion's "
+                      f"{theirs:.2f}")
+    floor = theirs - margin * abs(theirs)
+    less = f" − {100 * margin:g}%" if margin else ""
+    n = scores.get("ope_decisions", float("nan"))
+    text = (f"doubly robust lower bound {mine:,.2f} {'≥' if mine >= floor else '<'} champion's "
+            f"{theirs:,.2f}{less} per decision on the same {n:.0f} holdout decisions")
+    return bool(mine >= floor), text
+
+
+def gate(scores: dict, champion: dict | None, params: Params) -> tuple[bool, str]:
+    """Whether the new model becomes champion, and why (the message names the rule that
+    decided).
+
+    Two rules, on the same holdout as the champion (``scores`` has the new model's metrics,
+    ``champion`` the champion's, prefixed ``champion_``):
+
+    - **value**: when the holdout has logged decisions with propensities (``ope_dr_low`` and
+      ``champion_ope_dr_low``), the lower bound of the new policy's doubly robust value per
+      decision must be at least the champion's (less ``train.gate_ope_margin`` × its size;
+      ``null`` turns the rule off);
+    - **forecast**: its p_late AUC at least the champion's − ``gate_auc_tolerance`` and its
+      Brier score at most the champion's + ``gate_brier_tolerance``.
+
+    Both must hold; without logged decisions the forecast rule decides alone, and says so.
+    With no comparable champion, or one that cannot be scored, the new model becomes champion.
+    """
+    if champion is None:
+        return True, "first model (or none comparable): it becomes champion"
+    auc, brier = champion["champion_late_auc"], champion["champion_late_brier"]
+    if not (np.isfinite(auc) and np.isfinite(brier)):
+        return True, "champion could not be scored on this holdout: the new model replaces it"
+    forecast_ok, forecast = _forecast_rule(scores, champion, params)
+    value_ok, value = _value_rule(scores, champion, params)
+    if value_ok is None:
+        verdict = "promoted" if forecast_ok else "stays challenger"
+        return forecast_ok, f"{verdict} by the forecast rule alone ({value}): {forecast}"
+    if value_ok and forecast_ok:
+        return True, f"promoted by the value and forecast rules: {value}; {forecast}"
+    if not (value_ok or forecast_ok):
+        return False, f"stays challenger by the value and forecast rules: {value}; {forecast}"
+    if not value_ok:
+        return False, (f"stays challenger by the value rule: {value}; forecast rule holds: "
+                       f"{forecast}")
+    return False, f"stays challenger by the forecast rule: {forecast}; value rule holds: {value}"
 
 
 def train(
@@ -193,10 +252,12 @@ def train(
     When ``data_dir`` holds a decision log (``decisions.csv``), the new model's policy is also
     evaluated off-policy on the logged decisions of the holdout period (``ope_*`` metrics),
     those of at most ``train.ope_max_debtors`` decided debtors (a hash sample of debtor ids:
-    ``ope_debtors`` of ``ope_debtors_decided``, tag ``ope_sample``); with
-    ``train.gate_ope_margin`` set, the champion is evaluated the same way, on the same
-    decisions, and the new model is promoted only if its doubly robust value is not worse by
-    more than that share.
+    ``ope_debtors`` of ``ope_debtors_decided``, tag ``ope_sample``). The champion is evaluated
+    the same way, on the same decisions (``champion_ope_*``), and, with
+    ``train.gate_ope_margin`` set, the new model is promoted only if the lower bound of its
+    doubly robust value is at least the champion's (:func:`gate`). Both estimates are recorded
+    on the run (metrics) and on the new version (tags :data:`tracking.VALUE_TAGS`, and
+    ``champion_version``: the version it was compared with).
 
     Parameters
     ----------
@@ -259,7 +320,14 @@ def train(
     scores = {**evaluate(models, holdout, horizon_days=h),
               **evaluate(None, holdout, prefix="naive_", horizon_days=h)}
 
-    step("comparing with the champion", 3, phases)
+    pol = policy or Policy()
+    step("off-policy evaluation on the holdout's logged decisions", 3, phases)
+    sample = _ope_sample(tables, data_dir, split, params)
+    scores |= _off_policy(sample, pol, models, "ope_")
+    if sample is not None:
+        scores["ope_debtors_decided"] = float(sample.decided)
+
+    step("comparing with the champion", 4, phases)
     client = tracking.setup()
     champion = tracking.alias_version(client, model_name, "champion")
     champ = None
@@ -271,27 +339,17 @@ def train(
                 champ = evaluate(current, holdout, prefix="champion_", horizon_days=h)
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("champion %s could not be evaluated: %s", champion.version, exc)
+    if champ is not None and sample is not None:
+        try:  # the champion's policy on the very same decisions (and bootstrap draws)
+            champ |= _off_policy(sample, pol, current, "champion_ope_")
+        except (OSError, ValueError, KeyError, PaycadenceError) as exc:
+            logger.warning("the value of champion %s could not be estimated: %s",
+                           champion.version, exc)
     promote, why = gate(scores, champ, params)
-    step("off-policy evaluation on the holdout's logged decisions", 4, phases)
-    sample = _ope_sample(tables, data_dir, split, params)
-    ope_scores = _off_policy(sample, policy or Policy(), models, "ope_")
-    if sample is not None:
-        ope_scores["ope_debtors_decided"] = float(sample.decided)
-    scores |= ope_scores
-    margin = params.train.gate_ope_margin
-    if promote and champ is not None and margin is not None and ope_scores:
-        theirs = _off_policy(sample, policy or Policy(), current, "champion_ope_")
-        scores |= theirs
-        floor = theirs["champion_ope_dr"] - margin * abs(theirs["champion_ope_dr"])
-        if scores["ope_dr"] < floor:
-            promote = False
-            why = (f"off-policy value {scores['ope_dr']:.2f} per decision < champion's "
-                   f"{theirs['champion_ope_dr']:.2f} − {margin:.0%}: stays challenger")
-        else:
-            why += (f"; off-policy value {scores['ope_dr']:.2f} ≥ champion's "
-                    f"{theirs['champion_ope_dr']:.2f} − {margin:.0%}")
     if champ is not None:
+        scores |= {k: v for k, v in champ.items() if k.startswith("champion_ope_")}
         scores |= {f"champion_{k}": champ[f"champion_{k}"] for k in ("late_auc", "late_brier")}
+    compared = str(champion.version) if champ is not None else None
 
     card = {"trained_at_as_of": (as_of or last + dt.timedelta(days=1)).isoformat(),
             "split_date": split.isoformat(), "horizon_days": params.train.horizon_days}
@@ -332,8 +390,14 @@ def train(
                                      signature=infer_signature(example, out))
         alias = "champion" if promote else "challenger"
         client.set_registered_model_alias(model_name, alias, version)
-        for key in ("late_auc", "late_brier", "late_ece", "days_mae", "unpaid_auc"):
+        for key in tracking.METRIC_TAGS:
             client.set_model_version_tag(model_name, version, key, f"{scores[key]:.6f}")
+        for key in tracking.VALUE_TAGS:  # both policies' value on the holdout's decisions
+            if key in scores and np.isfinite(scores[key]):
+                client.set_model_version_tag(model_name, version, key, f"{scores[key]:.6f}")
+        if compared is not None:
+            client.set_model_version_tag(model_name, version, tracking.COMPARED_TAG, compared)
+            mlflow.set_tag(tracking.COMPARED_TAG, compared)
         client.set_model_version_tag(model_name, version, "promotion", why)
         mlflow.set_tag("promotion", why)
         mlflow.log_text(json.dumps(scores, indent=2), "metrics.json")

@@ -129,6 +129,38 @@ def test_models_quality_comes_from_the_champions_record(built, trained):
     assert "data:image/png;base64," in html
 
 
+def test_models_section_shows_the_value_the_champion_was_promoted_on(built):
+    """The champion's doubly robust value on its holdout's logged decisions, as recorded at
+    training (the session's champion was the first model: nothing to compare with)."""
+    m = built.data.champion.metrics
+    section = built.out.read_text(encoding="utf-8").split('<section id="models">')[1].split(
+        "</section>")[0]
+    assert "Promotion by value" in section
+    assert f"{m['ope_dr']:,.2f}" in section
+    assert f"{m['ope_dr_low']:,.2f} … {m['ope_dr_high']:,.2f}" in section
+    assert f"the {m['ope_decisions']:,.0f} logged decisions of its holdout" in section
+    assert "Why it is champion: " in section
+
+
+def test_value_rows_name_the_champion_it_was_compared_with():
+    from paycadence.serving.report_html import value_rows
+    from paycadence.training.quality import ChampionInfo
+
+    recorded = {"ope_dr": 10.0, "ope_dr_low": 8.0, "ope_dr_high": 12.0, "ope_decisions": 90.0,
+                "champion_ope_dr": 9.0, "champion_ope_dr_low": 8.5, "champion_ope_dr_high": 9.5}
+    want = [("this champion (version 3)", 10.0, 8.0, 12.0),
+            ("the champion it was compared with (version 2)", 9.0, 8.5, 9.5)]
+    run = ChampionInfo(True, "m@champion = version 3", "3", "r", recorded,
+                       {"champion_version": "2"})
+    assert value_rows(run) == want
+    # a version without its run: its own tags
+    tags = {k: str(v) for k, v in recorded.items()} | {"champion_version": "2"}
+    assert value_rows(ChampionInfo(True, "m@champion = version 3", "3",
+                                   version_tags=tags)) == want
+    assert value_rows(ChampionInfo(True, "trained without a decision log", "3",
+                                   metrics={"late_auc": 0.8})) == []
+
+
 def test_policy_comparison_uses_the_logged_decisions(built, as_of):
     ope = built.data.ope
     assert ope.result is not None, ope.note
