@@ -82,7 +82,7 @@ def day_rows(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, seed: int 
         (1.0 / share).alias("weight"), *FEATURES)
     days = base.join(pl.DataFrame({"k": list(range(SPAN_DAYS))}), how="cross").with_columns(
         day=pl.col("snap") + pl.duration(days=pl.col("k"))).filter(pl.col("day") < before)
-    inv = tables.invoices.select("invoice_id", "issue_date", "amount")
+    inv = tables.invoices.select("invoice_id", "issue_date", pl.col("amount").alias("billed"))
     pays = tables.payments.filter(pl.col("paid_on") < before)
     settled = settlements(tables.invoices.lazy(), pays.lazy()).select(
         "invoice_id", "settled_on").collect()
@@ -105,7 +105,8 @@ def day_rows(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, seed: int 
     is_hand = pl.col("handed_on").is_not_null() & (pl.col("day") == pl.col("handed_on"))
     hand = days.filter(is_hand)
     rows = _thinned(days.filter(~is_hand), seed)
-    return rows.select(*VALUE_COLUMNS, "y", "weight", "day"), _recovered(hand, pays, before)
+    return rows.select("invoice_id", "day", *VALUE_COLUMNS, "y", "weight"), \
+        _recovered(hand, pays, before)
 
 
 def _without_disputed(days: pl.DataFrame, disputes: pl.DataFrame) -> pl.DataFrame:
@@ -131,7 +132,7 @@ def _with_payments(days: pl.DataFrame, pays: pl.DataFrame) -> pl.DataFrame:
         allow_exact_matches=False)
     out = out.join(per_day.select("invoice_id", pl.col("paid_on").alias("day"), "paid"),
                    on=["invoice_id", "day"], how="left")
-    open_ = pl.col("amount") - pl.col("cum").fill_null(0.0)
+    open_ = pl.col("billed") - pl.col("cum").fill_null(0.0)
     return out.with_columns(
         y=pl.when(open_ > 0.005).then((pl.col("paid").fill_null(0.0) / open_).clip(0.0, 1.0))
         .otherwise(None)).filter(pl.col("y").is_not_null()).drop("upto", "cum", "paid")
@@ -149,16 +150,17 @@ def _with_contacts(days: pl.DataFrame, log: pl.DataFrame) -> pl.DataFrame:
     out = days.sort("day").join_asof(
         per_inv.select("invoice_id", pl.col("sent_on").alias("inv_last"), "n_inv", "plan",
                        "last_channel").sort("inv_last"),
-        left_on="day", right_on="inv_last", by="invoice_id", strategy="backward")
+        left_on="day", right_on="inv_last", by="invoice_id", strategy="backward",
+        check_sortedness=False)
     out = out.sort("day").join_asof(
         per_debtor.select("debtor_id", pl.col("sent_on").alias("deb_last"), "n_deb")
         .sort("deb_last"), left_on="day", right_on="deb_last", by="debtor_id",
-        strategy="backward")
+        strategy="backward", check_sortedness=False)
     month = per_debtor.select("debtor_id", pl.col("sent_on").alias("old"),
                               pl.col("n_deb").alias("n_old")).sort("old")
     out = out.with_columns(month_ago=pl.col("day") - pl.duration(days=31)).sort("month_ago") \
         .join_asof(month, left_on="month_ago", right_on="old", by="debtor_id",
-                   strategy="backward")
+                   strategy="backward", check_sortedness=False)
     def since(c: str) -> pl.Expr:
         return (pl.col("day") - pl.col(c)).dt.total_days().cast(pl.Float64)
 
@@ -198,7 +200,7 @@ def _recovered(hand: pl.DataFrame, pays: pl.DataFrame, before: dt.date) -> pl.Da
         paid_before=pl.col("amount").sum())
     return (hand.join(after, on="invoice_id", how="left")
             .join(before_hand, on="invoice_id", how="left")
-            .with_columns(open_then=pl.col("amount") - pl.col("paid_before").fill_null(0.0),
+            .with_columns(open_then=pl.col("billed") - pl.col("paid_before").fill_null(0.0),
                           seen=(pl.lit(before) - pl.col("day")).dt.total_days())
             .select(*VALUE_COLUMNS, "open_then", "days_after", "paid", "seen"))
 
@@ -275,7 +277,7 @@ def continuation_rows(tables: Tables, snaps: pl.DataFrame, *, before: dt.date,
         last_channel=pl.col("channel").replace_strict(CHANNEL_CODE, return_dtype=pl.Float64))
     out = base.join(got, on=["invoice_id", "as_of"], how="left").sort("as_of").join_asof(
         acts.sort("last_on"), left_on="as_of", right_on="last_on", by="invoice_id",
-        strategy="backward", allow_exact_matches=False)
+        strategy="backward", allow_exact_matches=False, check_sortedness=False)
     return out.with_columns(
         y=(pl.col("got").fill_null(0.0) / pl.col("open_amount")).clip(0.0, 1.0)
     ).select(*VALUE_COLUMNS, "y", "weight")

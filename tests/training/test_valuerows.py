@@ -1,0 +1,79 @@
+"""The value model's rows, read off a book small enough to check by hand, and its fit on a
+simulated one."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from paycadence.data import Tables
+from paycadence.features import FEATURES
+from paycadence.training.valuerows import continuation_rows, day_rows, support
+
+D = dt.date
+
+
+def _book() -> Tables:
+    """One invoice of 100 due 31 January: an email on 5 February (logged with propensity
+    0.9), a letter on 12 February (no propensity), 40 paid on 10 February and 60 on the 20th;
+    a second invoice handed over on 1 April, 30 of its 50 recovered on 1 May."""
+    return Tables.from_frames(
+        debtors=pl.DataFrame({"debtor_id": ["D"]}),
+        invoices=pl.DataFrame({
+            "invoice_id": ["A", "B"], "debtor_id": ["D", "D"],
+            "issue_date": [D(2024, 1, 1), D(2024, 1, 1)],
+            "due_date": [D(2024, 1, 31), D(2024, 1, 31)], "amount": [100.0, 50.0]}),
+        payments=pl.DataFrame({"invoice_id": ["A", "A", "B"],
+                               "paid_on": [D(2024, 2, 10), D(2024, 2, 20), D(2024, 5, 1)],
+                               "amount": [40.0, 60.0, 30.0]}),
+        actions=pl.DataFrame({"invoice_id": ["A", "A", "B"],
+                              "sent_on": [D(2024, 2, 5), D(2024, 2, 12), D(2024, 4, 1)],
+                              "channel": ["email", "letter", "collection"],
+                              "propensity": [0.9, None, 0.95]}),
+    )
+
+
+def _snaps() -> pl.DataFrame:
+    days = [D(2024, 1, 29) + dt.timedelta(days=7 * k) for k in range(16)]
+    rows = [{"invoice_id": i, "debtor_id": "D", "as_of": d, "due_date": D(2024, 1, 31),
+             "open_amount": a, **dict.fromkeys(FEATURES, 0.0)}
+            for i, a in (("A", 100.0), ("B", 50.0)) for d in days]
+    return pl.DataFrame(rows)
+
+
+def test_each_day_has_its_share_paid_and_its_contacts_so_far():
+    rows, hand = day_rows(_book(), _snaps(), before=D(2024, 12, 1))
+    a = {r["day"]: r for r in rows.filter(pl.col("invoice_id") == "A").to_dicts()}
+    assert a[D(2024, 2, 10)]["y"] == pytest.approx(0.4)
+    assert a[D(2024, 2, 20)]["y"] == pytest.approx(1.0)  # 60 of the 60 still open
+    assert a[D(2024, 2, 4)]["reminders_invoice"] == 0
+    assert a[D(2024, 2, 5)]["days_since_contact_invoice"] == 0  # the day's own action
+    assert a[D(2024, 2, 5)]["last_channel"] == 0  # email
+    assert a[D(2024, 2, 14)]["last_channel"] == 2 and a[D(2024, 2, 14)]["reminders_invoice"] \
+        == 2
+    assert a[D(2024, 2, 7)]["days_past_due"] == 7
+    # invoice A's days end with its settlement, B's the day before its hand-over
+    assert max(a) == D(2024, 2, 20)
+    assert max(rows.filter(pl.col("invoice_id") == "B")["day"]) <= D(2024, 3, 31)  # thinned
+    assert hand.height == 1 and hand["open_then"][0] == pytest.approx(50.0)
+    assert hand["paid"][0].to_list() == [30.0] and hand["days_after"][0].to_list() == [30]
+
+
+def test_the_continuation_counts_what_followed_and_the_agency_net_of_its_fee():
+    rows = continuation_rows(_book(), _snaps(), before=D(2024, 12, 1), fee_rate=0.15,
+                             annual_rate=0.0)
+    by = rows.with_columns(pl.Series("n", range(rows.height)))
+    assert by.height > 0
+    ys = sorted(set(np.round(rows["y"].to_numpy(), 6)))
+    # A before its payments: all 100 of 100; B before its hand-over: 30 × 0.85 of 50
+    assert 1.0 in ys and pytest.approx(30 * 0.85 / 50) in ys
+
+
+def test_support_counts_only_randomised_decisions_by_band():
+    counts = support(_book(), before=D(2024, 12, 1))
+    assert counts["email"][1] == 1  # 5 days past due
+    assert sum(counts["letter"]) == 0  # no propensity: a policy that did not randomise
+    assert counts["collection"][4] == 1  # 61 days past due
