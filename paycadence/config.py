@@ -68,11 +68,18 @@ class Exploration(_Frozen):
     ``near_best`` (default) — only on a day the policy would contact or hand over, among the
     other contacts the guard allows and waiting, so exploring never adds a contact;
     ``all`` — on any decision, among every allowed action.
+
+    ``timing``: the simulator's logging schedule (``ScheduleLoggingPolicy``) also explores
+    *when* to contact: on a debtor-day it would otherwise wait, with an open invoice overdue or
+    due within 7 days (not disputed, not in collection) and a contact the guard allows, it
+    draws one of the allowed contacts uniformly with probability ``timing`` (propensity
+    ``timing / k`` for ``k`` allowed contacts; a wait there logs ``1 − timing``).
     """
 
     share: float = Field(0.05, ge=0, le=1)
     seed: int = 0
     among: Literal["near_best", "all"] = "near_best"
+    timing: float = Field(0.02, ge=0, le=1)
 
 
 class Schedule(_Frozen):
