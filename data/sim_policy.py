@@ -32,7 +32,7 @@ SCHEDULE_CHANNELS = ("email", "email", "letter")
 FALLBACK_CHANNELS = ("letter", "email", "sms")
 #: An open invoice due within this many days (or overdue) makes a day on which the schedule
 #: waits eligible for timing exploration (``exploration.timing``): a contact then can come
-#: before the due date, between the schedule's reminders, or earlier or later than its days.
+#: before the due date, between the schedule's reminders, or earlier than its days.
 TIMING_DAYS_BEFORE_DUE = 7
 
 
@@ -204,7 +204,7 @@ class ScheduleLoggingPolicy:
     On a schedule decision day it draws ``u``; when ``u < ε`` it explores: it picks uniformly
     one of the ``k`` actions the guard allows, wait included. The logged propensity of the
     action taken is exactly ``(1 − ε) · [action = schedule action] + ε / k``; a drawn ``wait``
-    skips or delays the scheduled reminder.
+    delays the scheduled reminder by a day (its invoice stays due for the step), never skips it.
 
     On any other day with an invoice overdue or due within :data:`TIMING_DAYS_BEFORE_DUE` days
     (:func:`near_due_invoices`) on which the guard allows at least one contact, it also decides

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -247,3 +251,27 @@ def test_stricter_rules_bind_under_heavy_timing_exploration():
     assert _audit(result, policy) == []
     assert result.tables.disputes.height > 0
 
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_cli_simulate_reads_timing_from_the_policy_file(tmp_path):
+    cli = Path(sys.executable).parent / "paycadence"
+    counts = {}
+    for value in ("0", "1", "2"):
+        path = tmp_path / f"policy-{value}.yaml"
+        path.write_text(f"exploration:\n  timing: {value}\n", encoding="utf-8")
+        out = tmp_path / value
+        r = subprocess.run([str(cli), "simulate", "--out", str(out), "--debtors", "10",
+                            "--days", "150", "--policy", str(path), "--quiet"],
+                           capture_output=True, text=True, env=dict(os.environ), timeout=300)
+        if value == "2":
+            assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+            assert "key 'exploration.timing'" in r.stderr
+            continue
+        assert r.returncode == 0, r.stderr
+        actions = pl.read_csv(out / "actions.csv", try_parse_dates=True).join(
+            pl.read_csv(out / "invoices.csv", try_parse_dates=True), on="invoice_id")
+        counts[value] = (pl.read_csv(out / "decisions.csv").height,
+                         actions.filter(pl.col("sent_on") < pl.col("due_date")).height)
+    assert counts["1"][0] > counts["0"][0] > 0
+    assert counts["1"][1] > 0 and counts["0"][1] == 0, counts
