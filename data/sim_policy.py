@@ -3,12 +3,14 @@
 A policy sees what the guard sees (:class:`paycadence.guard.DebtorState`) plus a read-only
 :class:`DebtorContext`, and returns a :class:`Decision` with the exact probability with which it
 chose that action. :class:`ScheduleLoggingPolicy` is the history's logging policy: the typical
-fixed schedule, exploring part of the time uniformly among the actions the guard allows.
+fixed schedule, exploring part of the time uniformly among the actions the guard allows, and
+exploring the timing of contacts on the days between (``exploration.timing``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import zlib
 from collections.abc import Callable, Mapping
@@ -28,6 +30,10 @@ logger = logging.getLogger(__name__)
 SCHEDULE_CHANNELS = ("email", "email", "letter")
 #: Channels tried, in order, when the rules forbid the schedule's own channel.
 FALLBACK_CHANNELS = ("letter", "email", "sms")
+#: An open invoice due within this many days (or overdue) makes a day on which the schedule
+#: waits eligible for timing exploration (``exploration.timing``): a contact then can come
+#: before the due date, between the schedule's reminders, or earlier than its days.
+TIMING_DAYS_BEFORE_DUE = 7
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,8 @@ class Decision:
     schedule_action : str or None
         What the policy would have done without exploring.
     n_allowed : int or None
-        Number of actions the guard allowed (wait included), the ``k`` of the propensity.
+        Number of actions the guard allowed (wait included): the ``k`` of the propensity on a
+        schedule decision day (a timing day's propensity counts the allowed contacts only).
     """
 
     action: str
@@ -165,6 +172,26 @@ def schedule_choice(state: DebtorState, on: dt.date, policy: Policy, context: De
     return "wait", ()
 
 
+def near_due_invoices(state: DebtorState, on: dt.date,
+                      days_before: int = TIMING_DAYS_BEFORE_DUE) -> tuple[str, ...]:
+    """Open invoices overdue or due within ``days_before`` days of ``on``, neither disputed nor
+    in collection: those that make a day eligible for timing exploration."""
+    return tuple(i.invoice_id for i in state.invoices
+                 if i.open_amount > 0 and not i.disputed and not i.in_collection
+                 and (i.due_date - on).days <= days_before)
+
+
+def timing_uniforms(seed: int, debtor_id: str, on: dt.date) -> tuple[float, float]:
+    """Two reproducible uniforms in [0, 1) for (seed, debtor, day): the timing draws.
+
+    A hash rather than the debtor's stream, so that the days explored for timing never shift
+    the draws of the schedule's own decision days.
+    """
+    raw = hashlib.blake2b(f"{seed}|timing|{debtor_id}|{on.isoformat()}".encode(),
+                          digest_size=16).digest()
+    return int.from_bytes(raw[:8], "big") / 2**64, int.from_bytes(raw[8:], "big") / 2**64
+
+
 def contact_step(state: DebtorState, action: str, invoice_ids: tuple[str, ...]) -> int | None:
     """Reminder number of a contact: 1 + the most earlier contacts among the named invoices."""
     if action not in CONTACT_CHANNELS:
@@ -176,9 +203,15 @@ def contact_step(state: DebtorState, action: str, invoice_ids: tuple[str, ...]) 
 class ScheduleLoggingPolicy:
     """The fixed schedule (email, email, letter, collection), exploring with share ``epsilon``.
 
-    On a decision day it draws ``u``; when ``u < ε`` it explores: it picks uniformly one of the
-    ``k`` actions the guard allows, wait included. The logged propensity of the action taken is
-    exactly ``(1 − ε) · [action = schedule action] + ε / k``.
+    On a schedule decision day it draws ``u``; when ``u < ε`` it explores: it picks uniformly
+    one of the ``k`` actions the guard allows, wait included. The logged propensity of the
+    action taken is exactly ``(1 − ε) · [action = schedule action] + ε / k``; a drawn ``wait``
+    delays the scheduled reminder by a day (its invoice stays due for the step), never skips it.
+
+    On any other day with an invoice overdue or due within :data:`TIMING_DAYS_BEFORE_DUE` days
+    (:func:`near_due_invoices`) on which the guard allows at least one contact, it also decides
+    when ``timing`` > 0: with probability ``timing`` it contacts, on one of the ``k`` allowed
+    contacts drawn uniformly (propensity ``timing / k``), else it waits (``1 − timing``).
 
     Parameters
     ----------
@@ -188,16 +221,28 @@ class ScheduleLoggingPolicy:
         Exploration share in [0, 1].
     seed : int
         Seed of the exploration draws; each debtor gets its own stream, so one debtor's
-        decisions never shift another's.
+        decisions never shift another's. The timing draws are a hash of (seed, debtor, day).
+    timing : float or None
+        Share of the eligible days between the schedule's on which it contacts, in [0, 1].
+        None: the policy file's ``exploration.timing`` when ``epsilon`` > 0, and 0 when
+        ``epsilon`` is 0 — the fixed schedule, the backtest's baseline, explores nothing.
     """
 
-    def __init__(self, policy: Policy | None = None, epsilon: float = 0.10, seed: int = 0):
+    def __init__(self, policy: Policy | None = None, epsilon: float = 0.10, seed: int = 0,
+                 *, timing: float | None = None):
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
         self.policy = policy or Policy()
         self.epsilon = float(epsilon)
         self.seed = int(seed)
+        if timing is None:
+            timing = self.policy.exploration.timing if self.epsilon > 0 else 0.0
+        if not 0.0 <= timing <= 1.0:
+            raise ValueError(f"timing must be in [0, 1], got {timing}")
+        self.timing = float(timing)
         self._rngs: dict[str, np.random.Generator] = {}
+        # the guard's answer for the morning last asked (is_decision_day, then decide)
+        self._asked: tuple[DebtorState, dt.date, dict[str, tuple] | None] | None = None
 
     def _rng(self, debtor_id: str) -> np.random.Generator:
         rng = self._rngs.get(debtor_id)
@@ -208,11 +253,31 @@ class ScheduleLoggingPolicy:
         return rng
 
     def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
-        """Whether an invoice of the debtor reached a schedule step on ``on``."""
-        return schedule_decision_day(state, on, self.policy, context)
+        """Whether an invoice of the debtor reached a schedule step on ``on``, or (timing > 0)
+        the day is eligible for timing exploration."""
+        return schedule_decision_day(state, on, self.policy, context) or (
+            self._timing_allowed(state, on) is not None)
+
+    def _timing_allowed(self, state: DebtorState, on: dt.date) -> dict[str, tuple] | None:
+        """The guard's allowed actions on a day eligible for timing exploration, else None
+        (no invoice near or past its due date, or no contact allowed, or timing 0)."""
+        if self.timing <= 0 or not near_due_invoices(state, on):
+            return None
+        asked = self._asked
+        if asked is not None and asked[0] is state and asked[1] == on:
+            return asked[2]
+        allowed = allowed_actions(state, on, self.policy)
+        found = allowed if any(a in allowed for a in CONTACT_CHANNELS) else None
+        self._asked = (state, on, found)
+        return found
 
     def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
-        """The schedule's action, or with probability ε a uniformly drawn allowed one."""
+        """The schedule's action, or with probability ε a uniformly drawn allowed one; between
+        the schedule's days, a uniformly drawn allowed contact with probability ``timing``."""
+        if self.timing > 0 and not schedule_decision_day(state, on, self.policy, context):
+            allowed = self._timing_allowed(state, on)
+            if allowed is not None:
+                return self._timing_decision(state, on, allowed)
         allowed = allowed_actions(state, on, self.policy)
         scheduled, ids = schedule_choice(state, on, self.policy, context, allowed)
         options = [a for a in ACTIONS if a in allowed]
@@ -227,6 +292,23 @@ class ScheduleLoggingPolicy:
         propensity = (1.0 - eps) * (action == scheduled) + eps / k
         return Decision(action, ids, propensity, explored, contact_step(state, action, ids),
                         scheduled, k)
+
+    def _timing_decision(self, state: DebtorState, on: dt.date,
+                         allowed: Mapping[str, tuple]) -> Decision:
+        """Wait (``1 − timing``), or one of the ``k`` allowed contacts (``timing / k`` each),
+        naming the near-due invoices it may (a payment plan every invoice it may)."""
+        contacts = [a for a in CONTACT_CHANNELS if a in allowed]
+        k, tau = len(contacts), self.timing
+        u, v = timing_uniforms(self.seed, state.debtor_id, on)
+        if u >= tau:
+            return Decision("wait", (), 1.0 - tau, False, None, "wait", len(allowed))
+        action = contacts[min(int(v * k), k - 1)]
+        ids = tuple(allowed[action])
+        if action != "payment_plan":
+            near = frozenset(near_due_invoices(state, on))
+            ids = tuple(i for i in ids if i in near)
+        return Decision(action, ids, tau / k, True, contact_step(state, action, ids), "wait",
+                        len(allowed))
 
     @staticmethod
     def _explored_ids(action: str, eligible: tuple[str, ...],

@@ -106,7 +106,8 @@ def simulate(
         ``is_decision_day(state, on, context)`` method is asked on the days it says, any
         other on the schedule's decision days.
     exploration_share
-        ε of the default logging policy, in [0, 1].
+        ε of the default logging policy, in [0, 1]. Its timing exploration takes the policy
+        file's ``exploration.timing``; with ε = 0 it is the fixed schedule, exploring nothing.
     only
         Simulate only these debtor indices of the company (each is exactly what it is in the
         whole company: its streams do not depend on the others).

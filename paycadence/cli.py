@@ -86,18 +86,25 @@ def simulate(
         "2024-01-01"),
     world: WorldOpt = None,
     world_seed: WorldSeedOpt = None,
+    policy: PolicyOpt = None,
     quiet: Quiet = False,
 ):
-    """Write a simulated company's receivables (the five contract tables)."""
+    """Write a simulated company's receivables (the five contract tables).
+
+    The policy file's rules bind the logging schedule, and its ``exploration.timing`` sets how
+    often the schedule tries a contact between its own days (docs/simulator.md).
+    """
+    from paycadence.config import load_policy
     from paycadence.data.sim_world import resolve_world
     from paycadence.data.simulate import simulate as run
     from paycadence.data.simulate import write_simulation
 
     def go():
         t = time.perf_counter()
+        pol = load_policy(policy)
         with console.status("simulating", spinner="dots") if not quiet else _null():
             result = run(debtors, days=days, seed=seed, start=_date(start, "--start"),
-                         world=resolve_world(world, world_seed))
+                         world=resolve_world(world, world_seed), policy=pol)
             paths = write_simulation(result, out)
         rows = [(name, frame.height) for name, frame in result.tables.items()]
         if not quiet:

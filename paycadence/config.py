@@ -68,6 +68,14 @@ class Exploration(_Frozen):
     ``near_best`` (default) — only on a day the policy would contact or hand over, among the
     other contacts the guard allows and waiting, so exploring never adds a contact;
     ``all`` — on any decision, among every allowed action.
+
+    ``timing``: *when* to contact is explored too, by the product's decision
+    (:mod:`paycadence.models.policy.exploration`) and by the simulator's logging schedule
+    (``ScheduleLoggingPolicy``): on a debtor-day it would otherwise wait, with an open invoice
+    overdue or due within ``learning.before_due_days`` (the simulator: 7) days (not disputed,
+    not in collection) and a contact the guard allows, one of the allowed contacts is drawn
+    uniformly with probability ``timing`` (propensity ``timing / k`` for ``k`` allowed
+    contacts; a wait there has ``1 − timing``).
     """
 
     share: float = Field(0.05, ge=0, le=1)

@@ -10,7 +10,14 @@ from collections import defaultdict
 import polars as pl
 import pytest
 
-from paycadence.config import CHANNELS, CONTACT_CHANNELS, PaymentPlan, Policy, Rules
+from paycadence.config import (
+    CHANNELS,
+    CONTACT_CHANNELS,
+    Exploration,
+    PaymentPlan,
+    Policy,
+    Rules,
+)
 from paycadence.data import (
     COLUMNS,
     Decision,
@@ -179,7 +186,11 @@ def test_a_policy_that_breaks_a_rule_is_stopped():
 
 
 # -- propensities ----------------------------------------------------------------------------
-def test_logged_propensities_are_exact(small):
+def test_logged_propensities_are_exact():
+    """The schedule's own ε-exploration; with ``exploration.timing`` off, so that every row is
+    a schedule decision day (the timing rows are checked in test_timing_exploration.py)."""
+    no_timing = Policy(exploration=Exploration(timing=0.0))
+    small = simulate(N, days=DAYS, seed=SEED, exploration_share=EPS, policy=no_timing)
     d = small.decisions
     expected = (1 - EPS) * (pl.col("action") == pl.col("schedule_action")) + EPS / pl.col(
         "n_allowed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from paycadence.config import Params, TrainParams
+from paycadence.config import Exploration, Params, Policy, TrainParams
 from paycadence.training.backtest import run_backtest
 
 HEARD: list[tuple] = []
@@ -85,7 +85,11 @@ def test_the_oracle_runs_on_the_same_company_and_captured_is_paired(result):
 
 #: Outcomes of ``run_backtest(30, 200, 3)`` computed before the oracle touched the engine
 #: (commit d65b457): the engine's behaviour must not move (policy, net value, collected,
-#: contact costs, agency fees, hand-overs, mean days late).
+#: contact costs, agency fees, hand-overs, mean days late). Run with ``exploration.timing: 0``:
+#: the training company's logging schedule explores timing by default (0.02, added later), which
+#: changes the history the learnt policy is trained on (with it, the learnt policy measured
+#: 41,254.42 in the project's world and 33,312.84 in the other; the fixed schedule and no
+#: dunning are unchanged).
 BEFORE_THE_ORACLE = {
     "project": [("fixed schedule", 40900.21560886604, 42585.50000000001, 448.0, 144.906, 16,
                  24.63529411764706),
@@ -104,7 +108,8 @@ BEFORE_THE_ORACLE = {
 def test_engine_outcomes_unchanged_by_the_oracle(world):
     from paycadence.data.sim_world import WORLDS
 
-    got = run_backtest(30, 200, 3, world=WORLDS[world], oracle=False)
+    no_timing = Policy(exploration=Exploration(timing=0.0))
+    got = run_backtest(30, 200, 3, world=WORLDS[world], oracle=False, policy=no_timing)
     assert got.oracle is None and got.captured is None
     for o, want in zip(got.outcomes, BEFORE_THE_ORACLE[world], strict=True):
         assert o.policy == want[0]
