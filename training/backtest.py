@@ -32,11 +32,10 @@ from paycadence.data.sim_policy import (
     DecisionPolicy,
     ScheduleLoggingPolicy,
     contact_step,
-    schedule_decision_day,
 )
 from paycadence.data.sim_world import PROJECT_WORLD, World, resolve_world
 from paycadence.data.simulate import simulate
-from paycadence.guard import DebtorState
+from paycadence.guard import DebtorState, allowed_actions
 from paycadence.models import RiskModels, recommend
 from paycadence.training.scoring import (
     SCORED_BEFORE_END,
@@ -71,24 +70,30 @@ class NoDunning:
 
 
 class LearntPolicy:
-    """The product's own decision, asked on the schedule's decision days through
-    :func:`paycadence.models.recommend` with the debtor's history as known that morning.
-    ``on_call(n)`` (optional) hears the number of decisions asked so far, every 100."""
+    """The product's own decision, asked through :func:`paycadence.models.recommend` with the
+    debtor's history as known that morning. ``on_call(n)`` (optional) hears the number of
+    decisions asked so far, every 100.
+
+    It is asked on every morning the debtor has an open invoice that is overdue or due within
+    ``lead_days`` days and the guard allows some action other than ``wait`` on one of them:
+    the policy weighs every allowed action every debtor-day, reminders before the due date
+    included, so asking only on the schedule's days would hide its choices.
+    """
 
     def __init__(self, policy: Policy, models: RiskModels | None, version: str = "backtest",
-                 on_call: Callable[[int], None] | None = None):
+                 on_call: Callable[[int], None] | None = None, lead_days: int = 7):
         self.policy, self.models, self.version = policy, models, version
-        self.calls, self.on_call = 0, on_call
+        self.calls, self.on_call, self.lead_days = 0, on_call, lead_days
 
     def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
-        """The schedule's decision days, and every day something is overdue and the last
-        contact is a week old (when an earlier reminder may be worth it)."""
-        if schedule_decision_day(state, on, self.policy, context):
-            return True
-        if not any(d > 0 for d in context.days_past_due.values()):
+        """An open invoice is overdue or due within ``lead_days`` days, and the guard allows
+        an action other than ``wait`` on one of them."""
+        near = {i for i, late in context.days_past_due.items() if late >= -self.lead_days}
+        if not near:
             return False
-        last = max(state.contact_days, default=None)
-        return last is None or (on - last).days >= 7
+        allowed = allowed_actions(state, on, self.policy)
+        return any(action != "wait" and not near.isdisjoint(ids)
+                   for action, ids in allowed.items())
 
     def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
         self.calls += 1

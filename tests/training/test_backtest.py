@@ -277,3 +277,38 @@ def test_only_the_future_is_scored():
     assert got.contacts_per_invoice == 0.5 and got.mean_days_late == 20.5  # B 41 days, C 0
     whole = outcome("p", tables, policy, start=day("2024-01-01"), end=day("2024-12-31"))
     assert whole.collected == 1000.0 and whole.invoices_scored == 3  # A, B, C: due by Oct 2
+
+
+# -- when the learnt policy is asked ---------------------------------------------------------
+
+ON = dt.date(2024, 3, 1)
+
+
+def _asked(days_past_due: int, *, contacted: int | None = None, disputed: bool = False,
+           opted_out: frozenset = frozenset()) -> bool:
+    from paycadence.data.sim_policy import DebtorContext
+    from paycadence.guard import DebtorState, InvoiceState
+
+    inv = InvoiceState("I1", ON - dt.timedelta(days=days_past_due), 500.0, 0, disputed, False)
+    last = () if contacted is None else (ON - dt.timedelta(days=contacted),)
+    state = DebtorState("D1", (inv,), last, opted_out)
+    context = DebtorContext("b2b", "DE", {"I1": days_past_due})
+    return LearntPolicy(Policy(), None).is_decision_day(state, ON, context)
+
+
+@pytest.mark.parametrize(("days_past_due", "kwargs", "asked"), [
+    (12, {}, True),
+    (0, {}, True),
+    (-7, {}, True),
+    (-8, {}, False),
+    (12, {"contacted": 1}, False),
+    (12, {"contacted": 5}, True),
+    (12, {"disputed": True}, False),
+    (-3, {"opted_out": frozenset({"email", "sms", "phone", "letter"})}, False),
+], ids=["overdue", "due-today", "due-in-7-days", "due-in-8-days",
+        "contacted-yesterday", "contacted-5-days-ago", "disputed", "opted-out-of-every-channel"])
+def test_the_learnt_policy_is_asked_whenever_it_could_act_near_the_due_date(
+        days_past_due, kwargs, asked):
+    """Every debtor-day with an invoice overdue or due within 7 days on which the guard allows
+    an action other than wait (the policy may remind before the due date)."""
+    assert _asked(days_past_due, **kwargs) is asked
