@@ -488,9 +488,9 @@ def evaluate(
 @app.command()
 def backtest(
     debtors: Annotated[int, typer.Option(min=5, help="Debtors of the simulated company.")] = 100,
-    days: Annotated[int, typer.Option(min=120, help="Days of future run and scored from the "
-                                      "switch day (the last 90 let the scored invoices' "
-                                      "fates play out).")] = 365,
+    days: Annotated[int, typer.Option(min=120, help="Days of future run from the switch day; "
+                                      "invoices due in the last 90 are run, not scored.")
+                    ] = 365,
     history_days: Annotated[int, typer.Option(min=120, help="Days of logged past before the "
                                               "switch day, under the schedule exploring 10%; "
                                               "the models learn from it.")] = 365,

@@ -11,7 +11,8 @@ through :func:`paycadence.models.recommend`, the very code ``/recommend`` runs â
 the oracle (the simulator's true model, :mod:`paycadence.training.oracle`). Only the future is
 scored (:func:`~paycadence.training.scoring.outcome` with ``scored_from``): the invoices open on
 the switch morning or issued later and due at least 90 days before the end, so that each one's
-fate is known. The runs differ only by what the policies did from the switch day on.
+fate is mostly known (docs/policy.md measures what is left). The runs differ only by what the
+policies did from the switch day on.
 """
 
 from __future__ import annotations
