@@ -1,22 +1,31 @@
 """How much of the oracle's gain over the fixed schedule the learnt policy captures.
 
-Runs :func:`paycadence.training.backtest.run_backtest` (the fixed schedule, no dunning, the
-learnt policy trained on another company of the same world, and the oracle — the simulator's
-true model used greedily, training/oracle.py — all on common random numbers) on each world ×
-seed, and prints a markdown table: the four net values and ``captured = (learnt − fixed) /
-(oracle − fixed)`` with its paired 95% bootstrap interval over debtors. MLflow writes go to a
-throwaway store.
+Runs :func:`paycadence.training.backtest.run_backtest` on each world × seed: the company's
+past logged under the schedule exploring 10% (``--history-days``), the models trained on it,
+then its future (``--days``) under the fixed schedule, no dunning, the learnt policy and the
+oracle — the simulator's true model used greedily, training/oracle.py — all on common random
+numbers. Prints the command line, then a markdown table per world and seed: the four net
+values of the future (discounted to the switch day), ``captured = (learnt − fixed) / (oracle −
+fixed)`` and the learnt policy's margin over fixed, each with its paired 95% bootstrap
+interval over debtors, contacts per invoice (fixed → learnt), rule violations (learnt /
+oracle), and the doubly robust off-policy estimate's relative error against the simulated
+truth on the decisions logged in the past (``|DR − truth| / |truth|``; ``--no-ope`` skips it).
 
-    .venv/bin/python benchmarks/oracle.py --debtors 150 --days 400 --seeds 1 2 3
+    .venv/bin/python benchmarks/oracle.py --debtors 150 --history-days 365 --days 365 \
+        --seeds 1 2 3 --worlds project other --jobs 2
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 import os
+import shlex
+import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,42 +34,64 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--debtors", type=int, default=150)
-    parser.add_argument("--days", type=int, default=400)
+    parser.add_argument("--days", type=int, default=365, help="future run and scored, days")
+    parser.add_argument("--history-days", type=int, default=365,
+                        help="logged past the models learn from, days")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--worlds", nargs="+", default=["project", "other"],
                         help="named worlds (data/sim_world.py WORLDS)")
+    parser.add_argument("--ope", action=argparse.BooleanOptionalAction, default=True,
+                        help="the off-policy check (DR against the simulated truth)")
+    parser.add_argument("--jobs", type=int, default=1, help="rows run side by side")
     args = parser.parse_args()
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
 
+    print("$ " + shlex.join([".venv/bin/python", "benchmarks/oracle.py", *sys.argv[1:]]))
+    print(f"\n{args.debtors} debtors: {args.history_days} days logged, then {args.days} days "
+          f"scored; net value in currency, discounted to the switch day; {args.jobs} job(s)\n")
+    print("| world | seed | fixed | none | learnt | oracle | captured (95% interval) | "
+          "learnt vs fixed (95% interval) | contacts/invoice fixed → learnt | violations "
+          "learnt / oracle | DR error | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    cells = [(world, seed, args) for world in args.worlds for seed in args.seeds]
+    if args.jobs <= 1:
+        for cell in cells:
+            print(_row(cell), flush=True)
+        return
+    # spawned, not forked: polars' thread pool does not survive a fork
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for row in pool.map(_row, cells):  # in table order, each as soon as it and those
+            print(row, flush=True)         # above it are done
+
+
+def _row(cell: tuple) -> str:
+    """One world × seed: the backtest, formatted as a table row."""
+    world, seed, args = cell
     from paycadence.config import load_params
     from paycadence.data.sim_world import resolve_world
     from paycadence.training.backtest import run_backtest
 
-    params = load_params(ROOT / "params.yaml")
-    print(f"{args.debtors} debtors × {args.days} days; net value in currency, discounted to "
-          "the first day\n")
-    print("| world | seed | fixed | none | learnt | oracle | captured (95% interval) | "
-          "learnt vs fixed (95% interval) | contacts/invoice fixed → learnt | violations "
-          "learnt / oracle | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for world in args.worlds:
-        for seed in args.seeds:
-            t = time.perf_counter()
-            r = run_backtest(args.debtors, args.days, seed, params=params,
-                             world=resolve_world(world))
-            fixed, none, learnt = (o.net_value for o in r.outcomes)
-            m = r.margin
-            vs = f"{m.relative:+.2%} ({m.low:+.2%} to {m.high:+.2%})"
-            contacts = (f"{r.outcomes[0].contacts_per_invoice:.2f} → "
-                        f"{r.outcomes[2].contacts_per_invoice:.2f}")
-            broken = f"{r.outcomes[2].violations} / {r.oracle.violations}"
-            k = r.captured
-            share = (f"{k.value:.0%} ({_pct(k.low)} to {_pct(k.high)})" if k.defined
-                     else "undefined")
-            print(f"| {world} | {seed} | {fixed:,.0f} | {none:,.0f} | {learnt:,.0f} | "
-                  f"{r.oracle.net_value:,.0f} | {share} | {vs} | {contacts} | {broken} | "
-                  f"{time.perf_counter() - t:.0f} |",
-                  flush=True)
+    t = time.perf_counter()
+    r = run_backtest(args.debtors, args.days, seed, history_days=args.history_days,
+                     params=load_params(ROOT / "params.yaml"), world=resolve_world(world),
+                     ope=args.ope)
+    fixed, none, learnt = (o.net_value for o in r.outcomes)
+    m = r.margin
+    vs = f"{m.relative:+.2%} ({m.low:+.2%} to {m.high:+.2%})"
+    contacts = (f"{r.outcomes[0].contacts_per_invoice:.2f} → "
+                f"{r.outcomes[2].contacts_per_invoice:.2f}")
+    broken = f"{r.outcomes[2].violations} / {r.oracle.violations}"
+    k = r.captured
+    share = (f"{k.value:.0%} ({_pct(k.low)} to {_pct(k.high)})" if k.defined
+             else "undefined")
+    dr = "—"
+    if r.ope is not None:
+        c = r.ope
+        dr = (f"{abs(c.dr - c.simulated) / abs(c.simulated):.1%}" if c.simulated
+              else "undefined")
+    return (f"| {world} | {seed} | {fixed:,.0f} | {none:,.0f} | {learnt:,.0f} | "
+            f"{r.oracle.net_value:,.0f} | {share} | {vs} | {contacts} | {broken} | {dr} | "
+            f"{time.perf_counter() - t:.0f} |")
 
 
 def _pct(x: float) -> str:

@@ -502,9 +502,13 @@ def evaluate(
 @app.command()
 def backtest(
     debtors: Annotated[int, typer.Option(min=5, help="Debtors of the simulated company.")] = 100,
-    days: Annotated[int, typer.Option(min=180, help="Days simulated.")] = 365,
-    seed: Annotated[int, typer.Option(help="Seed of the company (its models learn from "
-                                            "seed + 10000).")] = 1,
+    days: Annotated[int, typer.Option(min=120, help="Days of future run from the switch day; "
+                                      "invoices due in the last 90 are run, not scored.")
+                    ] = 365,
+    history_days: Annotated[int, typer.Option(min=120, help="Days of logged past before the "
+                                              "switch day, under the schedule exploring 10%; "
+                                              "the models learn from it.")] = 365,
+    seed: Annotated[int, typer.Option(help="Seed of the company.")] = 1,
     policy: PolicyOpt = None,
     params: Annotated[Path | None, typer.Option("--params", help="params.yaml for the "
                                                 "models' training.")] = None,
@@ -517,8 +521,8 @@ def backtest(
     world_seed: WorldSeedOpt = None,
     quiet: Quiet = False,
 ):
-    """Replay one simulated company under the fixed schedule, no dunning and the learnt policy
-    (and the oracle)."""
+    """Train on one simulated company's logged past, then run its future under the fixed
+    schedule, no dunning and the learnt policy (and the oracle)."""
     from paycadence.config import load_params, load_policy
     from paycadence.data.sim_world import resolve_world
     from paycadence.training.backtest import log_backtest, relative, run_backtest
@@ -527,8 +531,9 @@ def backtest(
         pol, cfg, company = load_policy(policy), load_params(params), resolve_world(world,
                                                                                    world_seed)
         with _Progress(quiet, "backtest") as step:
-            result = run_backtest(debtors, days, seed, policy=pol, params=cfg, ope=ope,
-                                  world=company, oracle=oracle, progress=step)
+            result = run_backtest(debtors, days, seed, history_days=history_days, policy=pol,
+                                  params=cfg, ope=ope, world=company, oracle=oracle,
+                                  progress=step)
         fixed = result.outcomes[0]
         rows = [(o.policy, f"{o.net_value:,.0f}",
                  f"{relative(o.net_value, fixed.net_value):+.2%}", f"{o.mean_days_late:.1f}",
@@ -538,8 +543,9 @@ def backtest(
                 for o in [*result.outcomes, *filter(None, [result.oracle])]]
         if not quiet:
             console.print(_table(
-                f"backtest: {debtors} debtors × {days} days, seed {seed} "
-                f"({fixed.invoices_scored} invoices due ≥ 90 days before the end scored)",
+                f"backtest: {debtors} debtors, seed {seed}: {history_days} days logged, then "
+                f"{days} days from {result.switch_on} ({fixed.invoices_scored} invoices open "
+                "on that day or issued later, due ≥ 90 days before the end, scored)",
                 ["policy", "net value", "vs fixed", "mean days late", "days late (paid)",
                  "unpaid at due+90", "contacts / invoice", "reminders / invoice", "hand-overs",
                  "rule violations"], rows))
@@ -567,14 +573,14 @@ def backtest(
         c = result.ope
         if c is not None:
             console.print(
-                f"off-policy check on company {result.train_seed} ({c.decisions} logged "
+                f"off-policy check on the logged past ({c.decisions} logged "
                 f"decisions, value per decision = money in within 30 days − costs): learnt policy "
                 f"estimated DR {c.dr:,.2f} (IPS {c.ips:,.2f}, SNIPS {c.snips:,.2f}) vs "
                 f"{c.simulated:,.2f} simulated on the same decisions "
                 f"(DR off by {relative(c.dr, c.simulated):+.1%}); the logging policy earned "
                 f"{c.logged:,.2f}", highlight=False)
-        run_id = log_backtest(result, debtors=debtors, days=days, seed=seed, world=company.name,
-                              policy=pol)
+        run_id = log_backtest(result, debtors=debtors, days=days, seed=seed,
+                              world=company.name, policy=pol)
         if not quiet:
             console.print(f"logged as MLflow run {run_id} (experiment paycadence-backtest; "
                           "the report shows the latest)", highlight=False)

@@ -153,15 +153,16 @@ def test_ingest_quiet_prints_one_summary_line(sim_dir, tmp_path):
 def test_backtest_prints_the_oracle_and_what_the_learnt_policy_captured(tmp_path, mlflow_uri):
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  n_estimators: 40\n")
-    r = run("backtest", "--debtors", 20, "--days", 180, "--seed", 3, "--no-ope",
-            "--params", params)
+    r = run("backtest", "--debtors", 20, "--history-days", 150, "--days", 120, "--seed", 3,
+            "--no-ope", "--params", params)
     assert r.returncode == 0, r.stderr
     out = " ".join(r.stdout.split())
+    assert "150 days logged, then 120 days from 2024-05-30" in out
     assert "oracle (the simulator's true model, greedy): net value" in out
     assert "captured by the learnt policy" in out
     assert "95% interval over debtors" in out or "undefined (the oracle gains nothing" in out
     assert "learnt policy vs fixed schedule" in out  # the earlier lines stay
-    r = run("backtest", "--debtors", 20, "--days", 180, "--seed", 3, "--no-ope", "--no-oracle",
-            "--params", params)
+    r = run("backtest", "--debtors", 20, "--history-days", 150, "--days", 120, "--seed", 3,
+            "--no-ope", "--no-oracle", "--params", params)
     assert r.returncode == 0, r.stderr
     assert "captured" not in r.stdout and "learnt policy vs fixed schedule" in r.stdout

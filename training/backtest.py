@@ -1,13 +1,18 @@
-"""Backtest: one simulated company run under several policies, with common random numbers.
+"""Backtest: one simulated company, its own logged past, then its future under several policies.
 
-The learnt policy's models are trained on the logged history of *another* company drawn from
-the same simulator (seed + :data:`TRAIN_SEED_OFFSET`, the fixed schedule exploring 10% of the
-time), so that the backtest never scores a model on the debtors it learnt from. Then the
-company of ``seed`` is simulated three times over the same days: under the fixed schedule
-(no exploration), under no dunning at all, and under the learnt policy — which decides
-through :func:`paycadence.models.recommend`, the very code ``/recommend`` runs. Each invoice's
-luck is drawn at issue (docs/simulator.md), so the three runs differ only by what the policies
-did.
+The company of ``seed`` is simulated over ``history_days + days`` days. For the first
+``history_days`` (the past) every run uses the same logging policy — the fixed schedule
+exploring ``exploration_share`` of the time, as a company logs before it adopts the product —
+and each invoice's luck is drawn at issue (docs/simulator.md), so every run has exactly the
+same past. On the switch day each run hands over to its own policy (:class:`Switch`): the fixed
+schedule (no exploration), no dunning at all, the learnt policy — whose models are trained on
+the past as known that morning (:func:`paycadence.training.train.cut_tables`) and which decides
+through :func:`paycadence.models.recommend`, the very code ``/recommend`` runs — and, optionally,
+the oracle (the simulator's true model, :mod:`paycadence.training.oracle`). Only the future is
+scored (:func:`~paycadence.training.scoring.outcome` with ``scored_from``): the invoices open on
+the switch morning or issued later and due at least 90 days before the end, so that each one's
+fate is mostly known (docs/policy.md measures what is left). The runs differ only by what the
+policies did from the switch day on.
 """
 
 from __future__ import annotations
@@ -16,61 +21,80 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from paycadence.config import CONTACT_CHANNELS, Params, Policy
-from paycadence.data import Tables, settlements
+from paycadence.config import Params, Policy
 from paycadence.data.sim_policy import (
     DebtorContext,
     Decision,
+    DecisionPolicy,
     ScheduleLoggingPolicy,
     contact_step,
-    schedule_decision_day,
 )
 from paycadence.data.sim_world import PROJECT_WORLD, World, resolve_world
 from paycadence.data.simulate import simulate
-from paycadence.guard import DebtorState, audit_actions
+from paycadence.guard import DebtorState, allowed_actions
 from paycadence.models import RiskModels, recommend
+from paycadence.training.scoring import (
+    SCORED_BEFORE_END,
+    Captured,
+    Margin,
+    Outcome,
+    captured_share,
+    outcome,
+    paired_margin,
+    scored_invoices,
+)
+
+__all__ = ["SCORED_BEFORE_END", "BacktestResult", "Captured", "LearntPolicy", "Margin",
+           "NoDunning", "OneStepDeviation", "OpeCheck", "Outcome", "Switch", "captured_share",
+           "log_backtest", "one_step_truth", "outcome", "paired_margin", "relative",
+           "run_backtest", "scored_invoices"]
 
 logger = logging.getLogger(__name__)
 
 #: ``progress(what, done, total)``: how a long run reports where it is (the CLI draws a bar).
 Progress = Callable[..., None]
 
-TRAIN_SEED_OFFSET = 10_000
-#: Invoices due at least this many days before the end are scored (their outcome is known).
-SCORED_BEFORE_END = 90
-
 
 class NoDunning:
-    """Never acts: the world without reminders."""
+    """Never acts: the world without reminders (never asked, so no decision is logged)."""
+
+    def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
+        return False
 
     def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
         return Decision("wait", (), 1.0, schedule_action="wait", n_allowed=1)
 
 
 class LearntPolicy:
-    """The product's own decision, asked on the schedule's decision days through
-    :func:`paycadence.models.recommend` with the debtor's history as known that morning.
-    ``on_call(n)`` (optional) hears the number of decisions asked so far, every 100."""
+    """The product's own decision, asked through :func:`paycadence.models.recommend` with the
+    debtor's history as known that morning. ``on_call(n)`` (optional) hears the number of
+    decisions asked so far, every 100.
+
+    It is asked on every morning the debtor has an open invoice that is overdue or due within
+    ``lead_days`` days and the guard allows some action other than ``wait`` on one of them:
+    the policy weighs every allowed action every debtor-day, reminders before the due date
+    included, so asking only on the schedule's days would hide its choices.
+    """
 
     def __init__(self, policy: Policy, models: RiskModels | None, version: str = "backtest",
-                 on_call: Callable[[int], None] | None = None):
+                 on_call: Callable[[int], None] | None = None, lead_days: int = 7):
         self.policy, self.models, self.version = policy, models, version
-        self.calls, self.on_call = 0, on_call
+        self.calls, self.on_call, self.lead_days = 0, on_call, lead_days
 
     def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
-        """The schedule's decision days, and every day something is overdue and the last
-        contact is a week old (when an earlier reminder may be worth it)."""
-        if schedule_decision_day(state, on, self.policy, context):
-            return True
-        if not any(d > 0 for d in context.days_past_due.values()):
+        """An open invoice is overdue or due within ``lead_days`` days, and the guard allows
+        an action other than ``wait`` on one of them."""
+        near = {i for i, late in context.days_past_due.items() if late >= -self.lead_days}
+        if not near:
             return False
-        last = max(state.contact_days, default=None)
-        return last is None or (on - last).days >= 7
+        allowed = allowed_actions(state, on, self.policy)
+        return any(action != "wait" and not near.isdisjoint(ids)
+                   for action, ids in allowed.items())
 
     def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
         self.calls += 1
@@ -84,123 +108,26 @@ class LearntPolicy:
                         contact_step(state, rec["action"], ids))
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one policy achieved on the company (currency in the invoices' currency)."""
+class Switch:
+    """``before`` decides on the mornings before ``on``, ``after`` from ``on`` on.
 
-    policy: str
-    net_value: float
-    collected: float
-    contact_costs: float
-    collection_fees: float
-    mean_days_late: float
-    unpaid_90d: float
-    contacts_per_invoice: float
-    handovers: int
-    violations: int
-    invoices_scored: int
-    reminders_per_invoice: float = 0.0
-    mean_days_late_paid: float = 0.0
-    #: net value per debtor (``debtor_id``, ``net_value``; every debtor of the company, 0 when
-    #: it had nothing): its sum is ``net_value``
-    per_debtor: pl.DataFrame | None = field(default=None, repr=False, compare=False)
-
-
-def outcome(name: str, tables: Tables, policy: Policy, *, start: dt.date, end: dt.date
-            ) -> Outcome:
-    """Score one simulated run.
-
-    ``net_value``: payments discounted to the first day at ``annual_cost_of_capital``, minus
-    the cost of every action and the agency's fee on what it recovered. A contact is counted
-    as CONTRACT.md §2 counts it: the action rows of one debtor on one day on one channel are
-    one email, call or letter (and cost once); each hand-over of an invoice costs once.
-    ``contacts_per_invoice``: those contacts per invoice issued; ``reminders_per_invoice``: the
-    contact rows (one per invoice named) per invoice. ``mean_days_late``: over invoices due at
-    least 90 days before the end, settlement − due (0 when early; an invoice still open counts
-    until the end); ``mean_days_late_paid``: the same over those of them that were settled.
-    ``unpaid_90d``: the open amount of those invoices 90 days after their due date.
-    ``violations``: the guard's audit of the whole action log.
-    ``start`` and ``end`` are the first and last simulated days (the same for every policy).
-    ``per_debtor``: the same net value debtor by debtor, for :func:`paired_margin`.
+    Both policies must define ``is_decision_day``. ``after``'s is called on *every* morning the
+    engine describes the debtor, before the switch too (its answer then ignored), so that a
+    policy that watches every morning — the oracle keeps what the company has seen of each
+    invoice — has seen the whole past when it takes over.
     """
-    rate = policy.annual_cost_of_capital
-    owner = tables.invoices.select("invoice_id", "debtor_id")
-    pay = tables.payments.join(owner, on="invoice_id").with_columns(
-        value=pl.col("amount") * ((pl.col("paid_on") - start).dt.total_days()
-                                  .cast(pl.Float64) * (-rate / 365)).exp())
-    collected = float(pay["amount"].sum() or 0.0)
-    acts = tables.actions.join(owner, on="invoice_id")
-    costs_of = {a: policy.costs.of(a) for a in (*CONTACT_CHANNELS, "collection")}
-    contacts = acts.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).select(
-        "debtor_id", "sent_on", "channel").unique()
-    handovers = acts.filter(pl.col("channel") == "collection")
-    spent = pl.concat([contacts.select("debtor_id", "channel"),
-                       handovers.select("debtor_id", "channel")]).with_columns(
-        cost=pl.col("channel").replace_strict(costs_of, return_dtype=pl.Float64))
-    handed = handovers["invoice_id"].unique()
-    recovered = pay.join(handovers.select("invoice_id", "sent_on"), on="invoice_id").filter(
-        pl.col("paid_on") >= pl.col("sent_on")).with_columns(
-        fee=pl.col("amount") * policy.collection_fee_rate)
-    per_debtor = tables.debtors.select("debtor_id").unique().join(
-        pay.group_by("debtor_id").agg(pl.col("value").sum()), on="debtor_id", how="left").join(
-        spent.group_by("debtor_id").agg(pl.col("cost").sum()), on="debtor_id", how="left").join(
-        recovered.group_by("debtor_id").agg(pl.col("fee").sum()), on="debtor_id", how="left"
-    ).fill_null(0.0).select(
-        "debtor_id", net_value=pl.col("value") - pl.col("cost") - pl.col("fee")
-    ).sort("debtor_id")
-    discounted = float(pay["value"].sum() or 0.0)
-    costs = float(spent["cost"].sum() or 0.0)
-    fees = float(recovered["fee"].sum() or 0.0)
-    settled = settlements(tables.invoices.lazy(), tables.payments.lazy()).collect()
-    scored = tables.invoices.filter(
-        pl.col("due_date") <= end - dt.timedelta(days=SCORED_BEFORE_END)).join(
-        settled, on="invoice_id", how="left")
-    days_late = (pl.coalesce("settled_on", pl.lit(end)) - pl.col("due_date")).dt.total_days() \
-        .clip(lower_bound=0)
-    late = scored.select(days_late.mean()).item()
-    late_paid = scored.filter(pl.col("settled_on").is_not_null()).select(days_late.mean()).item()
-    cut = pay.join(scored.select("invoice_id", "due_date"), on="invoice_id").filter(
-        pl.col("paid_on") <= pl.col("due_date") + pl.duration(days=90)).group_by(
-        "invoice_id").agg(pl.col("amount").sum().alias("by90"))
-    unpaid = scored.join(cut, on="invoice_id", how="left").select(
-        (pl.col("amount") - pl.col("by90").fill_null(0.0)).clip(lower_bound=0).sum()).item()
-    reminders = acts.filter(pl.col("channel").is_in(list(CONTACT_CHANNELS))).height
-    broken = audit_actions(tables.actions.to_dicts(), tables.invoices.to_dicts(),
-                           tables.disputes.to_dicts(), tables.debtors.to_dicts(), policy)
-    n_inv = max(tables.invoices.height, 1)
-    return Outcome(name, discounted - costs - fees, collected, costs, fees,
-                   float(late or 0.0), float(unpaid or 0.0), contacts.height / n_inv,
-                   int(handed.len()), len(broken), scored.height, reminders / n_inv,
-                   float(late_paid or 0.0), per_debtor)
 
+    def __init__(self, before: DecisionPolicy, after: DecisionPolicy, *, on: dt.date):
+        self.before, self.after, self.on = before, after, on
 
-@dataclass(frozen=True)
-class Margin:
-    """How much more one policy earned than another on the same company, debtor by debtor
-    (common random numbers make the difference paired), with a bootstrap interval."""
+    def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
+        later = self.after.is_decision_day(state, on, context)
+        if on < self.on:
+            return self.before.is_decision_day(state, on, context)
+        return later
 
-    difference: float  # net value of ``a`` − net value of ``b`` (currency)
-    relative: float  # difference / |net value of b|
-    low: float  # 95% bootstrap interval of ``relative`` over debtors
-    high: float
-    debtors_better: int  # debtors for whom ``a`` earned more than ``b``
-    debtors_worse: int
-
-
-def paired_margin(a: Outcome, b: Outcome, *, seed: int = 0, resamples: int = 2000) -> Margin:
-    """``a``'s net value against ``b``'s, with a 95% interval from resampling debtors (with
-    replacement, the same debtors for both): how sure the margin is, not only how big. Both
-    outcomes must be of the same company (:func:`outcome`'s ``per_debtor``)."""
-    joined = a.per_debtor.join(b.per_debtor, on="debtor_id", how="full", coalesce=True,
-                               suffix="_b").fill_null(0.0)
-    diff = (joined["net_value"] - joined["net_value_b"]).to_numpy()
-    base = abs(b.net_value) or 1.0
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(diff), size=(resamples, len(diff)))
-    totals = diff[draws].sum(axis=1) / base
-    low, high = np.percentile(totals, [2.5, 97.5])
-    return Margin(float(diff.sum()), float(diff.sum() / base), float(low), float(high),
-                  int((diff > 1e-9).sum()), int((diff < -1e-9).sum()))
+    def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
+        return (self.before if on < self.on else self.after).decide(state, on, context)
 
 
 class OneStepDeviation:
@@ -272,9 +199,9 @@ def one_step_truth(n_debtors: int, days: int, seed: int, start: dt.date, policy:
 
 @dataclass(frozen=True)
 class OpeCheck:
-    """The off-policy estimates of the learnt policy on the training company's logged
-    decisions, next to what it really earns on those decisions (:func:`one_step_truth`),
-    both per decision."""
+    """The off-policy estimates of the learnt policy on the decisions logged in the company's
+    past (those whose 30-day reward is known on the switch day), next to what it really earns
+    on those decisions (:func:`one_step_truth`), both per decision."""
 
     simulated: float
     dr: float
@@ -285,55 +212,10 @@ class OpeCheck:
 
 
 @dataclass(frozen=True)
-class Captured:
-    """Share of the oracle's gain over the fixed schedule that the learnt policy captured,
-    ``(learnt − fixed) / (oracle − fixed)`` (sums over debtors), with a paired 95% bootstrap
-    interval over debtors; NaN everywhere when the oracle gains nothing over fixed."""
-
-    value: float
-    low: float
-    high: float
-    oracle_gain: float  # oracle − fixed, net value (currency)
-    learnt_gain: float  # learnt − fixed
-
-    @property
-    def defined(self) -> bool:
-        return self.oracle_gain > 0
-
-
-def captured_share(learnt: Outcome, fixed: Outcome, oracle: Outcome, *, seed: int = 0,
-                   resamples: int = 2000) -> Captured:
-    """How much of what the oracle earns over the fixed schedule the learnt policy earns.
-
-    The three outcomes are of the same company (common random numbers), so the ratio is
-    resampled debtor by debtor: each resample draws the debtors with replacement and takes
-    the ratio of the sums. A resample where the oracle gains nothing has an infinite ratio
-    (signed by the learnt policy's gain), so a denominator that is not clearly positive shows
-    as an unbounded interval rather than a falsely narrow one.
-    """
-    frames = [o.per_debtor.rename({"net_value": o.policy}) for o in (learnt, fixed, oracle)]
-    joined = frames[0].join(frames[1], on="debtor_id", how="full", coalesce=True).join(
-        frames[2], on="debtor_id", how="full", coalesce=True).fill_null(0.0)
-    base = joined[fixed.policy].to_numpy()
-    num = joined[learnt.policy].to_numpy() - base
-    den = joined[oracle.policy].to_numpy() - base
-    if den.sum() <= 0:
-        return Captured(math.nan, math.nan, math.nan, float(den.sum()), float(num.sum()))
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, len(den), size=(resamples, len(den)))
-    tops, bottoms = num[draws].sum(axis=1), den[draws].sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = np.where(bottoms > 0, tops / np.where(bottoms > 0, bottoms, 1.0),
-                          np.copysign(np.inf, tops))
-    low, high = np.percentile(ratios, [2.5, 97.5], method="inverted_cdf")  # keeps ±inf
-    return Captured(float(num.sum() / den.sum()), float(low), float(high), float(den.sum()),
-                    float(num.sum()))
-
-
-@dataclass(frozen=True)
 class BacktestResult:
     outcomes: list[Outcome]
-    train_seed: int
+    #: days of logged past before the switch day (what the models learnt from)
+    history_days: int
     models: RiskModels | None
     learnt_calls: int
     ope: OpeCheck | None = None
@@ -343,83 +225,130 @@ class BacktestResult:
     oracle: Outcome | None = None
     #: share of the oracle's gain over fixed that the learnt policy captured
     captured: Captured | None = None
+    #: the first day each run's own policy decided; scoring starts there
+    switch_on: dt.date | None = None
+    #: ε of the schedule that logged the past
+    history_exploration: float = 0.10
 
 
-def run_backtest(n_debtors: int, days: int, seed: int, *, policy: Policy | None = None,
-                 params: Params | None = None, start: dt.date = dt.date(2024, 1, 1),
-                 ope: bool = False, world: World | str = PROJECT_WORLD, oracle: bool = True,
+def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 365,
+                 policy: Policy | None = None, params: Params | None = None,
+                 start: dt.date = dt.date(2024, 1, 1), ope: bool = False,
+                 world: World | str = PROJECT_WORLD, oracle: bool = True,
+                 exploration_share: float = 0.10,
                  progress: Progress | None = None) -> BacktestResult:
-    """Train on another company of the same simulator, then run the fixed schedule, no
-    dunning and the learnt policy on the company of ``seed`` (see the module docstring).
+    """Train on the company's own logged past, then run its future under the fixed schedule,
+    no dunning and the learnt policy (and the oracle); see the module docstring.
 
-    ``world`` is the simulator's set of behavioural assumptions (both companies use it), or
-    a world's name (:func:`~paycadence.data.sim_world.resolve_world`).
-    With ``ope``, also estimate the learnt policy off-policy on the training company's logged
-    decisions (:func:`paycadence.training.ope.evaluate_policy`) and simulate what it really
-    earns on each of them (:func:`one_step_truth`), to compare the two.
-    With ``oracle``, also run :class:`paycadence.training.oracle.OraclePolicy` (the
-    simulator's true model used greedily) on the same company and measure the share of its
-    gain over the fixed schedule that the learnt policy captured (:func:`captured_share`).
-    ``progress(what, done, total)`` hears each phase (and the decisions asked, re-simulated).
+    Parameters
+    ----------
+    n_debtors, seed
+        The company (:func:`~paycadence.data.simulate.simulate`).
+    days
+        The future scored, days from the switch day; more than :data:`SCORED_BEFORE_END`
+        (the last 90 are the tail in which the scored invoices' fates play out).
+    history_days
+        The logged past, days from ``start``: the switch day is ``start + history_days``.
+    policy, params
+        Policy file (rules, costs, the learnt policy's settings) and training params.
+    ope
+        Also estimate the learnt policy off-policy on the decisions logged in the past
+        (:func:`paycadence.training.ope.evaluate_policy`) and simulate what it really earns on
+        each of them (:func:`one_step_truth`), to compare the two.
+    world
+        The simulator's behavioural assumptions, or a world's name
+        (:func:`~paycadence.data.sim_world.resolve_world`).
+    oracle
+        Also run :class:`paycadence.training.oracle.OraclePolicy` (the simulator's true model
+        used greedily) from the switch day and measure the share of its gain over the fixed
+        schedule that the learnt policy captured (:func:`captured_share`).
+    exploration_share
+        ε of the logging schedule of the past, in [0, 1].
+    progress
+        ``progress(what, done, total)`` hears each phase (and the decisions asked,
+        re-simulated).
     """
     from paycadence.training.fitting import fit_models
+    from paycadence.training.snapshots import cut_tables
 
+    if days <= SCORED_BEFORE_END or history_days < 1:
+        raise ValueError(f"need days > {SCORED_BEFORE_END} (the scored invoices' fates play "
+                         f"out in the last {SCORED_BEFORE_END}) and history_days >= 1, got "
+                         f"{days} and {history_days}")
     policy = policy or Policy()
     params = params or Params()
     world = resolve_world(world)
-    phases = 5 + ope + oracle
+    total = history_days + days
+    switch = start + dt.timedelta(days=history_days)
+    end = start + dt.timedelta(days=total - 1)
+    phases = 4 + ope + oracle
     step = progress or (lambda what, done=None, total=None: None)
-    step(f"simulating the training company {seed + TRAIN_SEED_OFFSET}", 0, phases)
-    history = simulate(n_debtors, days=days, seed=seed + TRAIN_SEED_OFFSET, start=start,
-                       policy=policy, world=world)
-    step("training the models on its history", 1, phases)
-    models = fit_models(history.tables, params)
+
+    def run(after: DecisionPolicy):
+        past = ScheduleLoggingPolicy(policy, exploration_share, seed)
+        return simulate(n_debtors, days=total, seed=seed, start=start, policy=policy,
+                        logging_policy=Switch(past, after, on=switch), world=world)
+
+    def scored(name: str, tables) -> Outcome:
+        got = outcome(name, tables, policy, start=start, end=end, scored_from=switch)
+        logger.info("backtest %s: %s", name, got)
+        return got
+
+    step(f"company {seed}: {history_days} days logged, then the fixed schedule", 0, phases)
+    fixed = run(ScheduleLoggingPolicy(policy, epsilon=0.0, seed=seed))
+    known = cut_tables(fixed.tables, switch)  # the same in every run: the past is shared
+    step(f"training the models on its past, as known on {switch}", 1, phases)
+    models = fit_models(known, params)
 
     def asked(n: int) -> None:
-        step(f"company {seed} under the learnt policy: {n:,} decisions asked", 4, phases)
+        step(f"company {seed} under the learnt policy: {n:,} decisions asked", 3, phases)
 
-    runs = {
-        "fixed schedule": ScheduleLoggingPolicy(policy, epsilon=0.0, seed=seed),
-        "no dunning": NoDunning(),
-        "learnt policy": LearntPolicy(policy, models, on_call=asked),
-    }
-    out = []
-    for k, (name, decider) in enumerate(runs.items()):
-        step(f"company {seed} under the {name}", 2 + k, phases)
-        result = simulate(n_debtors, days=days, seed=seed, start=start, policy=policy,
-                          logging_policy=decider, world=world)
-        out.append(outcome(name, result.tables, policy, start=start,
-                           end=start + dt.timedelta(days=days - 1)))
-        logger.info("backtest %s: %s", name, out[-1])
-    end = start + dt.timedelta(days=days - 1)
+    out = [scored("fixed schedule", fixed.tables)]
+    logged = fixed.decisions.filter(pl.col("decided_on") < switch)  # by the logging schedule
+    del fixed
+    learnt = LearntPolicy(policy, models, on_call=asked)
+    for k, (name, after) in enumerate((("no dunning", NoDunning()), ("learnt policy", learnt))):
+        step(f"company {seed} under the {name} from {switch}", 2 + k, phases)
+        out.append(scored(name, run(after).tables))
     best = share = None
     if oracle:
         from paycadence.data.simulate import company_debtors
         from paycadence.training.oracle import OraclePolicy
 
-        step(f"company {seed} under the oracle (the simulator's true model)", 5, phases)
-        truth = company_debtors(n_debtors, days=days, seed=seed, start=start, world=world)
-        result = simulate(n_debtors, days=days, seed=seed, start=start, policy=policy,
-                          logging_policy=OraclePolicy(policy, truth, start=start), world=world)
-        best = outcome("oracle", result.tables, policy, start=start, end=end)
-        logger.info("backtest oracle: %s", best)
+        step(f"company {seed} under the oracle (the simulator's true model) from {switch}", 4,
+             phases)
+        truth = company_debtors(n_debtors, days=total, seed=seed, start=start, world=world)
+        best = scored("oracle", run(OraclePolicy(policy, truth, start=start,
+                                                 value_from=switch)).tables)
         share = captured_share(out[-1], out[0], best, seed=seed)
     check = None
     if ope:
-        from paycadence.training.ope import evaluate_policy, rewards
+        step("off-policy estimates on the decisions logged in the past", 4 + oracle, phases)
+        check = _ope_check(known, logged, models, switch, n_debtors, total, seed, start,
+                           policy, world, exploration_share, progress)
+    return BacktestResult(out, history_days, models, learnt.calls, check,
+                          paired_margin(out[-1], out[0], seed=seed), best, share, switch,
+                          exploration_share)
 
-        decisions = history.decisions.sort("decided_on", "debtor_id")
-        step("off-policy estimates on the training company's logged decisions", 5 + oracle,
-             phases)
-        estimate = evaluate_policy(history.tables, decisions, policy, models)
-        logged = rewards(history.tables, decisions, policy)
-        truth = one_step_truth(n_debtors, days, seed + TRAIN_SEED_OFFSET, start, policy,
-                               decisions, estimate.options, logged, world=world,
-                               progress=progress)
-        check = OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
-                         estimate.snips.value, estimate.logged.value, estimate.decisions)
-    return BacktestResult(out, seed + TRAIN_SEED_OFFSET, models, runs["learnt policy"].calls,
-                          check, paired_margin(out[-1], out[0], seed=seed), best, share)
+
+def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: dt.date,
+               n_debtors: int, total: int, seed: int, start: dt.date, policy: Policy,
+               world: World, exploration_share: float, progress: Progress | None) -> OpeCheck:
+    """The off-policy estimates and the simulated truth on the decisions ``logged`` in the
+    past (before ``switch``, which ``known`` is cut at) whose reward window
+    (:data:`paycadence.training.ope.REWARD_DAYS`) ends before that day, so that their rewards
+    are in the past every run shares."""
+    from paycadence.training.ope import REWARD_DAYS, evaluate_policy, rewards
+
+    decisions = logged.filter(
+        pl.col("decided_on") < switch - dt.timedelta(days=REWARD_DAYS)).sort(
+        "decided_on", "debtor_id")
+    estimate = evaluate_policy(known, decisions, policy, models)
+    truth = one_step_truth(n_debtors, total, seed, start, policy, decisions, estimate.options,
+                           rewards(known, decisions, policy),
+                           exploration_share=exploration_share, world=world, progress=progress)
+    return OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
+                    estimate.snips.value, estimate.logged.value, estimate.decisions)
 
 
 #: MLflow experiment of backtest runs (the report shows the latest).
@@ -429,9 +358,11 @@ BACKTEST_EXPERIMENT = "paycadence-backtest"
 def log_backtest(result: BacktestResult, *, debtors: int, days: int, seed: int,
                  world: str, policy: Policy) -> str:
     """Record a backtest as an MLflow run (experiment :data:`BACKTEST_EXPERIMENT`, tag
-    ``kind=backtest``): per policy its net value, days late, unpaid at due + 90, contacts and
-    reminders per invoice, hand-overs and violations (``fixed_schedule_net_value``, …), the
-    learnt policy against the fixed schedule, and the off-policy check. Returns the run id."""
+    ``kind=backtest``; params: the company, ``days`` of future, ``history_days`` of logged
+    past, the switch day and the past's ``history_exploration``): per policy its net value,
+    days late, unpaid at due + 90, contacts and reminders per invoice, hand-overs and
+    violations (``fixed_schedule_net_value``, …), the learnt policy against the fixed
+    schedule, and the off-policy check. Returns the run id."""
     import mlflow
 
     from paycadence.training import tracking
@@ -472,7 +403,9 @@ def log_backtest(result: BacktestResult, *, debtors: int, days: int, seed: int,
     with mlflow.start_run(run_name=f"backtest seed {seed}") as run:
         mlflow.set_tag("kind", "backtest")
         mlflow.log_params({"debtors": debtors, "days": days, "seed": seed, "world": world,
-                           "train_seed": result.train_seed,
+                           "history_days": result.history_days,
+                           "switch_on": str(result.switch_on),
+                           "history_exploration": result.history_exploration,
                            "exploration": policy.exploration.share})
         mlflow.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
         return run.info.run_id

@@ -9,9 +9,10 @@ still open after many days is more likely one that is never paid voluntarily).
 
 Every morning with something open it values each action the guard allows as the true expected
 net value of "this action today, then waiting" minus that of "waiting": money in discounted to
-the run's first day at ``annual_cost_of_capital`` (as :func:`~paycadence.training.backtest.
-outcome` scores it), minus the action's cost and the agency's fee. It takes the best action if
-it beats waiting. Being one-step greedy, it is a strong reference, not the optimum.
+``value_from`` (the backtest's switch day) at ``annual_cost_of_capital`` (as
+:func:`~paycadence.training.scoring.outcome` scores it), minus the action's cost and the
+agency's fee. It takes the best action if it beats waiting. Being one-step greedy, it is a
+strong reference, not the optimum.
 """
 
 from __future__ import annotations
@@ -57,20 +58,27 @@ class OraclePolicy:
         debtor id → the true :class:`~paycadence.data.sim_world.Debtor` (traits and world),
         e.g. :func:`paycadence.data.simulate.company_debtors` for the simulated company.
     start : datetime.date
-        First day of the run: money is discounted to it, as the backtest scores it.
+        First day of the run (the engine's day 0).
+    value_from : datetime.date or None
+        The day money is discounted to, as the backtest scores it (its switch day); ``start``
+        when None. Costs are paid on the day, so the day matters: gains are in currency of
+        that day.
     horizon_days : int
         Days valued one by one; what is still expected after them is valued as if the last
         day's chance of paying went on for ever (never dropped).
     """
 
     def __init__(self, policy: Policy, debtors: Mapping[str, Debtor], *, start: dt.date,
-                 horizon_days: int = 180):
+                 value_from: dt.date | None = None, horizon_days: int = 180):
         if horizon_days < MAX_EFFECT_DAYS + 2:
             raise ValueError(f"horizon_days must be at least {MAX_EFFECT_DAYS + 2}, a "
                              f"contact's effect lasts {MAX_EFFECT_DAYS} days")
         self.policy, self.debtors, self.start = policy, debtors, start
         self.horizon_days = horizon_days
         self.daily_discount = math.exp(-policy.annual_cost_of_capital / 365)
+        # money is discounted to ``start`` inside; a cost paid in currency of ``value_from``
+        # weighs this much there, and every gain is divided by it at the end
+        self._weight = self.daily_discount ** ((value_from or start) - start).days
         self.decisions = 0
         # what the company has seen of each invoice, morning by morning (no hidden draw)
         self._amount: dict[str, float] = {}
@@ -102,14 +110,18 @@ class OraclePolicy:
               allowed: Mapping[str, tuple] | None = None
               ) -> dict[str, tuple[float, tuple[str, ...]]]:
         """action → (true expected net value over waiting, invoices it names), for every
-        allowed action but ``wait`` (currency, discounted to the run's first day)."""
+        allowed action but ``wait`` (currency, discounted to ``value_from``)."""
         allowed = allowed_actions(state, on, self.policy) if allowed is None else allowed
         debtor = self.debtors[state.debtor_id]
         t = (on - self.start).days
         kind = debtor.kind_on(on)
         by_id = {inv.invoice_id: inv for inv in state.invoices}
         contacts = _contacts_by_invoice(context, self.start)
-        costs, fee = self.policy.costs, self.policy.collection_fee_rate
+        fee, weight = self.policy.collection_fee_rate, self._weight
+
+        def cost(action: str) -> float:
+            return self.policy.costs.of(action) * weight
+
         waiting: dict[str, float] = {}
 
         def wait_value(inv: InvoiceState) -> float:
@@ -127,7 +139,7 @@ class OraclePolicy:
                 recovery = self._recovery_value(t, debtor.world)
                 parts = [(inv.invoice_id, inv.open_amount * (recovery - fee) * recovery_chance(
                     debtor, kind, context.days_past_due[inv.invoice_id])
-                    - costs.of(action) - wait_value(inv)) for inv in eligible]
+                    - cost(action) - wait_value(inv)) for inv in eligible]
                 named = tuple(i for i, g in parts if g > 0)
                 if named:
                     out[action] = (sum(g for _, g in parts if g > 0), named)
@@ -141,7 +153,7 @@ class OraclePolicy:
                 value = sum(self._offered(debtor, inv, t, context,
                                           contacts.get(inv.invoice_id, []), accept)
                             - wait_value(inv) for inv in eligible)
-                out[action] = (value - costs.of(action),
+                out[action] = (value - cost(action),
                                tuple(inv.invoice_id for inv in eligible))
             else:
                 parts = [(inv.invoice_id, self._voluntary(
@@ -149,9 +161,9 @@ class OraclePolicy:
                     - wait_value(inv)) for inv in eligible]
                 named = tuple(i for i, g in parts if g > 1e-9)
                 if named:
-                    out[action] = (sum(g for _, g in parts if g > 1e-9) - costs.of(action),
+                    out[action] = (sum(g for _, g in parts if g > 1e-9) - cost(action),
                                    named)
-        return out
+        return {a: (g / weight, ids) for a, (g, ids) in out.items()}
 
     def _voluntary_rate(self, debtor: Debtor, inv: InvoiceState, t: int,
                         context: DebtorContext, contacts: list[tuple[int, str]]) -> np.ndarray:

@@ -1,14 +1,26 @@
-"""The backtest: three policies on one company, the learnt one through recommend, no rule
-broken."""
+"""The backtest: one company's logged past, then its future under three policies (and the
+oracle), the learnt one through recommend, no rule broken."""
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
+import math
 
-from paycadence.config import Exploration, Params, Policy, TrainParams
-from paycadence.training.backtest import run_backtest
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from paycadence.config import Params, Policy, TrainParams
+from paycadence.data.sim_policy import ScheduleLoggingPolicy
+from paycadence.data.simulate import company_debtors, simulate
+from paycadence.data.tables import Tables
+from paycadence.training.backtest import LearntPolicy, NoDunning, Switch, outcome, run_backtest
+from paycadence.training.oracle import OraclePolicy
+from paycadence.training.snapshots import cut_tables
 
 HEARD: list[tuple] = []
+START = dt.date(2024, 1, 1)
+HISTORY, FUTURE = 240, 150
 
 
 @pytest.fixture(scope="module")
@@ -16,14 +28,14 @@ def result():
     base = Params()
     params = base.model_copy(update={"train": TrainParams(**(base.train.model_dump() | {
         "n_estimators": 60}))})
-    return run_backtest(25, 240, 3, params=params, ope=True,
+    return run_backtest(25, FUTURE, 3, history_days=HISTORY, params=params, ope=True,
                         progress=lambda what, done=None, total=None: HEARD.append(
                             (what, done, total)))
 
 
 def test_progress_is_reported_phase_by_phase(result):
-    phases = [done for _, done, total in HEARD if total == 7]  # the oracle is a phase too
-    assert phases == sorted(phases) and {0, 1, 2, 3, 4, 5, 6} <= set(phases)
+    phases = [done for _, done, total in HEARD if total == 6]  # the oracle is a phase too
+    assert phases == sorted(phases) and {0, 1, 2, 3, 4, 5} <= set(phases)
     assert any("under the oracle" in what for what, _, _ in HEARD)
     assert any("under the learnt policy" in what for what, _, _ in HEARD)
     checked = [done for what, done, total in HEARD if what.startswith("off-policy check")]
@@ -83,24 +95,17 @@ def test_the_oracle_runs_on_the_same_company_and_captured_is_paired(result):
     assert captured_share(learnt, fixed, oracle, seed=3) == k
 
 
-#: Outcomes of ``run_backtest(30, 200, 3)`` computed before the oracle touched the engine
-#: (commit d65b457): the engine's behaviour must not move (policy, net value, collected,
-#: contact costs, agency fees, hand-overs, mean days late). Run with ``exploration.timing: 0``:
-#: the training company's logging schedule explores timing by default (0.02, added later), which
-#: changes the history the learnt policy is trained on (with it, the learnt policy measured
-#: 41,254.42 in the project's world and 33,312.84 in the other; the fixed schedule and no
-#: dunning are unchanged).
+#: The engine's runs of 30 debtors × 200 days, seed 3, under the fixed schedule and no dunning,
+#: computed before the oracle touched the engine (commit d65b457), scored over the whole run:
+#: the engine's behaviour must not move (policy, net value, collected, contact costs, agency
+#: fees, hand-overs, mean days late).
 BEFORE_THE_ORACLE = {
     "project": [("fixed schedule", 40900.21560886604, 42585.50000000001, 448.0, 144.906, 16,
                  24.63529411764706),
-                ("no dunning", 40110.96079991694, 41179.39, 0.0, 0.0, 0, 33.2),
-                ("learnt policy", 41291.69550432587, 42817.11000000001, 292.8,
-                 138.58499999999998, 10, 23.258823529411764)],
+                ("no dunning", 40110.96079991694, 41179.39, 0.0, 0.0, 0, 33.2)],
     "other": [("fixed schedule", 32544.427694947724, 34548.79, 1046.7, 59.229, 38,
                40.83529411764706),
-              ("no dunning", 31387.28856272216, 32225.56, 0.0, 0.0, 0, 47.129411764705885),
-              ("learnt policy", 33048.909584299385, 34758.47, 749.25, 56.146499999999996, 29,
-               39.55294117647059)],
+              ("no dunning", 31387.28856272216, 32225.56, 0.0, 0.0, 0, 47.129411764705885)],
 }
 
 
@@ -108,11 +113,12 @@ BEFORE_THE_ORACLE = {
 def test_engine_outcomes_unchanged_by_the_oracle(world):
     from paycadence.data.sim_world import WORLDS
 
-    no_timing = Policy(exploration=Exploration(timing=0.0))
-    got = run_backtest(30, 200, 3, world=WORLDS[world], oracle=False, policy=no_timing)
-    assert got.oracle is None and got.captured is None
-    for o, want in zip(got.outcomes, BEFORE_THE_ORACLE[world], strict=True):
-        assert o.policy == want[0]
+    policy, end = Policy(), START + dt.timedelta(days=199)
+    deciders = [ScheduleLoggingPolicy(policy, epsilon=0.0, seed=3), NoDunning()]
+    for decider, want in zip(deciders, BEFORE_THE_ORACLE[world], strict=True):
+        run = simulate(30, days=200, seed=3, start=START, policy=policy,
+                       logging_policy=decider, world=WORLDS[world])
+        o = outcome(want[0], run.tables, policy, start=START, end=end)
         have = (o.net_value, o.collected, o.contact_costs, o.collection_fees, o.handovers,
                 o.mean_days_late)
         assert have == pytest.approx(want[1:], rel=1e-12)  # the last bit: polars' sum order
@@ -124,8 +130,6 @@ def test_dunning_brings_money_in_sooner_than_none(result):
 
 
 def test_off_policy_estimate_sits_next_to_the_simulated_truth(result):
-    import math
-
     c = result.ope
     assert c is not None and c.decisions > 0
     for value in (c.simulated, c.dr, c.ips, c.snips, c.logged):
@@ -133,11 +137,11 @@ def test_off_policy_estimate_sits_next_to_the_simulated_truth(result):
 
 
 def test_a_backtest_is_logged_for_the_report(result, mlflow_uri):
-    from paycadence.config import Policy
     from paycadence.training.backtest import log_backtest
     from paycadence.training.quality import latest_backtest
 
-    run_id = log_backtest(result, debtors=25, days=240, seed=3, world="project", policy=Policy())
+    run_id = log_backtest(result, debtors=25, days=FUTURE, seed=3, world="project",
+                          policy=Policy())
     found = latest_backtest()
     assert found is not None and found.run_id == run_id
     fixed, learnt = result.outcomes[0], result.outcomes[-1]
@@ -146,6 +150,165 @@ def test_a_backtest_is_logged_for_the_report(result, mlflow_uri):
     assert found.metrics["ope_dr"] == pytest.approx(result.ope.dr)
     assert found.metrics["learnt_vs_fixed_net_value_low"] == pytest.approx(result.margin.low)
     assert found.params["seed"] == "3"
+    assert found.params["history_days"] == str(HISTORY)
+    assert found.params["switch_on"] == str(START + dt.timedelta(days=HISTORY))
     assert found.metrics["oracle_net_value"] == pytest.approx(result.oracle.net_value)
     if result.captured.defined:
         assert found.metrics["captured"] == pytest.approx(result.captured.value)
+
+
+# -- the switch: a shared past, then each run's own policy ----------------------------------
+
+SWITCH = START + dt.timedelta(days=120)
+
+
+@pytest.fixture(scope="module")
+def switched() -> dict:
+    """20 debtors × 220 days, seed 5: the schedule exploring 10% until day 120, then each
+    policy."""
+    policy = Policy()
+    truth = company_debtors(20, days=220, seed=5, start=START)
+    afters = {"fixed": ScheduleLoggingPolicy(policy, 0.0, 5), "none": NoDunning(),
+              "learnt": LearntPolicy(policy, None),
+              "oracle": OraclePolicy(policy, truth, start=START, value_from=SWITCH)}
+    return {name: simulate(20, days=220, seed=5, start=START, policy=policy,
+                           logging_policy=Switch(ScheduleLoggingPolicy(policy, 0.10, 5), after,
+                                                 on=SWITCH))
+            for name, after in afters.items()}
+
+
+def test_every_run_has_the_same_past(switched):
+    """Common random numbers: the tables as known on the switch morning, and the decisions
+    logged before it, are the same whatever policy takes over."""
+    first = cut_tables(switched["fixed"].tables, SWITCH)
+    logged = switched["fixed"].decisions.filter(pl.col("decided_on") < SWITCH)
+    assert first.actions.height > 0 and logged["explored"].any()
+    for name, run in switched.items():
+        for table, frame in cut_tables(run.tables, SWITCH).items():
+            assert frame.equals(getattr(first, table)), f"{name}: {table} differs"
+        assert_frame_equal(run.decisions.filter(pl.col("decided_on") < SWITCH), logged)
+
+
+def test_after_the_switch_each_run_follows_its_own_policy(switched):
+    later = {name: run.tables.actions.filter(pl.col("sent_on") >= SWITCH)
+             for name, run in switched.items()}
+    assert later["none"].height == 0
+    assert later["fixed"].height > 0 and later["oracle"].height > 0
+    fixed = switched["fixed"].decisions.filter(pl.col("decided_on") >= SWITCH)
+    assert not fixed["explored"].any()  # the fixed schedule does not explore
+
+
+def test_the_later_policy_watches_every_morning_of_the_past():
+    """The oracle keeps what the company has seen of each invoice, morning by morning, so the
+    switch shows it the past (its answer ignored) before it decides."""
+
+    class Watcher:
+        def __init__(self):
+            self.mornings: list[dt.date] = []
+
+        def is_decision_day(self, state, on, context):
+            self.mornings.append(on)
+            return False
+
+        def decide(self, state, on, context):
+            raise AssertionError("never asked")
+
+    policy, watcher = Policy(), Watcher()
+    run = simulate(5, days=100, seed=5, start=START, policy=policy,
+                   logging_policy=Switch(ScheduleLoggingPolicy(policy, 0.10, 5), watcher,
+                                         on=START + dt.timedelta(days=50)))
+    assert min(watcher.mornings) < START + dt.timedelta(days=50) <= max(watcher.mornings)
+    assert run.decisions["decided_on"].max() < START + dt.timedelta(days=50)
+
+
+def test_the_models_learn_only_the_past(monkeypatch):
+    """``fit_models`` gets the tables as known on the switch morning: nothing after it."""
+    import paycadence.training.fitting as fitting
+
+    seen: list[Tables] = []
+    monkeypatch.setattr(fitting, "fit_models", lambda tables, params: seen.append(tables))
+    got = run_backtest(12, 100, 7, history_days=150, oracle=False)  # no models: the rules
+    switch = START + dt.timedelta(days=150)
+    assert (got.switch_on, got.history_days, got.models) == (switch, 150, None)
+    (tables,) = seen
+    assert tables.payments["paid_on"].max() < switch and tables.actions["sent_on"].max() < switch
+    assert tables.invoices["issue_date"].max() <= switch
+    policy = Policy()
+    other = simulate(12, days=250, seed=7, start=START, policy=policy,
+                     logging_policy=Switch(ScheduleLoggingPolicy(policy, 0.10, 7), NoDunning(),
+                                           on=switch))
+    for table, frame in cut_tables(other.tables, switch).items():
+        assert getattr(tables, table).equals(frame), f"{table} differs"
+
+
+def test_only_the_future_is_scored():
+    """Invoices open on the switch morning or issued later, due 90 days before the end; their
+    payments and actions from the switch day on, discounted to it."""
+    day = dt.date.fromisoformat
+    invoices = pl.DataFrame({
+        "invoice_id": ["A", "B", "C", "D"], "debtor_id": ["X"] * 4,
+        "issue_date": [day("2024-02-01"), day("2024-04-01"), day("2024-07-01"),
+                       day("2024-10-01")],
+        "due_date": [day("2024-03-01"), day("2024-05-01"), day("2024-08-01"),
+                     day("2024-11-01")],
+        "amount": [100.0, 200.0, 300.0, 400.0], "currency": ["EUR"] * 4})
+    payments = pl.DataFrame({
+        "invoice_id": ["A", "B", "B", "C", "D"],
+        "paid_on": [day("2024-03-05"), day("2024-05-10"), day("2024-06-11"), day("2024-08-01"),
+                    day("2024-11-05")],
+        "amount": [100.0, 50.0, 150.0, 300.0, 400.0]})
+    actions = pl.DataFrame({
+        "invoice_id": ["B", "B", "D"],
+        "sent_on": [day("2024-05-05"), day("2024-06-05"), day("2024-11-02")],
+        "channel": ["email", "email", "letter"], "step": [1, 2, 1],
+        "propensity": [1.0, 1.0, 1.0]})
+    debtors = pl.DataFrame({"debtor_id": ["X"], "country": ["DE"], "segment": ["b2b"],
+                            "created_on": [day("2023-01-01")], "opted_out": [None]})
+    tables = Tables.from_frames(debtors=debtors, invoices=invoices, payments=payments,
+                                actions=actions)
+    policy, switch = Policy(), day("2024-06-01")
+    got = outcome("p", tables, policy, start=day("2024-01-01"), end=day("2024-12-31"),
+                  scored_from=switch)
+    rate = policy.annual_cost_of_capital / 365
+    want = 150 * math.exp(-rate * 10) + 300 * math.exp(-rate * 61) - policy.costs.of("email")
+    assert got.net_value == pytest.approx(want, rel=1e-12)
+    assert (got.invoices_scored, got.collected, got.contact_costs) == (
+        2, 450.0, pytest.approx(policy.costs.of("email")))
+    assert got.contacts_per_invoice == 0.5 and got.mean_days_late == 20.5  # B 41 days, C 0
+    whole = outcome("p", tables, policy, start=day("2024-01-01"), end=day("2024-12-31"))
+    assert whole.collected == 1000.0 and whole.invoices_scored == 3  # A, B, C: due by Oct 2
+
+
+# -- when the learnt policy is asked ---------------------------------------------------------
+
+ON = dt.date(2024, 3, 1)
+
+
+def _asked(days_past_due: int, *, contacted: int | None = None, disputed: bool = False,
+           opted_out: frozenset = frozenset()) -> bool:
+    from paycadence.data.sim_policy import DebtorContext
+    from paycadence.guard import DebtorState, InvoiceState
+
+    inv = InvoiceState("I1", ON - dt.timedelta(days=days_past_due), 500.0, 0, disputed, False)
+    last = () if contacted is None else (ON - dt.timedelta(days=contacted),)
+    state = DebtorState("D1", (inv,), last, opted_out)
+    context = DebtorContext("b2b", "DE", {"I1": days_past_due})
+    return LearntPolicy(Policy(), None).is_decision_day(state, ON, context)
+
+
+@pytest.mark.parametrize(("days_past_due", "kwargs", "asked"), [
+    (12, {}, True),
+    (0, {}, True),
+    (-7, {}, True),
+    (-8, {}, False),
+    (12, {"contacted": 1}, False),
+    (12, {"contacted": 5}, True),
+    (12, {"disputed": True}, False),
+    (-3, {"opted_out": frozenset({"email", "sms", "phone", "letter"})}, False),
+], ids=["overdue", "due-today", "due-in-7-days", "due-in-8-days",
+        "contacted-yesterday", "contacted-5-days-ago", "disputed", "opted-out-of-every-channel"])
+def test_the_learnt_policy_is_asked_whenever_it_could_act_near_the_due_date(
+        days_past_due, kwargs, asked):
+    """Every debtor-day with an invoice overdue or due within 7 days on which the guard allows
+    an action other than wait (the policy may remind before the due date)."""
+    assert _asked(days_past_due, **kwargs) is asked

@@ -173,3 +173,26 @@ def test_oracle_value_agrees_with_monte_carlo(action):
     assert len(diffs) > 1000
     mean, se = diffs.mean(), diffs.std(ddof=1) / math.sqrt(len(diffs))
     assert abs(value - mean) < 3 * se + 0.03 * abs(mean) + 1.0, (value, mean, se)
+
+
+@pytest.mark.parametrize("action", ["phone", "payment_plan", "collection"])
+def test_value_from_discounts_money_to_that_day_and_leaves_costs_undiscounted(action):
+    """The backtest scores its future in money of the switch day, costs paid on the day: the
+    oracle valued from a later day sees the same money, worth more there, for the same cost."""
+    policy, world = Policy(), WORLDS["project"]
+    truth = company_debtors(60, days=400, seed=2, start=START, world=world)
+    debtor = next(d for d in truth.values() if d.kind == "cash_strapped"
+                  and d.changed_on is None and not d.insolvent)
+    on = START + dt.timedelta(days=200)
+    due = on - dt.timedelta(days=40)
+    invoice_id = f"{debtor.debtor_id}-0001"
+    state = DebtorState(debtor.debtor_id, (InvoiceState(invoice_id, due, 800.0, 2, False,
+                                                        False),), (), frozenset())
+    context = DebtorContext(debtor.segment, debtor.country, {invoice_id: 40})
+    allowed = {"wait": (), action: (invoice_id,)}
+    later = 150
+    valued = {k: OraclePolicy(policy, truth, start=START,
+                              value_from=START + dt.timedelta(days=k)).gains(
+        state, on, context, allowed)[action][0] for k in (0, later)}
+    cost, grow = policy.costs.of(action), math.exp(policy.annual_cost_of_capital / 365 * later)
+    assert valued[later] + cost == pytest.approx((valued[0] + cost) * grow, rel=1e-9)
