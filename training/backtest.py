@@ -298,7 +298,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
     fixed = run(ScheduleLoggingPolicy(policy, epsilon=0.0, seed=seed))
     known = cut_tables(fixed.tables, switch)  # the same in every run: the past is shared
     step(f"training the models on its past, as known on {switch}", 1, phases)
-    models = fit_models(known, params)
+    models = fit_models(known, params, policy)
 
     def asked(n: int) -> None:
         step(f"company {seed} under the learnt policy: {n:,} decisions asked", 3, phases)
