@@ -129,7 +129,7 @@ def _with_payments(days: pl.DataFrame, pays: pl.DataFrame) -> pl.DataFrame:
     out = days.sort("day").join_asof(
         per_day.select("invoice_id", pl.col("paid_on").alias("upto"), "cum").sort("upto"),
         left_on="day", right_on="upto", by="invoice_id", strategy="backward",
-        allow_exact_matches=False)
+        allow_exact_matches=False, check_sortedness=False)
     out = out.join(per_day.select("invoice_id", pl.col("paid_on").alias("day"), "paid"),
                    on=["invoice_id", "day"], how="left")
     open_ = pl.col("billed") - pl.col("cum").fill_null(0.0)

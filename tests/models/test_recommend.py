@@ -75,17 +75,19 @@ def test_exploration_logs_exact_propensities(trained, tables):
         assert abs(sum(probs.values()) - 1) < 1e-5 and probs[r["action"]] == r["propensity"]
 
 
-def test_near_best_exploration_never_adds_a_contact(trained, tables):
-    """Exploring varies the channel and day of the contacts the policy makes: every debtor the
-    greedy policy leaves alone today is left alone whatever the draws."""
+def test_near_best_exploration_never_adds_a_contact_beyond_the_timing_budget(trained, tables):
+    """Exploring varies the channel and day of the contacts the policy makes: with no timing
+    budget, every debtor the greedy policy leaves alone today is left alone whatever the
+    draws."""
     from paycadence.models.policy import CONTACTS
 
     as_of = tables.last_date
-    greedy = recommend(tables, as_of=as_of, policy=Policy(exploration={"share": 0.0}),
-                       models=trained.models, explain=False)
+    greedy = recommend(tables, as_of=as_of, policy=Policy(exploration={
+        "share": 0.0, "timing": 0.0}), models=trained.models, explain=False)
     for seed in range(4):
         explored = recommend(tables, as_of=as_of, policy=Policy(
-            exploration={"share": 1.0, "seed": seed}), models=trained.models, explain=False)
+            exploration={"share": 1.0, "seed": seed, "timing": 0.0}), models=trained.models,
+            explain=False)
         for g, e in zip(greedy, explored, strict=True):
             if g["action"] == "wait":
                 assert e["action"] == "wait" and e["propensity"] == 1.0
