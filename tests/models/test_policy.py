@@ -139,3 +139,31 @@ def test_flows_of_a_constant_rate_are_the_closed_form():
     expected = sum((1 - r) ** t * r * d ** t for t in range(HORIZON_DAYS))
     assert paid[0] == pytest.approx(expected)
     assert still[0] == pytest.approx((1 - r) ** HORIZON_DAYS)
+
+
+def test_a_real_export_without_propensities_gets_the_schedule_plus_exploration():
+    """A simulated book whose actions lost their propensity column, as real exports do: the
+    value model is learnt, no action has support, so no decision departs from the schedule;
+    the decisions still explore, and log what they explored with exact propensities."""
+    import polars as pl
+
+    from paycadence.config import Params
+    from paycadence.data.simulate import simulate
+    from paycadence.models import recommend
+    from paycadence.training.fitting import fit_models
+
+    book = simulate(80, days=300, seed=5).tables
+    book = type(book)(**{**dict(book.items()), "actions": book.actions.with_columns(
+        propensity=pl.lit(None, dtype=pl.Float64))})
+    models = fit_models(book, Params())
+    assert models.value_model is not None
+    assert all(n == 0 for counts in models.value_model.support.values() for n in counts)
+    policy = Policy(exploration={"share": 0.3, "timing": 0.3})
+    recs = []
+    for back in range(0, 60, 3):
+        day = book.last_date - dt.timedelta(days=back)
+        recs += recommend(book, as_of=day, policy=policy, models=models, explain=False)
+    assert not any(r["reason"].startswith("learnt from this book's log") for r in recs)
+    explored = [r for r in recs if r["explored"]]
+    assert explored and all(0 < r["propensity"] < 1 for r in explored)
+    assert any(r["action"] != "wait" and r["explored"] for r in recs)
