@@ -38,17 +38,24 @@ def main() -> None:
     parser.add_argument("--history-days", type=int, default=365,
                         help="logged past the models learn from, days")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--worlds", nargs="+", default=["project", "other"],
-                        help="named worlds (data/sim_world.py WORLDS)")
+    parser.add_argument("--worlds", nargs="+", default=["all"],
+                        help="named worlds (data/sim_world.py WORLDS); all: every one")
+    parser.add_argument("--history-exploration", type=float, default=0.10,
+                        help="share of the logged past's schedule decisions that explored")
     parser.add_argument("--ope", action=argparse.BooleanOptionalAction, default=True,
                         help="the off-policy check (DR against the simulated truth)")
     parser.add_argument("--jobs", type=int, default=1, help="rows run side by side")
     args = parser.parse_args()
+    if args.worlds == ["all"]:
+        from paycadence.data.sim_world import WORLDS
+
+        args.worlds = list(WORLDS)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp()}/mlflow.db"
 
     print("$ " + shlex.join([".venv/bin/python", "benchmarks/oracle.py", *sys.argv[1:]]))
-    print(f"\n{args.debtors} debtors: {args.history_days} days logged, then {args.days} days "
-          f"scored; net value in currency, discounted to the switch day; {args.jobs} job(s)\n")
+    print(f"\n{args.debtors} debtors: {args.history_days} days logged (the schedule exploring "
+          f"{args.history_exploration:.0%} of its decisions), then {args.days} days scored; net "
+          f"value in currency, discounted to the switch day; {args.jobs} job(s)\n")
     print("| world | seed | fixed | none | learnt | oracle | captured (95% interval) | "
           "learnt vs fixed (95% interval) | contacts/invoice fixed → learnt | violations "
           "learnt / oracle | DR error | s |")
@@ -74,7 +81,7 @@ def _row(cell: tuple) -> str:
     t = time.perf_counter()
     r = run_backtest(args.debtors, args.days, seed, history_days=args.history_days,
                      params=load_params(ROOT / "params.yaml"), world=resolve_world(world),
-                     ope=args.ope)
+                     ope=args.ope, exploration_share=args.history_exploration)
     fixed, none, learnt = (o.net_value for o in r.outcomes)
     m = r.margin
     vs = f"{m.relative:+.2%} ({m.low:+.2%} to {m.high:+.2%})"
