@@ -192,8 +192,9 @@ def test_features_match_a_slow_oracle():
 
 
 def test_feature_frame_has_every_feature_in_order():
-    assert BEFORE.columns[5] == "days_since_payment"  # read by the policy, not a model input
-    assert list(BEFORE.columns[6:]) == list(FEATURES)
+    assert BEFORE.columns[5] == "days_since_payment"  # not a model input
+    assert BEFORE.columns[6] == "last_channel"  # read by the value model only
+    assert list(BEFORE.columns[7:]) == list(FEATURES)
     assert BEFORE.height > 0
 
 
@@ -315,3 +316,22 @@ def test_each_debtor_within_the_whole_book_equals_that_debtor_alone(days_back):
         assert_frame_equal(alone, book.filter(pl.col("debtor_id") == debtor_id),
                            check_exact=True)
         assert contact_days(own, as_of=day).get(debtor_id, ()) == book_days.get(debtor_id, ())
+
+
+def test_last_channel_is_the_latest_contact_and_the_strongest_of_its_day():
+    from paycadence.data import Tables
+    from paycadence.models.policy.value import CHANNEL_CODE
+
+    d = dt.date
+    book = Tables.from_frames(
+        debtors=pl.DataFrame({"debtor_id": ["D"]}),
+        invoices=pl.DataFrame({"invoice_id": ["A", "B", "C"], "debtor_id": ["D"] * 3,
+                               "issue_date": [d(2024, 1, 1)] * 3,
+                               "due_date": [d(2024, 1, 31)] * 3, "amount": [100.0] * 3}),
+        actions=pl.DataFrame({"invoice_id": ["A", "A", "B", "B", "C"],
+                              "sent_on": [d(2024, 2, 2), d(2024, 2, 9), d(2024, 2, 9),
+                                          d(2024, 2, 9), d(2024, 2, 20)],
+                              "channel": ["email", "letter", "sms", "phone", "collection"]}))
+    got = dict(invoice_features(book, as_of=d(2024, 3, 1)).select(
+        "invoice_id", "last_channel").iter_rows())
+    assert got == {"A": CHANNEL_CODE["letter"], "B": CHANNEL_CODE["phone"], "C": None}

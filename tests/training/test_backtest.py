@@ -18,6 +18,9 @@ from paycadence.training.backtest import LearntPolicy, NoDunning, Switch, outcom
 from paycadence.training.oracle import OraclePolicy
 from paycadence.training.snapshots import cut_tables
 
+#: one worker builds the module's backtests (each fixture once, not once per worker)
+pytestmark = pytest.mark.xdist_group("backtest")
+
 HEARD: list[tuple] = []
 START = dt.date(2024, 1, 1)
 HISTORY, FUTURE = 240, 150
@@ -28,7 +31,10 @@ def result():
     base = Params()
     params = base.model_copy(update={"train": TrainParams(**(base.train.model_dump() | {
         "n_estimators": 60}))})
+    # no timing exploration: the off-policy check replays every logged decision, and timing
+    # draws make six times as many (measured apart: tests/data/test_timing_exploration.py)
     return run_backtest(25, FUTURE, 3, history_days=HISTORY, params=params, ope=True,
+                        policy=Policy(exploration={"timing": 0.0}),
                         progress=lambda what, done=None, total=None: HEARD.append(
                             (what, done, total)))
 
