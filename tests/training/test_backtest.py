@@ -232,7 +232,8 @@ def test_the_models_learn_only_the_past(monkeypatch):
     import paycadence.training.fitting as fitting
 
     seen: list[Tables] = []
-    monkeypatch.setattr(fitting, "fit_models", lambda tables, params, policy=None: seen.append(tables))
+    monkeypatch.setattr(fitting, "fit_models",
+                        lambda tables, params, policy=None: seen.append(tables))
     got = run_backtest(12, 100, 7, history_days=150, oracle=False)  # no models: the rules
     switch = START + dt.timedelta(days=150)
     assert (got.switch_on, got.history_days, got.models) == (switch, 150, None)
