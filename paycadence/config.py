@@ -91,10 +91,11 @@ class Exploration(_Frozen):
 class Learning(_Frozen):
     """How far the policy trusts what it learnt from the book's log (docs/policy.md).
 
-    ``min_support``: how many logged decisions of an action made by a randomising policy
-    in a band of days past due (and of the schedule's own action) the policy needs before it
-    departs from the schedule there. ``before_due_days``: how many days before its due date
-    an invoice may be reminded (and is valued).
+    ``min_support``: how many logged exploring decisions of an action (drawn by the logging
+    policy with a propensity below one half) in a band of days past due — of the action and of
+    the schedule's own — the policy needs before it departs from the schedule there.
+    ``before_due_days``: how many days before its due date an invoice may be reminded (and is
+    valued).
     """
 
     min_support: float = Field(30.0, ge=0)

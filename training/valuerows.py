@@ -217,18 +217,25 @@ def recovery_targets(hand: pl.DataFrame, annual_rate: float) -> tuple[pl.DataFra
     return seen, np.clip(y, 0.0, 1.0)
 
 
-def support(tables: Tables, *, before: dt.date) -> dict[str, list[float]]:
-    """How many logged decisions of each action, made by a policy that randomised (the action
-    carries its propensity), fall in each band of days past due
-    (:data:`~paycadence.models.policy.value.BANDS`): the situations the log has seen the
-    action in, with the chance of having seen something else. Actions without a propensity
-    (a log from a policy that did not randomise) give no support.
+#: An action logged with a propensity below this was drawn against the logging policy's own
+#: preference (an exploring draw: its preferred action has at least one half).
+EXPLORING_BELOW = 0.5
 
-    A decision is a (debtor, day, action); the weighted effective sample size (Σw)²/Σw² with
-    w = 1/propensity would let the few rarely drawn decisions swamp the many usual ones, while
-    the value model learns from each of them once: it counts each once too.
+
+def support(tables: Tables, *, before: dt.date) -> dict[str, list[float]]:
+    """How many logged *exploring* decisions of each action fall in each band of days past due
+    (:data:`~paycadence.models.policy.value.BANDS`): actions the logging policy drew with a
+    propensity below :data:`EXPLORING_BELOW`, against its own preference. Those are the
+    decisions that show the same kind of invoice on the same kind of day with and without the
+    action; the logging policy's own choices (drawn with a propensity of one half or more) do
+    not, and a log without propensities (a policy that did not randomise) gives no support.
+
+    Each decision — a (debtor, day, action) — counts once: the importance-weighted effective
+    sample size (Σw)²/Σw² with w = 1/propensity would let the rarest draws swamp the others,
+    while the value model learns from each of them once.
     """
-    acts = tables.actions.filter((pl.col("sent_on") < before) & pl.col("propensity").is_not_null())
+    acts = tables.actions.filter((pl.col("sent_on") < before)
+                                 & (pl.col("propensity") < EXPLORING_BELOW))
     out = {a: [0.0] * len(BANDS) for a in (*CONTACT_CHANNELS, "collection")}
     if acts.height == 0:
         return out

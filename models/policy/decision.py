@@ -76,7 +76,8 @@ class BookValues:
 
     ``per_unit``: invoice id → action → present value per unit open if the action is taken
     today (``wait`` included; ``collection``: the agency's recovery per unit, before its
-    fee). ``support``: action → number of logged randomised decisions per band
+    fee). ``support``: action → number of logged exploring decisions (propensity below one
+    half) per band
     of days past due (:data:`~paycadence.models.policy.value.BANDS`).
     """
 
@@ -114,7 +115,7 @@ def action_values(state: DebtorState, on: dt.date, policy: Policy,
 
 def supported(action: str, ids: tuple[str, ...], state: DebtorState, on: dt.date,
               policy: Policy, support: Mapping[str, list]) -> float:
-    """How many logged randomised decisions of ``action`` the log has in the band of days past
+    """How many logged exploring decisions of ``action`` the log has in the band of days past
     due of the invoices it names (their latest); waiting is always known (every quiet day of
     the log is one)."""
     if action == "wait":
@@ -177,14 +178,14 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
     n_own = supported(sched, sched_ids, state, on, policy, values.support)
     if own is None or n_own < need:
         why = "it is not valued" if own is None else \
-            f"the log has {_n(n_own)} randomised decisions of it in this band of days past due"
+            f"the log has {_n(n_own)} exploring decisions of it in this band of days past due"
         return sched, sched_ids, f"{reason}; the schedule's action is kept: {why} (< {need:g})"
     top = max([wait, *worth.values()], key=lambda v: (v.value, -STRENGTH[v.action]))
     sure = max([wait, *(v for a, v in worth.items() if n[a] >= need)],
                key=lambda v: (v.value, -STRENGTH[v.action]))
     thin = "" if top.action == sure.action else (
         f"; {top.action} looks worth {top.value:+.2f} but the log has only {_n(n[top.action])} "
-        f"randomised decisions of it in this band of days past due (< {need:g})")
+        f"exploring decisions of it in this band of days past due (< {need:g})")
     if sure.action == sched:
         return sched, sched_ids, f"{reason}; also worth most by the learnt values ({shown}, " \
             f"waiting 0){thin}"
@@ -194,7 +195,7 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
     return sure.action, sure.invoice_ids, (
         f"learnt from this book's log: {what} is worth {sure.value:+.2f} against "
         f"{own.value:+.2f} for {theirs} ({shown}, waiting 0); the log has {_n(n_sure)} and "
-        f"{_n(n_own)} randomised decisions of them in this band of days past due (at least "
+        f"{_n(n_own)} exploring decisions of them in this band of days past due (at least "
         f"{need:g}){thin}")
 
 

@@ -223,7 +223,7 @@ VALUED = ("wait", *CONTACT_CHANNELS)
 
 class ValueModel:
     """The three estimators of one book and what they need to be read: the most days past
-    due the log has seen (``cap``), the support of each action (logged randomised decisions
+    due the log has seen (``cap``), the support of each action (logged exploring decisions
     per band of :data:`BANDS`) and the recovery's mean."""
 
     def __init__(self, rate: PaymentRate, after: Continuation, recovery: Recovery,

@@ -68,7 +68,7 @@ def test_without_support_for_the_schedules_own_action_the_schedule_decides():
     state = _debtor(past_due=20)
     choice = decide(state, D0, _quiet(), _values(BASE | {"phone": 0.53}, support=5))
     assert choice.action == "email"  # the schedule's second reminder
-    assert "the schedule's action is kept" in choice.reason and "5 randomised" in choice.reason
+    assert "the schedule's action is kept" in choice.reason and "5 exploring" in choice.reason
 
 
 def test_waiting_replaces_a_reminder_that_costs_more_than_it_brings():
