@@ -2,7 +2,7 @@
 
 from paycadence.models.estimators import LateRiskModel
 from paycadence.models.files import ModelFilesError, NonFiniteForecastError
-from paycadence.models.policy import Choice, InvoiceRisk, decide
+from paycadence.models.policy import Choice, decide
 from paycadence.models.recommend import FALLBACK_VERSION, naive_forecast, recommend
 from paycadence.models.risk import TARGETS, Forecast, RiskModels
 
@@ -11,7 +11,6 @@ __all__ = [
     "TARGETS",
     "Choice",
     "Forecast",
-    "InvoiceRisk",
     "LateRiskModel",
     "ModelFilesError",
     "NonFiniteForecastError",

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from paycadence.config import CONTACT_CHANNELS, Policy
+from paycadence.data.sim_policy import contact_step
 from paycadence.guard import (
     WINDOW_DAYS,
     DebtorState,
@@ -30,16 +31,6 @@ from paycadence.models.policy.schedule import scheduled
 from paycadence.models.policy.value import band_of
 
 CONTACTS = CONTACT_CHANNELS
-
-
-@dataclass(frozen=True)
-class InvoiceRisk:
-    """Forecast for one open invoice (see :class:`paycadence.models.RiskModels`)."""
-
-    invoice_id: str
-    p_late: float
-    p_unpaid_90d: float
-    expected_days_late: float
 
 
 @dataclass(frozen=True)
@@ -77,8 +68,7 @@ class BookValues:
     ``per_unit``: invoice id → action → present value per unit open if the action is taken
     today (``wait`` included; ``collection``: the agency's recovery per unit, before its
     fee). ``support``: action → number of logged exploring decisions (propensity below one
-    half) per band
-    of days past due (:data:`~paycadence.models.policy.value.BANDS`).
+    half) per band of days past due (:data:`~paycadence.models.policy.value.BANDS`).
     """
 
     per_unit: Mapping[str, Mapping[str, float]]
@@ -152,15 +142,9 @@ def decide(state: DebtorState, on: dt.date, policy: Policy,
     if explored:
         reason = (f"exploring: {action} drawn at random (probability {propensity:.3f}) "
                   f"instead of {chosen}, so that the log keeps showing what it does")
-    step = None
-    if action in CONTACTS:
-        chosen_set = frozenset(ids)
-        step = 1 + max((i.contacts for i in state.invoices if i.invoice_id in chosen_set),
-                       default=0)
-    value = (0.0 if action == "wait" else None) if values is None or action not in worth \
-        else worth[action].value
-    if values is None:
-        value = None
+    step = contact_step(state, action, tuple(ids))
+    value = None if values is None else (
+        worth[action].value if action in worth else 0.0 if action == "wait" else None)
     return Choice(action, tuple(ids), step, next_review(state, on, policy, action),
                   float(propensity), explored, reason, options, value)
 

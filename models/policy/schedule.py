@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 
 from paycadence.config import Policy
-from paycadence.data.sim_policy import DebtorContext, schedule_choice
+from paycadence.data.sim_policy import DebtorContext, contact_step, schedule_choice
 from paycadence.guard import DebtorState
 
 _NO_CONTEXT = DebtorContext(segment="", country="", days_past_due={})
@@ -29,7 +29,7 @@ def scheduled(state: DebtorState, on: dt.date, policy: Policy,
                              "days past due after the schedule's reminders: hand over to "
                              "collection")
     named = frozenset(ids)
-    step = 1 + max((i.contacts for i in state.invoices if i.invoice_id in named), default=0)
+    step = contact_step(state, action, ids)
     days = max((on - i.due_date).days for i in state.invoices if i.invoice_id in named)
     return action, ids, f"the schedule's reminder {step} is due: {days} days past due"
 
