@@ -1,15 +1,19 @@
 """How much of the oracle's gain over the fixed schedule the learnt policy captures.
 
-Runs :func:`paycadence.training.backtest.run_backtest` on each world × seed: the company's
-past logged under the schedule exploring 10% (``--history-days``), the models trained on it,
-then its future (``--days``) under the fixed schedule, no dunning, the learnt policy and the
-oracle — the simulator's true model used greedily, training/oracle.py — all on common random
-numbers. Prints the command line, then a markdown table per world and seed: the four net
-values of the future (discounted to the switch day), ``captured = (learnt − fixed) / (oracle −
-fixed)`` and the learnt policy's margin over fixed, each with its paired 95% bootstrap
-interval over debtors, contacts per invoice (fixed → learnt), rule violations (learnt /
-oracle), and the doubly robust off-policy estimate's relative error against the simulated
-truth on the decisions logged in the past (``|DR − truth| / |truth|``; ``--no-ope`` skips it).
+Runs :func:`paycadence.training.backtest.run_backtest` on each world × seed: the company's past
+(``--history-days``) logged under the schedule exploring ``--history-exploration`` of its
+decisions, the models trained on it, then its future (``--days``) under the fixed schedule, no
+dunning, the learnt policy and the oracle — the simulator's true model used greedily,
+training/oracle.py — all on common random numbers. Prints the command line, then a markdown
+table per world and seed: the four net values of the future (discounted to the switch day),
+``captured = (learnt − fixed) / (oracle − fixed)`` and the learnt policy's margin over fixed,
+each with its paired 95% bootstrap interval over debtors, contacts per invoice (fixed →
+learnt), invoices handed to collection (fixed / learnt / oracle), how many of the learnt
+policy's decisions departed from the schedule by the learnt values, agreed with it, kept it for
+want of support in the log, or kept it because the two halves' payment models disagreed, rule
+violations (learnt / oracle), and the doubly robust off-policy estimate's relative error
+against the simulated truth on the decisions logged in the past (``|DR − truth| / |truth|``;
+``--no-ope`` skips it).
 
     .venv/bin/python benchmarks/oracle.py --debtors 150 --history-days 365 --days 365 \
         --seeds 1 2 3 --worlds project other --jobs 2
@@ -57,9 +61,10 @@ def main() -> None:
           f"{args.history_exploration:.0%} of its decisions), then {args.days} days scored; net "
           f"value in currency, discounted to the switch day; {args.jobs} job(s)\n")
     print("| world | seed | fixed | none | learnt | oracle | captured (95% interval) | "
-          "learnt vs fixed (95% interval) | contacts/invoice fixed → learnt | violations "
+          "learnt vs fixed (95% interval) | contacts/invoice fixed → learnt | hand-overs fixed / "
+          "learnt / oracle | learnt decisions departed / agreed / thin log / unsure | violations "
           "learnt / oracle | DR error | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     cells = [(world, seed, args) for world in args.worlds for seed in args.seeds]
     if args.jobs <= 1:
         for cell in cells:
@@ -87,6 +92,9 @@ def _row(cell: tuple) -> str:
     vs = f"{m.relative:+.2%} ({m.low:+.2%} to {m.high:+.2%})"
     contacts = (f"{r.outcomes[0].contacts_per_invoice:.2f} → "
                 f"{r.outcomes[2].contacts_per_invoice:.2f}")
+    handed = f"{r.outcomes[0].handovers} / {r.outcomes[2].handovers} / {r.oracle.handovers}"
+    d = r.learnt_decided_by
+    how = " / ".join(str(d.get(k, 0)) for k in ("departed", "agreed", "thin log", "unsure"))
     broken = f"{r.outcomes[2].violations} / {r.oracle.violations}"
     k = r.captured
     share = (f"{k.value:.0%} ({_pct(k.low)} to {_pct(k.high)})" if k.defined
@@ -97,7 +105,8 @@ def _row(cell: tuple) -> str:
         dr = (f"{abs(c.dr - c.simulated) / abs(c.simulated):.1%}" if c.simulated
               else "undefined")
     return (f"| {world} | {seed} | {fixed:,.0f} | {none:,.0f} | {learnt:,.0f} | "
-            f"{r.oracle.net_value:,.0f} | {share} | {vs} | {contacts} | {broken} | {dr} | "
+            f"{r.oracle.net_value:,.0f} | {share} | {vs} | {contacts} | {handed} | {how} | "
+            f"{broken} | {dr} | "
             f"{time.perf_counter() - t:.0f} |")
 
 

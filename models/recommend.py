@@ -145,6 +145,9 @@ def recommend(
 #: Valued actions' columns in the scored rows: present value per unit open (``collection``: the
 #: agency's recovery per unit, before its fee); null where the invoice is not valued.
 VALUE_COLUMNS = tuple(f"val_{a}" for a in (*VALUED, "collection"))
+#: ... and how far apart the two halves' payment models are on each action's advantage over
+#: waiting, per unit open (:meth:`~paycadence.models.policy.value.ValueModel.per_unit_gaps`).
+GAP_COLUMNS = tuple(f"gap_{a}" for a in (*VALUED[1:], "collection"))
 
 
 def _scored_rows(features: pl.DataFrame, models: RiskModels | None, ahead: int = 7,
@@ -164,16 +167,20 @@ def _scored_rows(features: pl.DataFrame, models: RiskModels | None, ahead: int =
 
 def _values(features: pl.DataFrame, models: RiskModels | None, X: np.ndarray | None,
             ahead: int, annual_rate: float) -> list[pl.Series]:
-    """:data:`VALUE_COLUMNS` of the rows (none without a value model: the schedule decides)."""
+    """:data:`VALUE_COLUMNS` and :data:`GAP_COLUMNS` of the rows (none without a value model:
+    the schedule decides)."""
     value = None if models is None else models.value_model
     if value is None or features.height == 0:
         return []
     near = np.flatnonzero(features["days_past_due"].to_numpy() >= -ahead)
-    out = {c: np.full(features.height, np.nan) for c in VALUE_COLUMNS}
+    out = {c: np.full(features.height, np.nan) for c in (*VALUE_COLUMNS, *GAP_COLUMNS)}
     if near.size:
         Xv = np.column_stack([X[near], features["last_channel"].to_numpy()[near]])
-        for action, v in value.per_unit(Xv, annual_rate).items():
+        values, gaps = value.per_unit_gaps(Xv, annual_rate)
+        for action, v in values.items():
             out[f"val_{action}"][near] = v
+        for action, v in gaps.items():
+            out[f"gap_{action}"][near] = v
     return [pl.Series(c, v).fill_nan(None) for c, v in out.items()]
 
 
@@ -236,13 +243,15 @@ def _one(debtor_id, recs, state, as_of, policy, model_version, models_support=No
         }
     values = None
     if models_support is not None and "val_wait" in recs[0]:
-        per_unit = {}
+        per_unit, gaps = {}, {}
         for r in recs:
             if r["val_wait"] is None:
                 continue
             per_unit[r["invoice_id"]] = {a: r[f"val_{a}"] for a in (*VALUED, "collection")
                                          if r[f"val_{a}"] is not None}
-        values = BookValues(per_unit, models_support)
+            gaps[r["invoice_id"]] = {a: r[f"gap_{a}"] for a in (*VALUED[1:], "collection")
+                                     if r.get(f"gap_{a}") is not None}
+        values = BookValues(per_unit, models_support, gaps)
     choice = decide(state, as_of, policy, values)
     # the debtor's risk: its invoices' forecasts weighted by open amount
     weights = [max(r["open_amount"], 1e-9) for r in recs]

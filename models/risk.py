@@ -40,10 +40,10 @@ logger = logging.getLogger(__name__)
 #: (:mod:`paycadence.models.hazard`: when it is paid) and, when the history logged actions,
 #: ``response`` (:mod:`paycadence.models.response`: what an action today changes).
 TARGETS = ("late", "hazard")
-OPTIONAL = ("response", "rate", "continuation", "recovery")
+OPTIONAL = ("response", "rate", "continuation", "recovery", "rate_b")
 #: The value model's boosters (:mod:`paycadence.models.policy.value`) read the features and
 #: the last contact's channel.
-VALUE_KEYS = ("rate", "continuation", "recovery")
+VALUE_KEYS = ("rate", "continuation", "recovery", "rate_b")
 CARD = "card.json"
 #: Snapshots whose person-period rows (one per bin, :func:`every_bin`) are scored at a time:
 #: the rows of a whole holdout would be N_BINS copies of its matrix; the answers are the same.

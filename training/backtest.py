@@ -20,8 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -85,6 +86,8 @@ class LearntPolicy:
                  on_call: Callable[[int], None] | None = None, lead_days: int = 7):
         self.policy, self.models, self.version = policy, models, version
         self.calls, self.on_call, self.lead_days = 0, on_call, lead_days
+        #: how the decisions were taken (:func:`decided_by`) → how many
+        self.decided_by: Counter = Counter()
 
     def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
         """An open invoice is overdue or due within ``lead_days`` days, and the guard allows
@@ -104,8 +107,32 @@ class LearntPolicy:
                         model_version=self.version, debtor_ids=[state.debtor_id],
                         explain=False)[0]
         ids = tuple(rec["invoice_ids"])
+        self.decided_by[decided_by(rec["reason"])] += 1
         return Decision(rec["action"], ids, float(rec["propensity"]), bool(rec["explored"]),
                         contact_step(state, rec["action"], ids))
+
+
+#: How a decision was taken, by the start of its ``reason`` (models/policy/decision.py).
+_DECIDED_BY = (("exploring:", "explored"), ("held back by the rules", "held back"))
+
+
+def decided_by(reason: str) -> str:
+    """``departed`` (the learnt values chose another action than the schedule's), ``agreed`` (they
+    chose the schedule's), ``thin log`` (the schedule's action kept for want of support),
+    ``unsure`` (kept because the two halves' payment models disagree), ``explored``, ``held
+    back`` (by the guard) or ``schedule`` (no value model)."""
+    for start, kind in _DECIDED_BY:
+        if reason.startswith(start):
+            return kind
+    if "learnt from this book's log" in reason:
+        return "departed"
+    if "also worth most by the learnt values" in reason:
+        return "agreed"
+    if "the payment models learnt from the two halves" in reason:
+        return "unsure"
+    if "the schedule's action is kept" in reason:
+        return "thin log"
+    return "schedule"
 
 
 class Switch:
@@ -229,6 +256,8 @@ class BacktestResult:
     switch_on: dt.date | None = None
     #: ε of the schedule that logged the past
     history_exploration: float = 0.10
+    #: how the learnt policy's decisions were taken (:func:`decided_by`) → how many
+    learnt_decided_by: dict = field(default_factory=dict)
 
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 365,
@@ -328,7 +357,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
                            policy, world, exploration_share, progress)
     return BacktestResult(out, history_days, models, learnt.calls, check,
                           paired_margin(out[-1], out[0], seed=seed), best, share, switch,
-                          exploration_share)
+                          exploration_share, dict(learnt.decided_by))
 
 
 def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: dt.date,

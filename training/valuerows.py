@@ -69,6 +69,7 @@ def day_rows(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, seed: int 
     Returns
     -------
     rows
+        ``invoice_id``, ``debtor_id``, ``day``,
         :data:`~paycadence.models.policy.value.VALUE_COLUMNS`, ``y`` (share paid on the day)
         and ``weight``.
     handovers
@@ -105,7 +106,7 @@ def day_rows(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, seed: int 
     is_hand = pl.col("handed_on").is_not_null() & (pl.col("day") == pl.col("handed_on"))
     hand = days.filter(is_hand)
     rows = _thinned(days.filter(~is_hand), seed)
-    return rows.select("invoice_id", "day", *VALUE_COLUMNS, "y", "weight"), \
+    return rows.select("invoice_id", "debtor_id", "day", *VALUE_COLUMNS, "y", "weight"), \
         _recovered(hand, pays, before)
 
 
@@ -290,6 +291,17 @@ def continuation_rows(tables: Tables, snaps: pl.DataFrame, *, before: dt.date,
     ).select(*VALUE_COLUMNS, "y", "weight")
 
 
+def halves(debtor_ids: pl.Series, seed: int = 0) -> pl.Series:
+    """True for the rows of one half of the debtors, drawn at random (``seed``) among the
+    distinct ones; the payment model is learnt once from each half
+    (:class:`~paycadence.models.policy.value.ValueModel`). Every row of a debtor falls in the
+    same half: its days are not independent of one another."""
+    ids = np.sort(debtor_ids.unique().to_numpy())
+    rng = np.random.default_rng(seed)
+    first = ids[rng.permutation(len(ids))[: (len(ids) + 1) // 2]]
+    return debtor_ids.is_in(pl.Series(first, dtype=debtor_ids.dtype))
+
+
 def fit_value(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, fee_rate: float,
               annual_rate: float, seed: int = 0):
     """The book's :class:`~paycadence.models.policy.value.ValueModel`, learnt from its history
@@ -307,8 +319,13 @@ def fit_value(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, fee_rate:
                               annual_rate=annual_rate)
     if rows.height == 0 or after.height == 0 or rows["y"].sum() <= 0:
         return None, {"value_model": "none: too short a history"}
-    X = rows.select(VALUE_COLUMNS).to_numpy().astype(np.float64)
-    rate = PaymentRate(seed=seed).fit(X, rows["y"].to_numpy(), rows["weight"].to_numpy())
+    first = halves(rows["debtor_id"], seed)
+    parts = [rows.filter(first), rows.filter(~first)]
+    if min(p.height for p in parts) == 0:  # a single debtor: one model, nothing to compare
+        parts = [rows]
+    rate, *rest = (PaymentRate(seed=seed).fit(
+        p.select(VALUE_COLUMNS).to_numpy().astype(np.float64), p["y"].to_numpy(),
+        p["weight"].to_numpy()) for p in parts)
     cont = Continuation(seed=seed).fit(after.select(VALUE_COLUMNS).to_numpy().astype(
         np.float64), after["y"].to_numpy(), after["weight"].to_numpy())
     seen, y = recovery_targets(hand, annual_rate)
@@ -316,6 +333,7 @@ def fit_value(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, fee_rate:
         np.float64), y)
     dpd = rows["days_past_due"].to_numpy()
     cap = float(np.quantile(dpd, 0.99))  # where the log still has days to learn from
-    model = ValueModel(rate, cont, recovery, cap, support(tables, before=before))
+    model = ValueModel(rate, cont, recovery, cap, support(tables, before=before),
+                       rest[0] if rest else None)
     return model, {"value_rows": rows.height, "continuation_rows": after.height,
                    "recovery_rows": int(len(y)), "value_cap_days_past_due": cap}

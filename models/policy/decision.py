@@ -6,7 +6,9 @@ letter, phone, payment_plan, collection; a contact also up to ``learning.before_
 before the due date) gets a value in currency: the value model's expected money with it minus
 without it (:mod:`paycadence.models.policy.value`), minus its cost (and for a hand-over the
 agency's fee on what it recovers). The best action is taken when it differs from the schedule's
-only where the log supports both (:func:`supported`); otherwise the schedule's action is. Then
+only where the log supports both (:func:`supported`) and the advantage is sure: the payment
+models learnt from each half of the book's debtors both find it (a cross-fitted lower bound
+above zero); otherwise the schedule's action is. Then
 :func:`~paycadence.models.policy.exploration.explore` may draw another option, with its exact
 probability. The ``reason`` says which rule decided, with the values.
 """
@@ -59,6 +61,9 @@ class Valued:
     invoice_ids: tuple[str, ...]
     value: float  # expected money it adds, minus its cost (and the agency's fee)
     cost: float
+    #: half the difference between the two halves' payment models on ``value`` (each half's
+    #: value is ``value ± gap``); 0 with one payment model
+    gap: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -69,10 +74,13 @@ class BookValues:
     today (``wait`` included; ``collection``: the agency's recovery per unit, before its
     fee). ``support``: action → number of logged exploring decisions (propensity below one
     half) per band of days past due (:data:`~paycadence.models.policy.value.BANDS`).
+    ``gaps``: invoice id → action → half the difference between the two halves' payment
+    models on the action's advantage over waiting per unit open (none: 0).
     """
 
     per_unit: Mapping[str, Mapping[str, float]]
     support: Mapping[str, list]
+    gaps: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
 def action_values(state: DebtorState, on: dt.date, policy: Policy,
@@ -87,19 +95,21 @@ def action_values(state: DebtorState, on: dt.date, policy: Policy,
             continue
         ids = eligible if action in ("payment_plan", "collection") else \
             near_ids(state, on, policy, eligible)
-        gains = {}
+        gains, gaps = {}, {}
         for i in ids:
             v = values.per_unit.get(i)
             if v is None or action not in v or "wait" not in v:
                 continue
             worth = v[action] * (1.0 - fee) if action == "collection" else v[action]
             gains[i] = by_id[i].open_amount * (worth - v["wait"])
+            gaps[i] = by_id[i].open_amount * values.gaps.get(i, {}).get(action, 0.0)
         if not gains or (action == "payment_plan" and len(gains) < len(ids)):
             continue
         named = tuple(gains) if action == "payment_plan" else \
             tuple(i for i, g in gains.items() if g > 0) or (max(gains, key=gains.get),)
         cost = policy.costs.of(action)
-        out[action] = Valued(action, named, sum(gains[i] for i in named) - cost, cost)
+        out[action] = Valued(action, named, sum(gains[i] for i in named) - cost, cost,
+                             sum(gaps[i] for i in named))
     return out
 
 
@@ -151,7 +161,9 @@ def decide(state: DebtorState, on: dt.date, policy: Policy,
 
 def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
     """The best action among those the log supports (waiting always is), when it supports the
-    schedule's own action too; else the schedule's."""
+    schedule's own action too and the payment models of both halves of the debtors find it
+    better than the schedule's (its advantage exceeds the halves' gap on it); else the
+    schedule's."""
     need = policy.learning.min_support
     wait = Valued("wait", (), 0.0, 0.0)
     own = wait if sched == "wait" else worth.get(sched)
@@ -175,12 +187,19 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
             f"waiting 0){thin}"
     what = "waiting" if sure.action == "wait" else sure.action
     theirs = "waiting" if sched == "wait" else f"the schedule's {sched}"
+    ahead, apart = sure.value - own.value, abs(sure.gap - own.gap)
+    if ahead <= apart:  # one half of the debtors' payment model does not find it better
+        return sched, sched_ids, (
+            f"{reason}; the schedule's action is kept: {what} looks worth {ahead:+.2f} more "
+            f"than {theirs}, but the payment models learnt from the two halves of the book's "
+            f"debtors differ by ±{apart:.2f} on it ({shown}, waiting 0)")
     n_sure = float("inf") if sure.action == "wait" else n[sure.action]
     return sure.action, sure.invoice_ids, (
         f"learnt from this book's log: {what} is worth {sure.value:+.2f} against "
-        f"{own.value:+.2f} for {theirs} ({shown}, waiting 0); the log has {_n(n_sure)} and "
-        f"{_n(n_own)} exploring decisions of them in this band of days past due (at least "
-        f"{need:g}){thin}")
+        f"{own.value:+.2f} for {theirs} ({shown}, waiting 0), by the payment models of both "
+        f"halves of the book's debtors (they differ by ±{apart:.2f}); the log has "
+        f"{_n(n_sure)} and {_n(n_own)} exploring decisions of them in this band of days past "
+        f"due (at least {need:g}){thin}")
 
 
 def _n(x: float) -> str:

@@ -1,6 +1,6 @@
 """The value model: what each action today is worth for an open invoice, learnt from the log.
 
-Two estimators, each with ``fit``/``predict`` like scikit-learn's:
+Three estimators, each with ``fit``/``predict`` like scikit-learn's:
 
 :class:`PaymentRate`
     A daily payment model learnt from every open invoice-day of the book's history: the share
@@ -8,7 +8,11 @@ Two estimators, each with ``fit``/``predict`` like scikit-learn's:
     features, its days past due, and its contact history *including the day's own action*
     (reminders so far, days since the last, the last one's channel, a plan offered, the
     debtor's contacts in the last 30 days). Actions the log tried in a situation (the schedule
-    and its exploration) are what tells the model what they change there.
+    and its exploration) are what tells the model what they change there. Two are learnt, each
+    from one half of the book's debtors: their mean is the value, their disagreement how sure
+    it is (:class:`ValueModel`).
+:class:`Continuation`
+    What an invoice still open on a day went on to bring in, as the book went on from there.
 :class:`Recovery`
     What the collection agency brings in, discounted, per unit handed over, learnt from the
     book's own hand-overs.
@@ -16,9 +20,9 @@ Two estimators, each with ``fit``/``predict`` like scikit-learn's:
 :func:`rolled_values` rolls the payment model forward: for each action (waiting included) it
 builds the invoice's features on each of the next :data:`HORIZON_DAYS` days as they would be
 if the action were taken today and nothing after, reads the daily payment rate, and sums the
-money expected, discounted at the policy file's ``annual_cost_of_capital``. What is still
-expected after the horizon is valued too: the last rate is taken to go on for ever. The result
-is the present value per unit open, so an action's worth for an invoice is
+money expected, discounted at the policy file's ``annual_cost_of_capital``. What is still open
+after the horizon is valued by the continuation model, discounted from the horizon's end. The
+result is the present value per unit open, so an action's worth for an invoice is
 ``open amount × (value(action) − value(wait))``; the decision subtracts the action's cost.
 """
 
@@ -194,26 +198,30 @@ class Continuation:
         return self.booster_.predict(X, num_threads=1 if X.shape[0] < 20_000 else 0)
 
 
-def rolled_values(rate: PaymentRate, after: Continuation, X: np.ndarray,
+def rolled_values(rates: tuple[PaymentRate, ...], after: Continuation, X: np.ndarray,
                   actions: tuple[str, ...], annual_rate: float, cap: float | None = None
-                  ) -> dict[str, np.ndarray]:
-    """action → present value per unit open of each row of ``X`` (:data:`VALUE_COLUMNS`
-    order, today's morning) if the action is taken today and nothing after for
-    :data:`HORIZON_DAYS` days: the payment model's flows over them plus, for what is still
-    open, the continuation's value on the last day, discounted. One call of each booster."""
+                  ) -> list[dict[str, np.ndarray]]:
+    """Per payment model of ``rates``: action → present value per unit open of each row of
+    ``X`` (:data:`VALUE_COLUMNS` order, today's morning) if the action is taken today and
+    nothing after for :data:`HORIZON_DAYS` days: the payment model's flows over them plus, for
+    what is still open, the continuation's value on the last day, discounted. The rows are
+    built and the continuation read once; one call of each booster."""
     n = X.shape[0]
     if n == 0:
-        return {a: np.zeros(0) for a in actions}
+        return [{a: np.zeros(0) for a in actions} for _ in rates]
     last = np.array([HORIZON_DAYS])
-    rates = rate.predict(np.vstack([rolled_rows(X, a, cap=cap) for a in actions])).reshape(
-        len(actions), n, len(GRID))
+    rows = np.vstack([rolled_rows(X, a, cap=cap) for a in actions])
     ends = after.predict(np.vstack([rolled_rows(X, a, last, cap) for a in actions])).reshape(
         len(actions), n)
     disc = math.exp(-annual_rate * HORIZON_DAYS / 365)
-    out = {}
-    for k, a in enumerate(actions):
-        paid, still = flows(rates[k], annual_rate)
-        out[a] = paid + still * disc * np.clip(ends[k], 0.0, 1.0)
+    out = []
+    for model in rates:
+        daily = model.predict(rows).reshape(len(actions), n, len(GRID))
+        values = {}
+        for k, a in enumerate(actions):
+            paid, still = flows(daily[k], annual_rate)
+            values[a] = paid + still * disc * np.clip(ends[k], 0.0, 1.0)
+        out.append(values)
     return out
 
 
@@ -222,18 +230,27 @@ VALUED = ("wait", *CONTACT_CHANNELS)
 
 
 class ValueModel:
-    """The three estimators of one book and what they need to be read: the most days past
-    due the log has seen (``cap``), the support of each action (logged exploring decisions
-    per band of :data:`BANDS`) and the recovery's mean."""
+    """The estimators of one book and what they need to be read: the most days past due the
+    log has seen (``cap``), the support of each action (logged exploring decisions per band
+    of :data:`BANDS`) and the recovery's mean.
+
+    ``rate_b``: a second payment model learnt from the other half of the book's debtors
+    (``rate`` then from the first half). The values are then the mean of the two and
+    :meth:`per_unit_gaps` says how far apart the two halves are on each action's advantage
+    over waiting: the decision departs from the schedule only where both halves agree
+    (:mod:`paycadence.models.policy.decision`). Without it (an older bundle) the gaps are 0.
+    """
 
     def __init__(self, rate: PaymentRate, after: Continuation, recovery: Recovery,
-                 cap: float, support: dict[str, list]):
+                 cap: float, support: dict[str, list], rate_b: PaymentRate | None = None):
         self.rate, self.after, self.recovery = rate, after, recovery
+        self.rate_b = rate_b
         self.cap, self.support = float(cap), support
 
     def boosters(self) -> dict[str, lgb.Booster | None]:
         return {"rate": self.rate.booster_, "continuation": self.after.booster_,
-                "recovery": self.recovery.booster_}
+                "recovery": self.recovery.booster_,
+                "rate_b": None if self.rate_b is None else self.rate_b.booster_}
 
     def meta(self) -> dict:
         """What the card keeps besides the boosters (:meth:`from_parts` reads it back)."""
@@ -246,12 +263,31 @@ class ValueModel:
         rate.booster_, after.booster_ = boosters["rate"], boosters["continuation"]
         recovery.booster_ = boosters.get("recovery")
         recovery.mean_, recovery.n_ = meta.get("recovery_mean"), int(meta.get("recovery_n", 0))
-        return cls(rate, after, recovery, meta["cap"], meta["support"])
+        rate_b = None
+        if boosters.get("rate_b") is not None:
+            rate_b = PaymentRate()
+            rate_b.booster_ = boosters["rate_b"]
+        return cls(rate, after, recovery, meta["cap"], meta["support"], rate_b)
 
     def per_unit(self, X: np.ndarray, annual_rate: float) -> dict[str, np.ndarray]:
         """action → present value per unit open of each row (:data:`VALUE_COLUMNS` order) if
         it is taken today (:data:`VALUED`), and ``collection``: the agency's discounted
         recovery per unit handed over (NaN when the book never handed over)."""
-        out = rolled_values(self.rate, self.after, X, VALUED, annual_rate, self.cap)
+        return self.per_unit_gaps(X, annual_rate)[0]
+
+    def per_unit_gaps(self, X: np.ndarray, annual_rate: float
+                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(:meth:`per_unit`, gaps): for every action but waiting, half the difference between
+        the two halves' advantage over waiting per unit open, ``½((a_A − wait_A) − (a_B −
+        wait_B))`` (zeros with one payment model). Each half's advantage is the mean's ± its
+        gap."""
+        models = (self.rate,) if self.rate_b is None else (self.rate, self.rate_b)
+        halves = rolled_values(models, self.after, X, VALUED, annual_rate, self.cap)
+        out = {a: sum(h[a] for h in halves) / len(halves) for a in VALUED}
         out["collection"] = self.recovery.predict(X) if X.shape[0] else np.zeros(0)
-        return out
+        if len(halves) == 1:
+            return out, {a: np.zeros(X.shape[0]) for a in (*VALUED[1:], "collection")}
+        a_, b_ = halves
+        gaps = {a: 0.5 * ((a_[a] - a_["wait"]) - (b_[a] - b_["wait"])) for a in VALUED[1:]}
+        gaps["collection"] = -0.5 * (a_["wait"] - b_["wait"])
+        return out, gaps

@@ -53,6 +53,26 @@ def test_a_supported_better_action_replaces_the_schedules_with_its_values_in_the
     assert choice.worth == pytest.approx(18.0)
 
 
+def test_where_the_two_halves_payment_models_disagree_the_schedule_is_kept():
+    state = _debtor(past_due=20)
+    gain = BASE | {"phone": 0.53, "email": 0.501}
+    # phone is +17.25 ahead of email; each half's advantage is value ± gap (800 × gap)
+    unsure = _values(gain)
+    unsure.gaps["I0"] = {"phone": 0.025, "email": 0.0}  # halves: +38.00 and −2.00 for phone
+    choice = decide(state, D0, _quiet(), unsure)
+    assert choice.action == "email"
+    assert "the schedule's action is kept: phone looks worth +17.25 more" in choice.reason
+    assert "differ by ±20.00" in choice.reason
+    sure = _values(gain)
+    sure.gaps["I0"] = {"phone": 0.02, "email": 0.0}  # halves: +34.00 and +2.00: both find it
+    choice = decide(state, D0, _quiet(), sure)
+    assert choice.action == "phone" and "differ by ±16.00" in choice.reason
+    # the same gap on both actions cancels: both halves rank them alike
+    alike = _values(gain)
+    alike.gaps["I0"] = {"phone": 0.05, "email": 0.05}
+    assert decide(state, D0, _quiet(), alike).action == "phone"
+
+
 def test_an_unsupported_better_action_leaves_the_best_supported_one():
     state = _debtor(past_due=20)
     values = _values(BASE | {"phone": 0.53, "sms": 0.51, "email": 0.501})

@@ -56,6 +56,9 @@ def test_three_policies_no_rule_broken(result):
     assert none.contacts_per_invoice == 0 and none.handovers == 0
     assert fixed.contacts_per_invoice > 0
     assert result.learnt_calls > 0, "the learnt policy decides through recommend"
+    assert sum(result.learnt_decided_by.values()) == result.learnt_calls
+    assert set(result.learnt_decided_by) <= {"departed", "agreed", "thin log", "unsure",
+                                             "explored", "held back", "schedule"}
     assert result.models is not None and result.models.has_response
 
 

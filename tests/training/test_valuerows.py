@@ -78,3 +78,44 @@ def test_support_counts_only_exploring_decisions_by_band():
     assert counts["email"][1] == 1  # drawn against the logging policy, 5 days past due
     assert sum(counts["letter"]) == 0  # no propensity: a policy that did not randomise
     assert sum(counts["collection"]) == 0  # the logging policy's own choice (0.95)
+
+
+def test_the_payment_model_is_learnt_once_from_each_half_of_the_debtors(tmp_path):
+    """Every debtor's days fall in one half; the value is the mean of the two halves' and the
+    gap half their difference on each action's advantage over waiting; the second model is
+    saved and read back with the bundle."""
+    from paycadence.config import Params, Policy
+    from paycadence.data.simulate import simulate
+    from paycadence.models import RiskModels
+    from paycadence.models.policy.value import VALUE_COLUMNS, VALUED, rolled_values
+    from paycadence.training.fitting import fit_models
+    from paycadence.training.valuerows import halves
+
+    ids = pl.Series("debtor_id", ["a", "b", "a", "c", "d", "b", "e"])
+    first = halves(ids, seed=3)
+    assert first.sum() in (3, 4)  # rows of 3 of the 5 debtors
+    by_debtor = pl.DataFrame({"d": ids, "first": first}).group_by("d").agg(
+        pl.col("first").n_unique())
+    assert (by_debtor["first"] == 1).all()
+    assert halves(ids, seed=3).equals(first)  # the same draw for the same seed
+
+    book = simulate(60, days=300, seed=4).tables
+    models = fit_models(book, Params(), Policy())
+    value = models.value_model
+    assert value is not None and value.rate_b is not None
+    X = np.zeros((3, len(VALUE_COLUMNS)))
+    X[:, VALUE_COLUMNS.index("days_past_due")] = [-3, 10, 40]
+    X[:, VALUE_COLUMNS.index("last_channel")] = np.nan
+    a, b = rolled_values((value.rate, value.rate_b), value.after, X, VALUED, 0.08, value.cap)
+    mean, gaps = value.per_unit_gaps(X, 0.08)
+    for action in VALUED:
+        assert mean[action] == pytest.approx((a[action] + b[action]) / 2)
+    assert gaps["phone"] == pytest.approx(
+        ((a["phone"] - a["wait"]) - (b["phone"] - b["wait"])) / 2)
+    assert np.abs(gaps["phone"]).max() > 0  # two models learnt from different debtors
+
+    back = RiskModels.load(models.save(tmp_path / "bundle"))
+    assert (tmp_path / "bundle" / "rate_b.txt").is_file()
+    again, again_gaps = back.value_model.per_unit_gaps(X, 0.08)
+    assert again["email"] == pytest.approx(mean["email"])
+    assert again_gaps["email"] == pytest.approx(gaps["email"])
