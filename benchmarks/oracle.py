@@ -10,10 +10,11 @@ table per world and seed: the four net values of the future (discounted to the s
 each with its paired 95% bootstrap interval over debtors, contacts per invoice (fixed →
 learnt), invoices handed to collection (fixed / learnt / oracle), how many of the learnt
 policy's decisions departed from the schedule by the learnt values, agreed with it, kept it for
-want of support in the log, or kept it because the two halves' payment models disagreed, rule
-violations (learnt / oracle), and the doubly robust off-policy estimate's relative error
-against the simulated truth on the decisions logged in the past (``|DR − truth| / |truth|``;
-``--no-ope`` skips it).
+want of support in the log, or kept it because the two halves' payment models disagreed, the
+three most frequent departures (the schedule's action → the one chosen), rule violations
+(learnt / oracle), and the doubly robust off-policy estimate's relative error against the
+simulated truth on the decisions logged in the past (``|DR − truth| / |truth|``; ``--no-ope``
+skips it).
 
     .venv/bin/python benchmarks/oracle.py --debtors 150 --history-days 365 --days 365 \
         --seeds 1 2 3 --worlds project other --jobs 2
@@ -62,9 +63,9 @@ def main() -> None:
           f"value in currency, discounted to the switch day; {args.jobs} job(s)\n")
     print("| world | seed | fixed | none | learnt | oracle | captured (95% interval) | "
           "learnt vs fixed (95% interval) | contacts/invoice fixed → learnt | hand-overs fixed / "
-          "learnt / oracle | learnt decisions departed / agreed / thin log / unsure | violations "
-          "learnt / oracle | DR error | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "learnt / oracle | learnt decisions departed / agreed / thin log / unsure | most "
+          "frequent departures | violations learnt / oracle | DR error | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     cells = [(world, seed, args) for world in args.worlds for seed in args.seeds]
     if args.jobs <= 1:
         for cell in cells:
@@ -95,6 +96,8 @@ def _row(cell: tuple) -> str:
     handed = f"{r.outcomes[0].handovers} / {r.outcomes[2].handovers} / {r.oracle.handovers}"
     d = r.learnt_decided_by
     how = " / ".join(str(d.get(k, 0)) for k in ("departed", "agreed", "thin log", "unsure"))
+    moves = ", ".join(f"{k} {n}" for k, n in sorted(
+        r.learnt_departures.items(), key=lambda kv: -kv[1])[:3]) or "—"
     broken = f"{r.outcomes[2].violations} / {r.oracle.violations}"
     k = r.captured
     share = (f"{k.value:.0%} ({_pct(k.low)} to {_pct(k.high)})" if k.defined
@@ -106,7 +109,7 @@ def _row(cell: tuple) -> str:
               else "undefined")
     return (f"| {world} | {seed} | {fixed:,.0f} | {none:,.0f} | {learnt:,.0f} | "
             f"{r.oracle.net_value:,.0f} | {share} | {vs} | {contacts} | {handed} | {how} | "
-            f"{broken} | {dr} | "
+            f"{moves} | {broken} | {dr} | "
             f"{time.perf_counter() - t:.0f} |")
 
 

@@ -91,9 +91,9 @@ class Exploration(_Frozen):
 class Learning(_Frozen):
     """How far the policy trusts what it learnt from the book's log (docs/policy.md).
 
-    ``min_support``: how many logged exploring decisions of an action (drawn by the logging
-    policy with a propensity below one half) in a band of days past due — of the action and of
-    the schedule's own — the policy needs before it departs from the schedule there.
+    ``min_support``: how many logged exploring decisions (drawn by the logging policy with a
+    propensity below one half) in a band of days past due — of the action it would take, and
+    of any action — the policy needs before it departs from the schedule there.
     ``before_due_days``: how many days before its due date an invoice may be reminded (and is
     valued).
     """

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,8 @@ class LearntPolicy:
         self.calls, self.on_call, self.lead_days = 0, on_call, lead_days
         #: how the decisions were taken (:func:`decided_by`) → how many
         self.decided_by: Counter = Counter()
+        #: "schedule's action → chosen action" of the departures (:func:`departure`) → how many
+        self.departures: Counter = Counter()
 
     def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
         """An open invoice is overdue or due within ``lead_days`` days, and the guard allows
@@ -108,6 +111,9 @@ class LearntPolicy:
                         explain=False)[0]
         ids = tuple(rec["invoice_ids"])
         self.decided_by[decided_by(rec["reason"])] += 1
+        moved = departure(rec["reason"])
+        if moved is not None:
+            self.departures[moved] += 1
         return Decision(rec["action"], ids, float(rec["propensity"]), bool(rec["explored"]),
                         contact_step(state, rec["action"], ids))
 
@@ -133,6 +139,20 @@ def decided_by(reason: str) -> str:
     if "the schedule's action is kept" in reason:
         return "thin log"
     return "schedule"
+
+
+_DEPARTED = re.compile(r"learnt from this book's log: (\w+) is worth [^ ]+ against [^ ]+ for "
+                       r"(?:the schedule's (\w+)|waiting)")
+
+
+def departure(reason: str) -> str | None:
+    """``"email → wait"`` (the schedule's action, then the one the learnt values chose) when
+    ``reason`` is a departure from the schedule, else None."""
+    m = _DEPARTED.search(reason)
+    if m is None:
+        return None
+    chosen = "wait" if m.group(1) == "waiting" else m.group(1)
+    return f"{m.group(2) or 'wait'} → {chosen}"
 
 
 class Switch:
@@ -258,6 +278,8 @@ class BacktestResult:
     history_exploration: float = 0.10
     #: how the learnt policy's decisions were taken (:func:`decided_by`) → how many
     learnt_decided_by: dict = field(default_factory=dict)
+    #: the learnt policy's departures from the schedule, "schedule's → chosen" → how many
+    learnt_departures: dict = field(default_factory=dict)
 
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 365,
@@ -357,7 +379,8 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
                            policy, world, exploration_share, progress)
     return BacktestResult(out, history_days, models, learnt.calls, check,
                           paired_margin(out[-1], out[0], seed=seed), best, share, switch,
-                          exploration_share, dict(learnt.decided_by))
+                          exploration_share, dict(learnt.decided_by),
+                          dict(learnt.departures))
 
 
 def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: dt.date,

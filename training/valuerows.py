@@ -28,6 +28,7 @@ from paycadence.features import FEATURES
 from paycadence.models.policy.value import (
     BANDS,
     CHANNEL_CODE,
+    EXPLORED,
     VALUE_COLUMNS,
     band_of,
 )
@@ -225,8 +226,10 @@ EXPLORING_BELOW = 0.5
 
 def support(tables: Tables, *, before: dt.date) -> dict[str, list[float]]:
     """How many logged *exploring* decisions of each action fall in each band of days past due
-    (:data:`~paycadence.models.policy.value.BANDS`): actions the logging policy drew with a
-    propensity below :data:`EXPLORING_BELOW`, against its own preference. Those are the
+    (:data:`~paycadence.models.policy.value.BANDS`), and under
+    :data:`~paycadence.models.policy.value.EXPLORED` of any action:
+    actions the logging policy drew with a propensity below :data:`EXPLORING_BELOW`, against
+    its own preference. Those are the
     decisions that show the same kind of invoice on the same kind of day with and without the
     action; the logging policy's own choices (drawn with a propensity of one half or more) do
     not, and a log without propensities (a policy that did not randomise) gives no support.
@@ -237,7 +240,7 @@ def support(tables: Tables, *, before: dt.date) -> dict[str, list[float]]:
     """
     acts = tables.actions.filter((pl.col("sent_on") < before)
                                  & (pl.col("propensity") < EXPLORING_BELOW))
-    out = {a: [0.0] * len(BANDS) for a in (*CONTACT_CHANNELS, "collection")}
+    out = {a: [0.0] * len(BANDS) for a in (*CONTACT_CHANNELS, "collection", EXPLORED)}
     if acts.height == 0:
         return out
     dec = (acts.join(tables.invoices.select("invoice_id", "debtor_id", "due_date"),
@@ -245,10 +248,14 @@ def support(tables: Tables, *, before: dt.date) -> dict[str, list[float]]:
            .group_by("debtor_id", "sent_on", "channel")
            .agg(dpd=(pl.col("sent_on") - pl.col("due_date")).dt.total_days().max()))
     dec = dec.with_columns(band=pl.col("dpd").map_elements(band_of, return_dtype=pl.Int64))
-    ess = dec.group_by("channel", "band").agg(ess=pl.len().cast(pl.Float64))
-    for channel, band, value in ess.iter_rows():
+    counts = dec.group_by("channel", "band").agg(n=pl.len().cast(pl.Float64))
+    for channel, band, value in counts.iter_rows():
         if channel in out:
-            out[channel][band] = round(float(value), 2)
+            out[channel][band] = float(value)
+    # a debtor-day counts once whatever it explored (one decision, whatever it named)
+    for band, value in dec.unique(["debtor_id", "sent_on", "band"]).group_by("band").agg(
+            n=pl.len().cast(pl.Float64)).iter_rows():
+        out[EXPLORED][band] = float(value)
     return out
 
 

@@ -1,14 +1,14 @@
 """The decision: every allowed action valued against waiting, the schedule where the log is
 silent, exploration around the choice, the guard's last word.
 
-Every day a debtor has something open, each action the guard allows (wait, email, sms,
-letter, phone, payment_plan, collection; a contact also up to ``learning.before_due_days``
-before the due date) gets a value in currency: the value model's expected money with it minus
-without it (:mod:`paycadence.models.policy.value`), minus its cost (and for a hand-over the
-agency's fee on what it recovers). The best action is taken when it differs from the schedule's
-only where the log supports both (:func:`supported`) and the advantage is sure: the payment
-models learnt from each half of the book's debtors both find it (a cross-fitted lower bound
-above zero); otherwise the schedule's action is. Then
+Every day a debtor has something open, each action the guard allows (wait, email, sms, letter,
+phone, payment_plan, collection; a contact also up to ``learning.before_due_days`` before the
+due date) gets a value in currency: the value model's expected money with it minus without it
+(:mod:`paycadence.models.policy.value`), minus its cost (and for a hand-over the agency's fee
+on what it recovers). The best action is taken when it differs from the schedule's only where
+the log supports it and explored the band of days past due (:func:`supported`) and the
+advantage is sure: the payment models learnt from each half of the book's debtors both find it
+(a cross-fitted lower bound above zero); otherwise the schedule's action is. Then
 :func:`~paycadence.models.policy.exploration.explore` may draw another option, with its exact
 probability. The ``reason`` says which rule decided, with the values.
 """
@@ -30,7 +30,7 @@ from paycadence.guard import (
 )
 from paycadence.models.policy.exploration import STRENGTH, explore, near_ids
 from paycadence.models.policy.schedule import scheduled
-from paycadence.models.policy.value import band_of
+from paycadence.models.policy.value import EXPLORED, band_of
 
 CONTACTS = CONTACT_CHANNELS
 
@@ -117,7 +117,8 @@ def supported(action: str, ids: tuple[str, ...], state: DebtorState, on: dt.date
               policy: Policy, support: Mapping[str, list]) -> float:
     """How many logged exploring decisions of ``action`` the log has in the band of days past
     due of the invoices it names (their latest); waiting is always known (every quiet day of
-    the log is one)."""
+    the log is one). ``action`` :data:`~paycadence.models.policy.value.EXPLORED`: exploring
+    decisions of any action there."""
     if action == "wait":
         return float("inf")
     named = frozenset(ids)
@@ -160,10 +161,10 @@ def decide(state: DebtorState, on: dt.date, policy: Policy,
 
 
 def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
-    """The best action among those the log supports (waiting always is), when it supports the
-    schedule's own action too and the payment models of both halves of the debtors find it
-    better than the schedule's (its advantage exceeds the halves' gap on it); else the
-    schedule's."""
+    """The best action among those the log supports (waiting always is), when the log explored the
+    schedule's situation too (exploring decisions of any action in the band) and the
+    payment models of both halves of the debtors find it better than the schedule's (its
+    advantage exceeds the halves' gap on it); else the schedule's."""
     need = policy.learning.min_support
     wait = Valued("wait", (), 0.0, 0.0)
     own = wait if sched == "wait" else worth.get(sched)
@@ -171,10 +172,15 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
         worth.values(), key=lambda v: -v.value)[:4])
     n = {a: supported(a, v.invoice_ids, state, on, policy, values.support)
          for a, v in worth.items()}
-    n_own = supported(sched, sched_ids, state, on, policy, values.support)
+    # the schedule's own action is what the log chose there: the contrast with it is what the
+    # log explored there, whatever it drew (an older bundle counts the action's own draws)
+    own_key = EXPLORED if EXPLORED in values.support else sched
+    n_own = supported(own_key if sched != "wait" else sched, sched_ids, state, on, policy,
+                      values.support)
     if own is None or n_own < need:
-        why = "it is not valued" if own is None else \
-            f"the log has {_n(n_own)} exploring decisions of it in this band of days past due"
+        why = "it is not valued" if own is None else (
+            f"the log has {_n(n_own)} exploring decisions "
+            f"{'' if own_key == EXPLORED else 'of it '}in this band of days past due")
         return sched, sched_ids, f"{reason}; the schedule's action is kept: {why} (< {need:g})"
     top = max([wait, *worth.values()], key=lambda v: (v.value, -STRENGTH[v.action]))
     sure = max([wait, *(v for a, v in worth.items() if n[a] >= need)],
@@ -198,8 +204,9 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
         f"learnt from this book's log: {what} is worth {sure.value:+.2f} against "
         f"{own.value:+.2f} for {theirs} ({shown}, waiting 0), by the payment models of both "
         f"halves of the book's debtors (they differ by ±{apart:.2f}); the log has "
-        f"{_n(n_sure)} and {_n(n_own)} exploring decisions of them in this band of days past "
-        f"due (at least {need:g}){thin}")
+        f"{_n(n_sure)} exploring decisions of {what} and {_n(n_own)} "
+        f"{'of any action' if own_key == EXPLORED else f'of {sched}'} in this band of days "
+        f"past due (at least {need:g}){thin}")
 
 
 def _n(x: float) -> str:

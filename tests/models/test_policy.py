@@ -91,6 +91,23 @@ def test_without_support_for_the_schedules_own_action_the_schedule_decides():
     assert "the schedule's action is kept" in choice.reason and "5 exploring" in choice.reason
 
 
+def test_the_schedules_own_action_is_supported_by_what_the_log_explored_in_its_band():
+    """The contrast with the schedule's action is what the log explored there, whatever it
+    drew: a book whose logging policy never drew the schedule's own action against itself (a
+    hand-over, say) can still learn to do otherwise where it explored."""
+    state = _debtor(past_due=20)
+    values = _values(BASE | {"phone": 0.53}, support=5)  # 5 exploring emails: too few
+    values.support["phone"] = [40.0] * len(BANDS)
+    values.support["explored"] = [40.0] * len(BANDS)  # ... but 40 exploring decisions there
+    choice = decide(state, D0, _quiet(), values)
+    assert choice.action == "phone"
+    assert "40 exploring decisions of phone and 40 of any action" in choice.reason
+    values.support["explored"] = [12.0] * len(BANDS)
+    choice = decide(state, D0, _quiet(), values)
+    assert choice.action == "email"
+    assert "the log has 12 exploring decisions in this band" in choice.reason
+
+
 def test_waiting_replaces_a_reminder_that_costs_more_than_it_brings():
     state = _debtor(past_due=20)
     choice = decide(state, D0, _quiet(), _values(BASE | {"email": 0.5}))
