@@ -291,10 +291,11 @@ def continuation_rows(tables: Tables, snaps: pl.DataFrame, *, before: dt.date,
 
 
 def fit_value(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, fee_rate: float,
-              annual_rate: float, seed: int = 0):
+              annual_rate: float, seed: int = 0, n_estimators: int | None = None):
     """The book's :class:`~paycadence.models.policy.value.ValueModel`, learnt from its history
     before ``before`` (None when the history has no day to learn from: no snapshot, or no
-    continuation seen long enough). Returns ``(model or None, card)``."""
+    continuation seen long enough). ``n_estimators``: boosting rounds of each of its three
+    boosters (None: the estimators' default, 150). Returns ``(model or None, card)``."""
     from paycadence.models.policy.value import (
         Continuation,
         PaymentRate,
@@ -308,11 +309,12 @@ def fit_value(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, fee_rate:
     if rows.height == 0 or after.height == 0 or rows["y"].sum() <= 0:
         return None, {"value_model": "none: too short a history"}
     X = rows.select(VALUE_COLUMNS).to_numpy().astype(np.float64)
-    rate = PaymentRate(seed=seed).fit(X, rows["y"].to_numpy(), rows["weight"].to_numpy())
-    cont = Continuation(seed=seed).fit(after.select(VALUE_COLUMNS).to_numpy().astype(
+    rounds = {} if n_estimators is None else {"n_estimators": n_estimators}
+    rate = PaymentRate(seed=seed, **rounds).fit(X, rows["y"].to_numpy(), rows["weight"].to_numpy())
+    cont = Continuation(seed=seed, **rounds).fit(after.select(VALUE_COLUMNS).to_numpy().astype(
         np.float64), after["y"].to_numpy(), after["weight"].to_numpy())
     seen, y = recovery_targets(hand, annual_rate)
-    recovery = Recovery(seed=seed).fit(seen.select(VALUE_COLUMNS).to_numpy().astype(
+    recovery = Recovery(seed=seed, **rounds).fit(seen.select(VALUE_COLUMNS).to_numpy().astype(
         np.float64), y)
     dpd = rows["days_past_due"].to_numpy()
     cap = float(np.quantile(dpd, 0.99))  # where the log still has days to learn from
