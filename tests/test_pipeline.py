@@ -25,11 +25,12 @@ def _ran(stdout: str) -> set[str]:
 
 
 @pytest.mark.xdist_group("pipeline")
+@pytest.mark.slow
 def test_dvc_pipeline_on_a_small_company(tmp_path):
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, tmp_path / name)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["simulate"].update(debtors=50, days=400, start=str(params["simulate"]["start"]))
+    params["simulate"].update(debtors=30, days=400, start=str(params["simulate"]["start"]))
     params["train"].update(n_estimators=40)
     params["recommend"]["as_of"] = "2025-02-04"  # start + 400 days
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))

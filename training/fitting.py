@@ -9,7 +9,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-from paycadence.config import Params, Policy
+from paycadence.config import Params, Policy, TrainParams
 from paycadence.data import Tables
 from paycadence.errors import InputError
 from paycadence.features import FEATURES
@@ -39,15 +39,25 @@ def fit_models(tables: Tables, params: Params, policy: Policy | None = None) -> 
                            horizon_days=params.train.horizon_days, data_end=last)
     models = fit(snaps, params, treated)
     return with_value(models, tables, snaps, before=last + dt.timedelta(days=1),
-                      policy=policy or Policy(), seed=params.train.seed)
+                      policy=policy or Policy(), seed=params.train.seed,
+                      n_estimators=value_rounds(params.train))
+
+
+def value_rounds(train: TrainParams) -> int:
+    """Boosting rounds of the value model's boosters: half of ``train.n_estimators`` (the
+    forecasts' bound), so 150 with the shipped 300; smaller training params (tests, quick
+    runs) give a smaller value model as well."""
+    return max(1, train.n_estimators // 2)
 
 
 def with_value(models: RiskModels, tables: Tables, snaps: pl.DataFrame, *, before: dt.date,
-               policy: Policy, seed: int) -> RiskModels:
+               policy: Policy, seed: int, n_estimators: int | None = None) -> RiskModels:
     """``models`` with the book's value model (:func:`paycadence.training.valuerows.fit_value`)
-    learnt from the history before ``before``, when there is enough of it."""
+    learnt from the history before ``before``, when there is enough of it; ``n_estimators``:
+    its boosting rounds (:func:`value_rounds`; None: the estimators' default)."""
     value, card = fit_value(tables, snaps, before=before, fee_rate=policy.collection_fee_rate,
-                            annual_rate=policy.annual_cost_of_capital, seed=seed)
+                            annual_rate=policy.annual_cost_of_capital, seed=seed,
+                            n_estimators=n_estimators)
     models.card.update(card)
     if value is not None:
         models.boosters.update(value.boosters())

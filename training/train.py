@@ -55,6 +55,7 @@ from paycadence.training.fitting import (  # noqa: F401  (re-exported)
     fit_response,
     response_rows_weighted,
     treated_sampled,
+    value_rounds,
     with_value,
 )
 from paycadence.training.snapshots import (  # noqa: F401  (re-exported)
@@ -312,7 +313,8 @@ def train(
     step(f"fitting LightGBM on {train_rows.height:,} snapshots", 1, phases)
     models = fit(train_rows, params, treated, acted)
     models = with_value(models, _in_memory(tables), train_rows, before=split,
-                        policy=policy or Policy(), seed=params.train.seed)
+                        policy=policy or Policy(), seed=params.train.seed,
+                        n_estimators=value_rounds(params.train))
     n_train = train_rows.height
     del train_rows, treated, acted  # the holdout is all that is scored from here on
     h = params.train.horizon_days

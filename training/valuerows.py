@@ -310,10 +310,11 @@ def halves(debtor_ids: pl.Series, seed: int = 0) -> pl.Series:
 
 
 def fit_value(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, fee_rate: float,
-              annual_rate: float, seed: int = 0):
+              annual_rate: float, seed: int = 0, n_estimators: int | None = None):
     """The book's :class:`~paycadence.models.policy.value.ValueModel`, learnt from its history
     before ``before`` (None when the history has no day to learn from: no snapshot, or no
-    continuation seen long enough). Returns ``(model or None, card)``."""
+    continuation seen long enough). ``n_estimators``: boosting rounds of each of its three
+    boosters (None: the estimators' default, 150). Returns ``(model or None, card)``."""
     from paycadence.models.policy.value import (
         Continuation,
         PaymentRate,
@@ -326,17 +327,18 @@ def fit_value(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, fee_rate:
                               annual_rate=annual_rate)
     if rows.height == 0 or after.height == 0 or rows["y"].sum() <= 0:
         return None, {"value_model": "none: too short a history"}
+    rounds = {} if n_estimators is None else {"n_estimators": n_estimators}
     first = halves(rows["debtor_id"], seed)
     parts = [rows.filter(first), rows.filter(~first)]
     if min(p.height for p in parts) == 0:  # a single debtor: one model, nothing to compare
         parts = [rows]
-    rate, *rest = (PaymentRate(seed=seed).fit(
+    rate, *rest = (PaymentRate(seed=seed, **rounds).fit(
         p.select(VALUE_COLUMNS).to_numpy().astype(np.float64), p["y"].to_numpy(),
         p["weight"].to_numpy()) for p in parts)
-    cont = Continuation(seed=seed).fit(after.select(VALUE_COLUMNS).to_numpy().astype(
+    cont = Continuation(seed=seed, **rounds).fit(after.select(VALUE_COLUMNS).to_numpy().astype(
         np.float64), after["y"].to_numpy(), after["weight"].to_numpy())
     seen, y = recovery_targets(hand, annual_rate)
-    recovery = Recovery(seed=seed).fit(seen.select(VALUE_COLUMNS).to_numpy().astype(
+    recovery = Recovery(seed=seed, **rounds).fit(seen.select(VALUE_COLUMNS).to_numpy().astype(
         np.float64), y)
     dpd = rows["days_past_due"].to_numpy()
     cap = float(np.quantile(dpd, 0.99))  # where the log still has days to learn from

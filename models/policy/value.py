@@ -106,8 +106,9 @@ class Recovery:
 
     min_rows = 200
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, n_estimators: int = 150):
         self.seed = seed
+        self.n_estimators = n_estimators
         self.booster_: lgb.Booster | None = None
         self.mean_: float | None = None
         self.n_: int = 0
@@ -120,7 +121,7 @@ class Recovery:
                       "min_child_samples": 40, "seed": self.seed, "verbose": -1,
                       "deterministic": True, "force_row_wise": True, "num_threads": 1}
             self.booster_ = lgb.train(params, lgb.Dataset(X, y, feature_name=list(
-                VALUE_COLUMNS)), num_boost_round=150)
+                VALUE_COLUMNS)), num_boost_round=self.n_estimators)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:

@@ -76,16 +76,18 @@ def test_ope_sample_is_capped_seeded_and_reads_only_its_debtors(tables, clean_di
     assert set(other.decisions["debtor_id"]) != set(ids)
 
 
+@pytest.mark.slow
 def test_train_features_bounded_gives_the_in_memory_model(tables, sim_dir, small_params,
                                                          mlflow_uri, workdir, monkeypatch):
     """``train --data RAW --features DIR`` (raw input: streamed ingest, then scanned) gives the
     metrics the in-memory ``train`` gives from the same snapshots, off-policy ones included;
     with ``ope_max_debtors`` below the decided debtors, both models are evaluated on a sample."""
-    folder, _ = save_snapshots(tables, small_params, workdir / "features")
-    before = train(tables, params=small_params, data_dir=str(sim_dir), snapshot_dir=folder,
+    quick = with_train(small_params, n_estimators=30)  # three trainings: small boosters
+    folder, _ = save_snapshots(tables, quick, workdir / "features")
+    before = train(tables, params=quick, data_dir=str(sim_dir), snapshot_dir=folder,
                    model_name="paycadence-bounded-memory")
     assert before.metrics["ope_debtors"] == before.metrics["ope_debtors_decided"] > 40
-    (workdir / "params.yaml").write_text(yaml.safe_dump(small_params.model_dump(mode="json")))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(quick.model_dump(mode="json")))
     with monkeypatch.context() as env:  # the command registers the default model name: its
         # own store, so that the session's champion (other tests') stays where it is
         env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'cli-mlflow.db'}")
@@ -98,7 +100,7 @@ def test_train_features_bounded_gives_the_in_memory_model(tables, sim_dir, small
     mine = {k: v for k, v in before.metrics.items() if v == v}
     assert {k: got[k] for k in mine} == mine
 
-    capped = with_train(small_params, ope_max_debtors=40)
+    capped = with_train(quick, ope_max_debtors=40)
     result = train(ScannedTables(clean_tables(sim_dir, workdir / "clean")), params=capped,
                    data_dir=str(sim_dir), snapshot_dir=folder,
                    model_name="paycadence-bounded-memory")  # a champion to compare with

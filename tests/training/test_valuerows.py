@@ -120,3 +120,18 @@ def test_the_payment_model_is_learnt_once_from_each_half_of_the_debtors(tmp_path
     again, again_gaps = back.value_model.per_unit_gaps(X, 0.08)
     assert again["email"] == pytest.approx(mean["email"])
     assert again_gaps["email"] == pytest.approx(gaps["email"])
+
+
+def test_value_rounds_follow_the_training_bound_and_are_150_with_the_shipped_params():
+    """The value model boosts half of ``train.n_estimators``: 150 rounds at learning rate 0.1
+    with the shipped params (as before the rounds followed the params), fewer in quick runs."""
+    from paycadence.config import Params, TrainParams, load_params
+    from paycadence.models.policy.value import Continuation, PaymentRate, Recovery
+    from paycadence.training.fitting import value_rounds
+
+    assert value_rounds(load_params().train) == value_rounds(Params().train) == 150
+    assert PaymentRate().n_estimators == Continuation().n_estimators == 150
+    assert Recovery().n_estimators == 150 and PaymentRate().params["learning_rate"] == 0.1
+    small = TrainParams(**(Params().train.model_dump() | {"n_estimators": 80}))
+    assert value_rounds(small) == 40
+    assert value_rounds(TrainParams(**(small.model_dump() | {"n_estimators": 1}))) == 1
