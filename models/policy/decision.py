@@ -148,8 +148,13 @@ def decide(state: DebtorState, on: dt.date, policy: Policy,
     broken = violations(chosen, ids, state, on, policy)
     if broken:  # the guard has the last word, whatever chose the action
         chosen, ids, reason = "wait", (), f"held back by the rules: {broken[0]}"
+    known = None
+    if values is not None:
+        def known(option: str, option_ids: tuple) -> bool:
+            return supported(option, option_ids, state, on, policy,
+                             values.support) >= policy.learning.min_support
     action, ids, propensity, explored, options = explore(state, on, policy, allowed, chosen,
-                                                         tuple(ids), named)
+                                                         tuple(ids), named, known)
     if explored:
         reason = (f"exploring: {action} drawn at random (probability {propensity:.3f}) "
                   f"instead of {chosen}, so that the log keeps showing what it does")

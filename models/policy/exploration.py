@@ -8,15 +8,18 @@ Two budgets from the policy file's ``exploration`` section:
   overdue or due within ``learning.before_due_days``, a contact is drawn with this chance.
 
 So the log keeps showing what other channels, earlier, later, skipped and before-due reminders
-do, and every logged action carries the probability it was drawn with. The draws are a hash of
-(seed, debtor, day): the same request gets the same answer. The guard checks every option.
+do, and every logged action carries the probability it was drawn with. With a value model, an
+option the log already supports (``learning.min_support`` exploring decisions of it in its
+band of days past due; waiting always) is not drawn: its chance stays with the decision's
+choice, and a book whose log is rich everywhere stops paying for exploration. The draws are a
+hash of (seed, debtor, day): the same request gets the same answer. The guard checks every option.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from paycadence.config import CONTACT_CHANNELS, Policy
 from paycadence.guard import DebtorState, violations
@@ -43,12 +46,16 @@ def near_ids(state: DebtorState, on: dt.date, policy: Policy, eligible: tuple) -
 
 
 def explore(state: DebtorState, on: dt.date, policy: Policy, allowed: Mapping[str, tuple],
-            chosen: str, ids: tuple[str, ...], named: Mapping[str, tuple] | None = None):
+            chosen: str, ids: tuple[str, ...], named: Mapping[str, tuple] | None = None,
+            known: Callable[[str, tuple], bool] | None = None):
     """Draw today's action around ``chosen`` (already checked by the guard).
 
     ``named``: invoices each other action would name (default: what it may name, a contact
-    only the near ones). Returns ``(action, invoice ids, propensity, explored, options)``,
-    ``options`` mapping every action that could have been drawn to (probability, ids).
+    only the near ones). ``known(action, ids)``: True when the log already shows enough of
+    that option (the decision's support rule); such an option is not drawn, its chance stays
+    with ``chosen``, so that a book stops paying for exploration where its log is rich enough.
+    Returns ``(action, invoice ids, propensity, explored, options)``, ``options`` mapping every
+    action that could have been drawn to (probability, ids).
     """
     named = dict(named or {})
     options = {chosen: tuple(ids)}
@@ -78,12 +85,16 @@ def explore(state: DebtorState, on: dt.date, policy: Policy, allowed: Mapping[st
     else:
         probs = {a: share / len(names) + (1.0 - share) * (a == chosen) if len(names) > 1
                  else 1.0 for a in names}
+    drop = frozenset(a for a in names if a != chosen and known is not None
+                     and known(a, options[a]))
+    for a in drop:
+        probs[chosen] += probs.pop(a)
     u_explore, u_pick = uniforms(ex.seed, state.debtor_id, on)
     action, explored = chosen, False
     if len(names) > 1 and u_explore < share:
         pool = [a for a in names if a != "wait"] if chosen == "wait" else names
         pick = pool[min(int(u_pick * len(pool)), len(pool) - 1)]
-        if pick != chosen:
+        if pick != chosen and pick not in drop:
             action, explored = pick, True
     return action, options[action], probs[action], explored, {
-        a: (probs[a], options[a]) for a in names}
+        a: (probs[a], options[a]) for a in names if a not in drop}

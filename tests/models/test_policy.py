@@ -152,6 +152,32 @@ def test_a_book_without_propensities_gets_the_schedule_and_explores_its_timing()
     assert waits == 400 - drawn
 
 
+def test_exploration_skips_the_options_the_log_already_supports():
+    """Where the log has enough exploring decisions of an option in its band, that option is
+    not drawn and its chance stays with the choice; the others keep theirs, exactly."""
+    policy = Policy(exploration={"share": 0.05, "timing": 0.2, "seed": 3})
+    thin = _values(BASE | {"phone": 0.9}, support=0)
+    state = _debtor(past_due=5, contacts=1, last_contact=None)
+    full = {a: p for a, (p, _) in decide(state, D0, policy, thin).options.items()}
+    rich = _values(BASE | {"phone": 0.9}, support=0)
+    rich.support["sms"] = [40.0] * len(BANDS)  # sms is well known in every band
+    rich.support["letter"] = [40.0] * len(BANDS)
+    drawn = 0
+    for k in range(400):
+        choice = decide(_debtor(past_due=5, contacts=1, last_contact=None, debtor=f"D{k}"),
+                        D0, policy, rich)
+        probs = {a: p for a, (p, _) in choice.options.items()}
+        assert "sms" not in probs and "letter" not in probs
+        assert probs["wait"] == pytest.approx(full["wait"] + full["sms"] + full["letter"])
+        for a in probs.keys() - {"wait"}:
+            assert probs[a] == pytest.approx(full[a])
+        assert sum(probs.values()) == pytest.approx(1.0)
+        assert choice.action not in ("sms", "letter")
+        drawn += choice.action != "wait"
+    expected = 400 * (1 - probs["wait"])
+    assert abs(drawn - expected) <= 4 * math.sqrt(expected) + 1
+
+
 def test_rolled_rows_take_the_action_today_and_age_the_invoice():
     X = np.full((1, len(VALUE_COLUMNS)), 1.0)
     X[0, AT["days_past_due"]] = 10
