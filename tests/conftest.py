@@ -22,25 +22,6 @@ PAYCADENCE = str(Path(sys.executable).parent / "paycadence")
 SMALL = {"n_debtors": 150, "days": 540, "seed": 11}
 
 
-def _unit(item: pytest.Item) -> str:
-    """What ``--dist loadgroup`` hands to a worker as one piece: the item's xdist group, or the
-    item alone."""
-    mark = item.get_closest_marker("xdist_group")
-    if mark is None:
-        return item.nodeid
-    return str(mark.args[0] if mark.args else mark.kwargs.get("name", item.nodeid))
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Slow pieces first (items marked ``slow``, the notebooks, and every item of their xdist
-    group, keeping the group's own order): xdist hands out the one-item pieces in collection
-    order, so the long ones start early and the two workers finish together, instead of one
-    waiting while the other runs a notebook or a training started last."""
-    slow = {_unit(i) for i in items
-            if i.get_closest_marker("slow") is not None or i.path.suffix == ".ipynb"}
-    items.sort(key=lambda item: _unit(item) not in slow)
-
-
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """``../shared`` (contract schemas and public data); tests that need it skip without it."""

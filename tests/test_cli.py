@@ -107,7 +107,6 @@ def test_models_lists_versions_and_promote_moves_an_alias(trained, mlflow_uri):
     assert r.stderr.strip().count("\n") == 0 and "no version 999" in r.stderr
 
 
-@pytest.mark.slow
 def test_evaluate_prints_the_three_estimates(trained, sim_dir, mlflow_uri):
     r = run("evaluate", "--data", sim_dir)
     assert r.returncode == 0, r.stderr
@@ -151,7 +150,6 @@ def test_ingest_quiet_prints_one_summary_line(sim_dir, tmp_path):
     assert (tmp_path / "clean" / "decisions.csv").is_file()  # the decision log is kept
 
 
-@pytest.mark.slow
 def test_backtest_prints_the_oracle_and_what_the_learnt_policy_captured(tmp_path, mlflow_uri):
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  n_estimators: 40\n")

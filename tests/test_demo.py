@@ -7,12 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BIN = Path(sys.executable).parent / "paycadence"
 
 
-@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     r = subprocess.run([str(BIN), "demo", "--debtors", "80", "--days", "420", "--quiet"],

@@ -90,7 +90,6 @@ def dr(m: dict, prefix: str) -> str:
             f"{m[f'{prefix}dr_high']:,.2f})")
 
 
-@pytest.mark.slow
 def test_two_trainings_record_both_estimates_and_models_prints_them(
         tables, sim_dir, small_params, mlflow_uri, monkeypatch):
     name = "paycadence-value-gate"
