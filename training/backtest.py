@@ -134,7 +134,8 @@ def decided_by(reason: str) -> str:
         return "departed"
     if "also worth most by the learnt values" in reason:
         return "agreed"
-    if "the payment models learnt from the two halves" in reason:
+    if "the payment models learnt from the two halves" in reason or \
+            "no learnt difference to stand on" in reason:
         return "unsure"
     if "the schedule's action is kept" in reason:
         return "thin log"

@@ -29,8 +29,10 @@ from paycadence.models.policy.value import (
     BANDS,
     CHANNEL_CODE,
     EXPLORED,
+    REMINDER_BUCKETS,
     VALUE_COLUMNS,
     band_of,
+    explored_slot,
 )
 
 #: Days a snapshot row stands for (the snapshots are weekly).
@@ -227,7 +229,8 @@ EXPLORING_BELOW = 0.5
 def support(tables: Tables, *, before: dt.date) -> dict[str, list[float]]:
     """How many logged *exploring* decisions of each action fall in each band of days past due
     (:data:`~paycadence.models.policy.value.BANDS`), and under
-    :data:`~paycadence.models.policy.value.EXPLORED` of any action:
+    :data:`~paycadence.models.policy.value.EXPLORED` of any action, per band and number of
+    earlier contacts about the invoice (:func:`~paycadence.models.policy.value.explored_slot`):
     actions the logging policy drew with a propensity below :data:`EXPLORING_BELOW`, against
     its own preference. Those are the
     decisions that show the same kind of invoice on the same kind of day with and without the
@@ -240,22 +243,34 @@ def support(tables: Tables, *, before: dt.date) -> dict[str, list[float]]:
     """
     acts = tables.actions.filter((pl.col("sent_on") < before)
                                  & (pl.col("propensity") < EXPLORING_BELOW))
-    out = {a: [0.0] * len(BANDS) for a in (*CONTACT_CHANNELS, "collection", EXPLORED)}
+    out = {a: [0.0] * len(BANDS) for a in (*CONTACT_CHANNELS, "collection")}
+    out[EXPLORED] = [0.0] * (len(BANDS) * REMINDER_BUCKETS)
     if acts.height == 0:
         return out
+    # contacts about each invoice before each action (the day's own not counted)
+    earlier = (tables.actions.filter((pl.col("sent_on") < before)
+                                     & (pl.col("channel") != "collection"))
+               .group_by("invoice_id", "sent_on").agg(n=pl.len()).sort("invoice_id", "sent_on")
+               .with_columns(before_n=pl.col("n").cum_sum().over("invoice_id") - pl.col("n"))
+               .select("invoice_id", "sent_on", "before_n"))
     dec = (acts.join(tables.invoices.select("invoice_id", "debtor_id", "due_date"),
                      on="invoice_id")
+           .join(earlier, on=["invoice_id", "sent_on"], how="left")
+           .with_columns(dpd=(pl.col("sent_on") - pl.col("due_date")).dt.total_days())
+           .sort("dpd", descending=True)
            .group_by("debtor_id", "sent_on", "channel")
-           .agg(dpd=(pl.col("sent_on") - pl.col("due_date")).dt.total_days().max()))
+           .agg(pl.col("dpd").first(), pl.col("before_n").first().fill_null(0)))
     dec = dec.with_columns(band=pl.col("dpd").map_elements(band_of, return_dtype=pl.Int64))
     counts = dec.group_by("channel", "band").agg(n=pl.len().cast(pl.Float64))
     for channel, band, value in counts.iter_rows():
         if channel in out:
             out[channel][band] = float(value)
-    # a debtor-day counts once whatever it explored (one decision, whatever it named)
-    for band, value in dec.unique(["debtor_id", "sent_on", "band"]).group_by("band").agg(
+    # a debtor-day counts once whatever it explored (one decision, whatever it named), by the
+    # band and earlier contacts of its latest invoice
+    for band, n_before, value in dec.sort("dpd", descending=True).unique(
+            ["debtor_id", "sent_on"], keep="first").group_by("band", "before_n").agg(
             n=pl.len().cast(pl.Float64)).iter_rows():
-        out[EXPLORED][band] = float(value)
+        out[EXPLORED][explored_slot(band, n_before)] += float(value)
     return out
 
 

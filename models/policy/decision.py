@@ -8,7 +8,9 @@ due date) gets a value in currency: the value model's expected money with it min
 on what it recovers). The best action is taken when it differs from the schedule's only where
 the log supports it and explored the band of days past due (:func:`supported`) and the
 advantage is sure: the payment models learnt from each half of the book's debtors both find it
-(a cross-fitted lower bound above zero); otherwise the schedule's action is. Then
+(a cross-fitted lower bound above zero), and a saved cost alone, where the models see no
+difference in the money coming in, does not move the policy; otherwise the schedule's action
+is. Then
 :func:`~paycadence.models.policy.exploration.explore` may draw another option, with its exact
 probability. The ``reason`` says which rule decided, with the values.
 """
@@ -30,7 +32,13 @@ from paycadence.guard import (
 )
 from paycadence.models.policy.exploration import STRENGTH, explore, near_ids
 from paycadence.models.policy.schedule import scheduled
-from paycadence.models.policy.value import EXPLORED, band_of
+from paycadence.models.policy.value import (
+    BANDS,
+    EXPLORED,
+    REMINDER_BUCKETS,
+    band_of,
+    explored_slot,
+)
 
 CONTACTS = CONTACT_CHANNELS
 
@@ -118,14 +126,17 @@ def supported(action: str, ids: tuple[str, ...], state: DebtorState, on: dt.date
     """How many logged exploring decisions of ``action`` the log has in the band of days past
     due of the invoices it names (their latest); waiting is always known (every quiet day of
     the log is one). ``action`` :data:`~paycadence.models.policy.value.EXPLORED`: exploring
-    decisions of any action there."""
+    decisions of any action there about an invoice with as many earlier contacts (0, 1, 2,
+    3 or more) as the latest named one."""
     if action == "wait":
         return float("inf")
     named = frozenset(ids)
-    days = max(((on - i.due_date).days for i in state.invoices if i.invoice_id in named),
-               default=0)
+    days, contacts = max((((on - i.due_date).days, i.contacts) for i in state.invoices
+                          if i.invoice_id in named), default=(0, 0))
     counts = support.get(action) or []
     band = band_of(days)
+    if action == EXPLORED and len(counts) == len(BANDS) * REMINDER_BUCKETS:
+        band = explored_slot(band, contacts)  # ... with as many earlier contacts
     return float(counts[band]) if band < len(counts) else 0.0
 
 
@@ -185,7 +196,8 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
     if own is None or n_own < need:
         why = "it is not valued" if own is None else (
             f"the log has {_n(n_own)} exploring decisions "
-            f"{'' if own_key == EXPLORED else 'of it '}in this band of days past due")
+            f"{'about invoices reminded as often ' if own_key == EXPLORED else 'of it '}"
+            f"in this band of days past due")
         return sched, sched_ids, f"{reason}; the schedule's action is kept: {why} (< {need:g})"
     top = max([wait, *worth.values()], key=lambda v: (v.value, -STRENGTH[v.action]))
     sure = max([wait, *(v for a, v in worth.items() if n[a] >= need)],
@@ -199,19 +211,26 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
     what = "waiting" if sure.action == "wait" else sure.action
     theirs = "waiting" if sched == "wait" else f"the schedule's {sched}"
     ahead, apart = sure.value - own.value, abs(sure.gap - own.gap)
+    brings = ahead + sure.cost - own.cost  # the money it brings in more, costs left aside
     if ahead <= apart:  # one half of the debtors' payment model does not find it better
         return sched, sched_ids, (
             f"{reason}; the schedule's action is kept: {what} looks worth {ahead:+.2f} more "
             f"than {theirs}, but the payment models learnt from the two halves of the book's "
             f"debtors differ by ±{apart:.2f} on it ({shown}, waiting 0)")
+    if abs(brings) <= apart:  # only the cost saved: the models see no difference in money
+        return sched, sched_ids, (
+            f"{reason}; the schedule's action is kept: {what} saves its cost, but the payment "
+            f"models see it bring in {brings:+.2f} against {theirs} (± {apart:.2f}): no "
+            f"learnt difference to stand on ({shown}, waiting 0)")
     n_sure = float("inf") if sure.action == "wait" else n[sure.action]
+    of_own = "of any action about invoices reminded as often" if own_key == EXPLORED else \
+        f"of {sched}"
     return sure.action, sure.invoice_ids, (
         f"learnt from this book's log: {what} is worth {sure.value:+.2f} against "
         f"{own.value:+.2f} for {theirs} ({shown}, waiting 0), by the payment models of both "
         f"halves of the book's debtors (they differ by ±{apart:.2f}); the log has "
         f"{_n(n_sure)} exploring decisions of {what} and {_n(n_own)} "
-        f"{'of any action' if own_key == EXPLORED else f'of {sched}'} in this band of days "
-        f"past due (at least {need:g}){thin}")
+        f"{of_own} in this band of days past due (at least {need:g}){thin}")
 
 
 def _n(x: float) -> str:

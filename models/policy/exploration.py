@@ -87,8 +87,10 @@ def explore(state: DebtorState, on: dt.date, policy: Policy, allowed: Mapping[st
                  else 1.0 for a in names}
     drop = frozenset(a for a in names if a != chosen and known is not None
                      and known(a, options[a]))
-    for a in drop:
-        probs[chosen] += probs.pop(a)
+    if drop:  # their chance stays with the choice (exactly 1 when nothing else is left)
+        for a in drop:
+            probs.pop(a)
+        probs[chosen] = max(0.0, 1.0 - sum(p for a, p in probs.items() if a != chosen))
     u_explore, u_pick = uniforms(ex.seed, state.debtor_id, on)
     action, explored = chosen, False
     if len(names) > 1 and u_explore < share:

@@ -47,8 +47,16 @@ HORIZON_DAYS = 60
 GRID = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 14, 18, 22, 28, 35, 45])
 #: Bands of days past due in which the log's support for an action is counted.
 BANDS = ((-10_000, -1), (0, 7), (8, 21), (22, 45), (46, 90), (91, 10_000))
-#: Key of the support counts of exploring decisions of any action (the band's exploration).
+#: Key of the support counts of exploring decisions of any action (the band's exploration),
+#: per band and number of earlier contacts about the invoice (0, 1, 2, 3 or more):
+#: ``counts[band * REMINDER_BUCKETS + min(contacts, REMINDER_BUCKETS - 1)]``.
 EXPLORED = "explored"
+REMINDER_BUCKETS = 4
+
+
+def explored_slot(band: int, contacts: int) -> int:
+    """Index in the :data:`EXPLORED` counts of a band and a number of earlier contacts."""
+    return band * REMINDER_BUCKETS + min(max(int(contacts), 0), REMINDER_BUCKETS - 1)
 
 _AT = {f: k for k, f in enumerate(VALUE_COLUMNS)}
 _DAY = np.minimum(np.searchsorted(GRID, np.arange(HORIZON_DAYS), side="right") - 1,

@@ -16,8 +16,11 @@ from paycadence.models.policy.value import (
     BANDS,
     GRID,
     HORIZON_DAYS,
+    REMINDER_BUCKETS,
     VALUE_COLUMNS,
     VALUED,
+    band_of,
+    explored_slot,
     flows,
     rolled_rows,
 )
@@ -98,21 +101,42 @@ def test_the_schedules_own_action_is_supported_by_what_the_log_explored_in_its_b
     state = _debtor(past_due=20)
     values = _values(BASE | {"phone": 0.53}, support=5)  # 5 exploring emails: too few
     values.support["phone"] = [40.0] * len(BANDS)
-    values.support["explored"] = [40.0] * len(BANDS)  # ... but 40 exploring decisions there
+    # ... but 40 exploring decisions there about invoices contacted once before (the debtor's)
+    explored = [0.0] * (len(BANDS) * REMINDER_BUCKETS)
+    explored[explored_slot(band_of(20), 1)] = 40.0
+    values.support["explored"] = explored
     choice = decide(state, D0, _quiet(), values)
     assert choice.action == "phone"
-    assert "40 exploring decisions of phone and 40 of any action" in choice.reason
-    values.support["explored"] = [12.0] * len(BANDS)
+    assert "40 exploring decisions of phone and 40 of any action about invoices reminded as " \
+        "often" in choice.reason
+    explored[explored_slot(band_of(20), 1)] = 12.0
+    explored[explored_slot(band_of(20), 2)] = 400.0  # reminded twice: not this invoice's state
     choice = decide(state, D0, _quiet(), values)
     assert choice.action == "email"
-    assert "the log has 12 exploring decisions in this band" in choice.reason
+    assert "the log has 12 exploring decisions about invoices reminded as often in this band" \
+        in choice.reason
 
 
 def test_waiting_replaces_a_reminder_that_costs_more_than_it_brings():
-    state = _debtor(past_due=20)
-    choice = decide(state, D0, _quiet(), _values(BASE | {"email": 0.5}))
-    assert choice.action == "wait" and choice.invoice_ids == ()
+    state = _debtor(past_due=20)  # 800 × 0.00001 = 0.008 in, for a reminder costing more
+    choice = decide(state, D0, _quiet(), _values(BASE | {"email": 0.50001, "sms": 0.4}))
+    assert choice.action == "wait"  # a learnt difference in money in, smaller than its cost
+    choice = decide(state, D0, _quiet(), _values(BASE | {"email": 0.4999}))
+    assert choice.action == "wait" and choice.invoice_ids == ()  # it even loses money in
     assert "waiting is worth +0.00" in choice.reason
+
+
+def test_a_saved_cost_alone_does_not_replace_the_schedules_reminder():
+    """Where the payment models see the reminder bring in nothing more than waiting, waiting
+    would only save its cost: the schedule's reminder is kept; a learnt difference in the money
+    coming in is what moves the policy."""
+    state = _debtor(past_due=20)
+    choice = decide(state, D0, _quiet(), _values(BASE))  # email brings exactly what waiting does
+    assert choice.action == "email"
+    assert "saves its cost" in choice.reason and "no learnt difference" in choice.reason
+    # the reminder lowering what comes in (contacts that annoy): waiting is learnt, and taken
+    choice = decide(state, D0, _quiet(), _values(BASE | {"email": 0.49}))
+    assert choice.action == "wait" and choice.reason.startswith("learnt from this book's log")
 
 
 def test_a_reminder_before_the_due_date_when_the_log_supports_it():
