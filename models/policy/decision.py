@@ -10,9 +10,8 @@ the log supports it and explored the band of days past due (:func:`supported`) a
 advantage is sure: the payment models learnt from each half of the book's debtors both find it
 (a cross-fitted lower bound above zero), and a saved cost alone, where the models see no
 difference in the money coming in, does not move the policy; otherwise the schedule's action
-is. Then
-:func:`~paycadence.models.policy.exploration.explore` may draw another option, with its exact
-probability. The ``reason`` says which rule decided, with the values.
+is. Then :func:`~paycadence.models.policy.exploration.explore` may draw another option, with
+its exact probability. The ``reason`` says which rule decided, with the values.
 """
 
 from __future__ import annotations
