@@ -14,7 +14,8 @@ want of support in the log, or kept it because the two halves' payment models di
 three most frequent departures (the schedule's action → the one chosen), rule violations
 (learnt / oracle), and the doubly robust off-policy estimate's relative error against the
 simulated truth on the decisions logged in the past (``|DR − truth| / |truth|``; ``--no-ope``
-skips it).
+skips it). Below the table, per row: what the learnt policy did besides waiting, by how it
+decided (departed, agreed, thin log, unsure, explored, held back).
 
     .venv/bin/python benchmarks/oracle.py --debtors 150 --history-days 365 --days 365 \
         --seeds 1 2 3 --worlds project other --jobs 2
@@ -67,18 +68,27 @@ def main() -> None:
           "frequent departures | violations learnt / oracle | DR error | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     cells = [(world, seed, args) for world in args.worlds for seed in args.seeds]
+    acts = []
     if args.jobs <= 1:
         for cell in cells:
-            print(_row(cell), flush=True)
-        return
-    # spawned, not forked: polars' thread pool does not survive a fork
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for row in pool.map(_row, cells):  # in table order, each as soon as it and those
-            print(row, flush=True)         # above it are done
+            row, acted = _row(cell)
+            print(row, flush=True)
+            acts.append(acted)
+    else:
+        # spawned, not forked: polars' thread pool does not survive a fork
+        with ProcessPoolExecutor(args.jobs,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            for row, acted in pool.map(_row, cells):  # in table order, each as soon as it
+                print(row, flush=True)                # and those above it are done
+                acts.append(acted)
+    print("\nWhat the learnt policy did besides waiting, by how it decided:\n")
+    for (world, seed, _), acted in zip(cells, acts, strict=True):
+        print(f"- {world} {seed}: {acted}")
 
 
-def _row(cell: tuple) -> str:
-    """One world × seed: the backtest, formatted as a table row."""
+def _row(cell: tuple) -> tuple[str, str]:
+    """One world × seed: the backtest, formatted as a table row, and the learnt policy's
+    actions other than waiting by how they were decided."""
     world, seed, args = cell
     from paycadence.config import load_params
     from paycadence.data.sim_world import resolve_world
@@ -107,10 +117,12 @@ def _row(cell: tuple) -> str:
         c = r.ope
         dr = (f"{abs(c.dr - c.simulated) / abs(c.simulated):.1%}" if c.simulated
               else "undefined")
+    acted = ", ".join(f"{k} {n}" for k, n in sorted(
+        r.learnt_acted.items(), key=lambda kv: -kv[1])) or "nothing"
     return (f"| {world} | {seed} | {fixed:,.0f} | {none:,.0f} | {learnt:,.0f} | "
             f"{r.oracle.net_value:,.0f} | {share} | {vs} | {contacts} | {handed} | {how} | "
             f"{moves} | {broken} | {dr} | "
-            f"{time.perf_counter() - t:.0f} |")
+            f"{time.perf_counter() - t:.0f} |"), acted
 
 
 def _pct(x: float) -> str:

@@ -91,6 +91,8 @@ class LearntPolicy:
         self.decided_by: Counter = Counter()
         #: "schedule's action → chosen action" of the departures (:func:`departure`) → how many
         self.departures: Counter = Counter()
+        #: "how decided: action" of the decisions that acted (all but waiting) → how many
+        self.acted: Counter = Counter()
 
     def is_decision_day(self, state: DebtorState, on: dt.date, context: DebtorContext) -> bool:
         """An open invoice is overdue or due within ``lead_days`` days, and the guard allows
@@ -110,7 +112,10 @@ class LearntPolicy:
                         model_version=self.version, debtor_ids=[state.debtor_id],
                         explain=False)[0]
         ids = tuple(rec["invoice_ids"])
-        self.decided_by[decided_by(rec["reason"])] += 1
+        kind = decided_by(rec["reason"])
+        self.decided_by[kind] += 1
+        if rec["action"] != "wait":
+            self.acted[f"{kind}: {rec['action']}"] += 1
         moved = departure(rec["reason"])
         if moved is not None:
             self.departures[moved] += 1
@@ -281,6 +286,8 @@ class BacktestResult:
     learnt_decided_by: dict = field(default_factory=dict)
     #: the learnt policy's departures from the schedule, "schedule's → chosen" → how many
     learnt_departures: dict = field(default_factory=dict)
+    #: the learnt policy's actions other than waiting, "how decided: action" → how many
+    learnt_acted: dict = field(default_factory=dict)
 
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 365,
@@ -381,7 +388,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
     return BacktestResult(out, history_days, models, learnt.calls, check,
                           paired_margin(out[-1], out[0], seed=seed), best, share, switch,
                           exploration_share, dict(learnt.decided_by),
-                          dict(learnt.departures))
+                          dict(learnt.departures), dict(learnt.acted))
 
 
 def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: dt.date,
