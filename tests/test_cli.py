@@ -107,8 +107,12 @@ def test_models_lists_versions_and_promote_moves_an_alias(trained, mlflow_uri):
     assert r.stderr.strip().count("\n") == 0 and "no version 999" in r.stderr
 
 
-def test_evaluate_prints_the_three_estimates(trained, sim_dir, mlflow_uri):
-    r = run("evaluate", "--data", sim_dir)
+def test_evaluate_prints_the_three_estimates(trained, tmp_path, mlflow_uri):
+    from paycadence.data.simulate import simulate, write_simulation
+
+    # the champion asked about a smaller company's log: every logged decision is replayed
+    write_simulation(simulate(30, days=300, seed=4), tmp_path)
+    r = run("evaluate", "--data", tmp_path)
     assert r.returncode == 0, r.stderr
     for text in ("logging policy (observed)", "IPS", "self-normalised IPS", "doubly robust",
                  "effective sample size"):
@@ -162,7 +166,7 @@ def test_backtest_prints_the_oracle_and_what_the_learnt_policy_captured(tmp_path
     assert "captured by the learnt policy" in out
     assert "95% interval over debtors" in out or "undefined (the oracle gains nothing" in out
     assert "learnt policy vs fixed schedule" in out  # the earlier lines stay
-    r = run("backtest", "--debtors", 20, "--history-days", 150, "--days", 120, "--seed", 3,
+    r = run("backtest", "--debtors", 6, "--history-days", 150, "--days", 120, "--seed", 3,
             "--no-ope", "--no-oracle", "--params", params)
     assert r.returncode == 0, r.stderr
     assert "captured" not in r.stdout and "learnt policy vs fixed schedule" in r.stdout

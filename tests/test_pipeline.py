@@ -31,7 +31,7 @@ def test_dvc_pipeline_on_a_small_company(tmp_path):
         shutil.copy(ROOT / name, tmp_path / name)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["simulate"].update(debtors=30, days=400, start=str(params["simulate"]["start"]))
-    params["train"].update(n_estimators=40)
+    params["train"].update(n_estimators=40, ope_max_debtors=12)  # 3 trainings: keep them quick
     params["recommend"]["as_of"] = "2025-02-04"  # start + 400 days
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / ".gitignore").write_text("artifacts/\nmlflow.db\nmlartifacts/\n")
