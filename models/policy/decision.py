@@ -10,10 +10,8 @@ the log supports it and explored the band of days past due (:func:`supported`) a
 advantage is sure: the payment models learnt from each half of the book's debtors both find it
 (a cross-fitted lower bound above zero), and a saved cost alone, where the models see no
 difference in the money coming in, does not move the policy; otherwise the schedule's action
-is — on the day it is due: once a departure has passed it up (:func:`passed_up`), the learnt
-values decide alone, so that an unsure day does not take it late. Then
-:func:`~paycadence.models.policy.exploration.explore` may draw another option, with its exact
-probability. The ``reason`` says which rule decided, with the values.
+is. Then :func:`~paycadence.models.policy.exploration.explore` may draw another option, with
+its exact probability. The ``reason`` says which rule decided, with the values.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from paycadence.guard import (
     violations,
 )
 from paycadence.models.policy.exploration import STRENGTH, explore, near_ids
-from paycadence.models.policy.schedule import schedule_of, scheduled
+from paycadence.models.policy.schedule import scheduled
 from paycadence.models.policy.value import (
     BANDS,
     EXPLORED,
@@ -194,28 +192,18 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
     own_key = EXPLORED if EXPLORED in values.support else sched
     n_own = supported(own_key if sched != "wait" else sched, sched_ids, state, on, policy,
                       values.support)
-    top = max([wait, *worth.values()], key=lambda v: (v.value, -STRENGTH[v.action]))
-    sure = max([wait, *(v for a, v in worth.items() if n[a] >= need)],
-               key=lambda v: (v.value, -STRENGTH[v.action]))
-    thin = "" if top.action == sure.action else (
-        f"; {top.action} looks worth {top.value:+.2f} but the log has only {_n(n[top.action])} "
-        f"exploring decisions of it in this band of days past due (< {need:g})")
-    # a departure passed the schedule's action up: taking it on a later, less sure (or less
-    # explored) day would only take it late
-    if own is not None and sure.action != sched and passed_up(state, on, policy, sched,
-                                                              sched_ids, values.support):
-        what = "waiting" if sure.action == "wait" else sure.action
-        return sure.action, sure.invoice_ids, (
-            f"learnt from this book's log: {what} is worth {sure.value:+.2f} against "
-            f"{own.value:+.2f} for the schedule's {sched} ({shown}, waiting 0); the "
-            f"schedule's {sched} was already due yesterday and not taken, so taking it late "
-            f"would not give the schedule's result: the learnt values decide{thin}")
     if own is None or n_own < need:
         why = "it is not valued" if own is None else (
             f"the log has {_n(n_own)} exploring decisions "
             f"{'about invoices reminded as often ' if own_key == EXPLORED else 'of it '}"
             f"in this band of days past due")
         return sched, sched_ids, f"{reason}; the schedule's action is kept: {why} (< {need:g})"
+    top = max([wait, *worth.values()], key=lambda v: (v.value, -STRENGTH[v.action]))
+    sure = max([wait, *(v for a, v in worth.items() if n[a] >= need)],
+               key=lambda v: (v.value, -STRENGTH[v.action]))
+    thin = "" if top.action == sure.action else (
+        f"; {top.action} looks worth {top.value:+.2f} but the log has only {_n(n[top.action])} "
+        f"exploring decisions of it in this band of days past due (< {need:g})")
     if sure.action == sched:
         return sched, sched_ids, f"{reason}; also worth most by the learnt values ({shown}, " \
             f"waiting 0){thin}"
@@ -242,50 +230,6 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
         f"halves of the book's debtors (they differ by ±{apart:.2f}); the log has "
         f"{_n(n_sure)} exploring decisions of {what} and {_n(n_own)} "
         f"{of_own} in this band of days past due (at least {need:g}){thin}")
-
-
-def passed_up(state: DebtorState, on: dt.date, policy: Policy, sched: str,
-              sched_ids: tuple[str, ...], support: Mapping[str, list]) -> bool:
-    """A departure passed the schedule's action of ``on`` up: it was already the schedule's
-    action yesterday, on the same invoices, the rules allowed it, nobody was contacted, and the
-    log explored the situation in which it fell due (:func:`first_due_support`) at least
-    ``learning.min_support`` times — so the policy could have left it then, on the log's
-    evidence. (Where the log never explored that situation, the action was not taken by the
-    company's own choice, not the policy's: the schedule stays the fallback.)
-
-    The schedule is the default the decision falls back to when the learnt advantage is not
-    sure. Once a departure has passed its action up, falling back to it on a later, less sure
-    day would take it late — a hand-over after the agency's recovery has fallen, a reminder
-    after a wait — which is neither the schedule's result nor the learnt one. From then on the
-    learnt values (of the actions the log supports) decide alone."""
-    if sched == "wait":
-        return False
-    before = on - dt.timedelta(days=1)
-    if before in state.contact_days:
-        return False
-    then, then_ids = schedule_of(state, before, policy)
-    if then != sched or not set(sched_ids) <= set(then_ids):
-        return False
-    return first_due_support(state, on, policy, sched, sched_ids, support) >= \
-        policy.learning.min_support
-
-
-def first_due_support(state: DebtorState, on: dt.date, policy: Policy, sched: str,
-                      sched_ids: tuple[str, ...], support: Mapping[str, list]) -> float:
-    """The log's exploring decisions (:func:`supported`) in the band of days past due where
-    the schedule's step of the named invoices (the latest one) fell due: its reminder's day,
-    or the collection day after the final notice."""
-    s = policy.schedule
-    steps = (s.first_reminder, s.second_reminder, s.final_notice, s.collection)
-    named = frozenset(sched_ids)
-    latest = max((i for i in state.invoices if i.invoice_id in named),
-                 key=lambda i: (on - i.due_date).days, default=None)
-    if latest is None:
-        return 0.0
-    due = latest.due_date + dt.timedelta(days=steps[min(latest.contacts, len(steps) - 1)])
-    probe = DebtorState(state.debtor_id, (latest,), state.contact_days, state.opted_out)
-    key = EXPLORED if EXPLORED in support else sched
-    return supported(key, (latest.invoice_id,), probe, min(due, on), policy, support)
 
 
 def _n(x: float) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from paycadence.config import Policy
 from paycadence.data.sim_policy import DebtorContext, contact_step, schedule_choice
-from paycadence.guard import DebtorState, allowed_actions
+from paycadence.guard import DebtorState
 
 _NO_CONTEXT = DebtorContext(segment="", country="", days_past_due={})
 
@@ -32,11 +32,6 @@ def scheduled(state: DebtorState, on: dt.date, policy: Policy,
     step = contact_step(state, action, ids)
     days = max((on - i.due_date).days for i in state.invoices if i.invoice_id in named)
     return action, ids, f"the schedule's reminder {step} is due: {days} days past due"
-
-
-def schedule_of(state: DebtorState, on: dt.date, policy: Policy) -> tuple[str, tuple[str, ...]]:
-    """(action, invoice ids) of the schedule on ``on``, among what the rules allow that day."""
-    return schedule_choice(state, on, policy, _NO_CONTEXT, allowed_actions(state, on, policy))
 
 
 def _wait_reason(state: DebtorState, on: dt.date) -> str:

@@ -12,7 +12,6 @@ import pytest
 from paycadence.config import Policy
 from paycadence.guard import DebtorState, InvoiceState
 from paycadence.models.policy import BookValues, decide
-from paycadence.models.policy.decision import passed_up
 from paycadence.models.policy.value import (
     BANDS,
     GRID,
@@ -34,7 +33,7 @@ def _quiet(**learning) -> Policy:
     return Policy(exploration={"share": 0.0, "timing": 0.0}, learning=learning)
 
 
-def _debtor(past_due=18, contacts=1, amount=800.0, last_contact=10, debtor="D"):
+def _debtor(past_due=20, contacts=1, amount=800.0, last_contact=10, debtor="D"):
     inv = InvoiceState("I0", D0 - dt.timedelta(days=past_due), amount, contacts)
     days = () if last_contact is None else (D0 - dt.timedelta(days=last_contact),)
     return DebtorState(debtor, (inv,), days, frozenset())
@@ -49,7 +48,7 @@ BASE = dict.fromkeys((*VALUED, "collection"), 0.5)
 
 
 def test_a_supported_better_action_replaces_the_schedules_with_its_values_in_the_reason():
-    state = _debtor(past_due=18)  # the schedule's second reminder is due today
+    state = _debtor(past_due=20)  # the schedule waits until day 18's reminder... it is due
     choice = decide(state, D0, _quiet(), _values(BASE | {"phone": 0.53, "email": 0.501}))
     assert choice.action == "phone"  # 800 × 0.03 − 6.00 = +18.00 against email's +0.75
     assert choice.reason.startswith("learnt from this book's log: phone is worth +18.00")
@@ -58,7 +57,7 @@ def test_a_supported_better_action_replaces_the_schedules_with_its_values_in_the
 
 
 def test_where_the_two_halves_payment_models_disagree_the_schedule_is_kept():
-    state = _debtor(past_due=18)
+    state = _debtor(past_due=20)
     gain = BASE | {"phone": 0.53, "email": 0.501}
     # phone is +17.25 ahead of email; each half's advantage is value ± gap (800 × gap)
     unsure = _values(gain)
@@ -77,38 +76,8 @@ def test_where_the_two_halves_payment_models_disagree_the_schedule_is_kept():
     assert decide(state, D0, _quiet(), alike).action == "phone"
 
 
-def test_once_a_departure_passed_the_schedules_action_up_the_learnt_values_decide_alone():
-    """The schedule is the fallback on the day its action is due. A day after a departure
-    passed it up (the rules allowed it yesterday, nobody was contacted), taking it on a less
-    sure day would only take it late: the learnt values decide, sure or not."""
-    unsure = _values(BASE | {"collection": 0.55})  # waiting: 400; hand-over: 374 − 25 = 349
-    unsure.gaps["I0"] = {"collection": 0.1}  # the halves on waiting differ by ±80
-    due = decide(_debtor(past_due=50, contacts=3), D0, _quiet(), unsure)
-    assert due.action == "collection"  # its day: not sure enough to leave the schedule
-    assert "the schedule's action is kept" in due.reason
-    late = decide(_debtor(past_due=51, contacts=3), D0, _quiet(), unsure)
-    assert late.action == "wait"
-    assert "was already due yesterday and not taken" in late.reason
-    assert late.reason.startswith("learnt from this book's log: waiting is worth +0.00")
-    # ... also where the log explored the day's band too little to leave the schedule there
-    thin = _values(BASE | {"collection": 0.55})
-    thin.support["collection"] = [1e6, 1e6, 1e6, 1e6, 1e6, 5.0]  # over 90 days: 5
-    assert decide(_debtor(past_due=91, contacts=3), D0, _quiet(), thin).action == "wait"
-    # contacted yesterday: today's reminder is the schedule's own again, not a late one
-    known = unsure.support
-    fresh = _debtor(past_due=19, contacts=1, last_contact=1)
-    assert not passed_up(fresh, D0, _quiet(), "email", ("I0",), known)
-    assert passed_up(_debtor(past_due=19, contacts=1), D0, _quiet(), "email", ("I0",), known)
-    assert not passed_up(_debtor(past_due=18, contacts=1), D0, _quiet(), "email", ("I0",),
-                         known)
-    # a log that never explored where it fell due: the company, not a departure, skipped it
-    never = _values(BASE, support=0).support
-    assert not passed_up(_debtor(past_due=19, contacts=1), D0, _quiet(), "email", ("I0",),
-                         never)
-
-
 def test_an_unsupported_better_action_leaves_the_best_supported_one():
-    state = _debtor(past_due=18)
+    state = _debtor(past_due=20)
     values = _values(BASE | {"phone": 0.53, "sms": 0.51, "email": 0.501})
     values.support["phone"] = [5.0] * len(BANDS)
     choice = decide(state, D0, _quiet(), values)
@@ -119,7 +88,7 @@ def test_an_unsupported_better_action_leaves_the_best_supported_one():
 
 
 def test_without_support_for_the_schedules_own_action_the_schedule_decides():
-    state = _debtor(past_due=18)
+    state = _debtor(past_due=20)
     choice = decide(state, D0, _quiet(), _values(BASE | {"phone": 0.53}, support=5))
     assert choice.action == "email"  # the schedule's second reminder
     assert "the schedule's action is kept" in choice.reason and "5 exploring" in choice.reason
@@ -129,19 +98,19 @@ def test_the_schedules_own_action_is_supported_by_what_the_log_explored_in_its_b
     """The contrast with the schedule's action is what the log explored there, whatever it
     drew: a book whose logging policy never drew the schedule's own action against itself (a
     hand-over, say) can still learn to do otherwise where it explored."""
-    state = _debtor(past_due=18)
+    state = _debtor(past_due=20)
     values = _values(BASE | {"phone": 0.53}, support=5)  # 5 exploring emails: too few
     values.support["phone"] = [40.0] * len(BANDS)
     # ... but 40 exploring decisions there about invoices contacted once before (the debtor's)
     explored = [0.0] * (len(BANDS) * REMINDER_BUCKETS)
-    explored[explored_slot(band_of(18), 1)] = 40.0
+    explored[explored_slot(band_of(20), 1)] = 40.0
     values.support["explored"] = explored
     choice = decide(state, D0, _quiet(), values)
     assert choice.action == "phone"
     assert "40 exploring decisions of phone and 40 of any action about invoices reminded as " \
         "often" in choice.reason
-    explored[explored_slot(band_of(18), 1)] = 12.0
-    explored[explored_slot(band_of(18), 2)] = 400.0  # reminded twice: not this invoice's state
+    explored[explored_slot(band_of(20), 1)] = 12.0
+    explored[explored_slot(band_of(20), 2)] = 400.0  # reminded twice: not this invoice's state
     choice = decide(state, D0, _quiet(), values)
     assert choice.action == "email"
     assert "the log has 12 exploring decisions about invoices reminded as often in this band" \
@@ -149,7 +118,7 @@ def test_the_schedules_own_action_is_supported_by_what_the_log_explored_in_its_b
 
 
 def test_waiting_replaces_a_reminder_that_costs_more_than_it_brings():
-    state = _debtor(past_due=18)  # 800 × 0.00001 = 0.008 in, for a reminder costing more
+    state = _debtor(past_due=20)  # 800 × 0.00001 = 0.008 in, for a reminder costing more
     choice = decide(state, D0, _quiet(), _values(BASE | {"email": 0.50001, "sms": 0.4}))
     assert choice.action == "wait"  # a learnt difference in money in, smaller than its cost
     choice = decide(state, D0, _quiet(), _values(BASE | {"email": 0.4999}))
@@ -161,7 +130,7 @@ def test_a_saved_cost_alone_does_not_replace_the_schedules_reminder():
     """Where the payment models see the reminder bring in nothing more than waiting, waiting
     would only save its cost: the schedule's reminder is kept; a learnt difference in the money
     coming in is what moves the policy."""
-    state = _debtor(past_due=18)
+    state = _debtor(past_due=20)
     choice = decide(state, D0, _quiet(), _values(BASE))  # email brings exactly what waiting does
     assert choice.action == "email"
     assert "saves its cost" in choice.reason and "no learnt difference" in choice.reason
@@ -179,7 +148,7 @@ def test_a_reminder_before_the_due_date_when_the_log_supports_it():
 
 
 def test_a_hand_over_is_decided_by_value_against_waiting():
-    state = _debtor(past_due=50, contacts=3)
+    state = _debtor(past_due=60, contacts=3)
     # agency recovers 0.6 of 800 less 15 %: 408 − 25 = 383 against waiting's 0.5 × 800 = 400
     keep = decide(state, D0, _quiet(), _values(BASE | {"collection": 0.6}))
     assert keep.action != "collection"
