@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from functools import lru_cache
 
 import numpy as np
@@ -57,12 +57,24 @@ logger = logging.getLogger(__name__)
 
 TABLES = ("invoices", "payments", "actions", "disputes")
 DecideDay = Callable[[DebtorState, dt.date, DebtorContext], bool]
+#: What a debtor's run asks its decider on a decision morning: ``decide``'s arguments.
+Request = tuple[DebtorState, dt.date, DebtorContext]
 
 
 @lru_cache(maxsize=4)
 def _dates(start: dt.date, n: int) -> tuple[dt.date, ...]:
     """The calendar dates of day indices 0 … n − 1 from ``start``."""
     return tuple(start + dt.timedelta(days=t) for t in range(n))
+
+
+def advance(steps: Generator[Request, Decision, None], decision: Decision | None = None
+            ) -> Request | None:
+    """Send ``decision`` to a run's :meth:`DebtorRun.steps` (None to start it); its next
+    request, or None once it has simulated its last day."""
+    try:
+        return steps.send(decision)
+    except StopIteration:
+        return None
 
 
 class PolicyError(ValueError):
@@ -154,7 +166,19 @@ class DebtorRun:
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> dict[str, list[tuple]]:
-        """Simulate every day; returns the rows per table plus ``decisions``."""
+        """Simulate every day, asking the decider one morning at a time; returns the rows per
+        table plus ``decisions``."""
+        steps = self.steps()
+        request = advance(steps)
+        while request is not None:
+            request = advance(steps, self.decider.decide(*request))
+        return self.rows
+
+    def steps(self) -> Generator[Request, Decision, None]:
+        """Simulate every day, yielding each decision morning's request and carrying on with
+        the :class:`Decision` sent back; the rows are in :attr:`rows` when it ends. Runs of
+        several debtors can so be stepped side by side and decided together
+        (:func:`paycadence.data.simulate.simulate` does, for a decider with ``decide_many``)."""
         debtor, waiting, open_ = self.debtor, self.invoices, []
         nxt = 0
         for t in range(self.days):
@@ -172,12 +196,11 @@ class DebtorRun:
                     self._open_dispute(inv, t)
                 elif inv.resolve_on == t and inv.disputed_from is not None:
                     inv.seen = None  # resolved this morning
-            self._morning(open_, t, today)
+            yield from self._morning(open_, t, today)
             self._payments(open_, t, debtor.kind_on(today))
             if self.paid_today:
                 open_ = [inv for inv in open_ if inv.rest > 0.004]
                 self.paid_today = False
-        return self.rows
 
     def _open_dispute(self, inv: _Invoice, t: int) -> None:
         """Open the planned dispute unless the invoice is paid, handed over or on a plan."""
@@ -188,8 +211,10 @@ class DebtorRun:
             inv.resolve_on < self.days) else None
         self.rows["disputes"].append((inv.invoice_id, self.dates[t], resolved))
 
-    def _morning(self, open_: list[_Invoice], t: int, today: dt.date) -> None:
-        """Describe the debtor as the guard sees it; on a decision day decide and act."""
+    def _morning(self, open_: list[_Invoice], t: int, today: dt.date
+                 ) -> Generator[Request, Decision, None]:
+        """Describe the debtor as the guard sees it; on a decision day ask (yield) for the
+        decision, check it and act on it."""
         debtor = self.debtor
         seen = []
         for inv in open_:
@@ -206,7 +231,7 @@ class DebtorRun:
             history_rows=lambda: self._known(sizes, today))
         if not self.decision_day(state, today, context):
             return
-        decision = self.decider.decide(state, today, context)
+        decision = yield state, today, context
         self._check(decision, state, today)
         self._log(decision, state, today)
         if decision.action != "wait":

@@ -104,7 +104,12 @@ class DecisionPolicy(Protocol):
     """Anything that decides a debtor's action on a decision day.
 
     A policy may also define ``is_decision_day(state, on, context) -> bool``; without it the
-    simulator asks on the schedule's decision days (:func:`schedule_decision_day`).
+    simulator asks on the schedule's decision days (:func:`schedule_decision_day`). And it may
+    define ``decide_many(requests) -> list[Decision]``, ``requests`` being ``decide``'s
+    arguments for every debtor deciding on one morning: the simulator then asks once per
+    morning (a policy whose single decision has a fixed cost, like a call to ``recommend``,
+    pays it once a day instead of once a debtor-day). It must decide each debtor as ``decide``
+    would.
     """
 
     def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision: ...

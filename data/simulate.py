@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from paycadence.config import Policy
-from paycadence.data.sim_engine import TABLES, DebtorRun
+from paycadence.data.sim_engine import TABLES, DebtorRun, advance
 from paycadence.data.sim_policy import (
     DebtorContext,
     DecisionPolicy,
@@ -104,7 +104,10 @@ def simulate(
         Who decides; default :class:`ScheduleLoggingPolicy` exploring with
         ``exploration_share``, its draws seeded from ``seed``. A policy with an
         ``is_decision_day(state, on, context)`` method is asked on the days it says, any
-        other on the schedule's decision days.
+        other on the schedule's decision days. A policy with a ``decide_many(requests)``
+        method (a list of ``decide``'s arguments, all of one morning, to a list of decisions)
+        is asked once per morning for every debtor deciding on it, the debtors' runs stepped
+        side by side; the rows are the same as when it is asked debtor by debtor.
     exploration_share
         ε of the default logging policy, in [0, 1]. Its timing exploration takes the policy
         file's ``exploration.timing``; with ε = 0 it is the fixed schedule, exploring nothing.
@@ -133,17 +136,27 @@ def simulate(
     traits, worlds = trait_root.spawn(n_debtors), world_root.spawn(n_debtors)
     rows: dict[str, list[tuple]] = {name: [] for name in (*TABLES, "decisions")}
     debtors, truth = [], []
+    together = hasattr(decider, "decide_many")
+    runs = []
     for i in range(n_debtors) if only is None else sorted(set(only)):
         trait_rng = np.random.default_rng(traits[i])
         debtor = draw_debtor(i, trait_rng, start, days, world)
         issued = issue_invoices(debtor, trait_rng, start, days)
         run = DebtorRun(debtor, issued, np.random.default_rng(worlds[i]), start, days, policy,
                         decider, decision_day)
-        for name, part in run.run().items():
-            rows[name].extend(part)
+        if together:
+            runs.append(run)
+        else:  # one debtor after another: only one debtor's run in memory at a time
+            for name, part in run.run().items():
+                rows[name].extend(part)
         debtors.append((debtor.debtor_id, debtor.country, debtor.segment, debtor.created_on,
                         ";".join(debtor.opted_out) or None))
         truth.append(_truth_row(debtor))
+    if together:
+        _side_by_side(runs, decider)
+        for run in runs:
+            for name, part in run.rows.items():
+                rows[name].extend(part)
     frames = {name: pl.DataFrame(rows[name], schema=COLUMNS[name], orient="row")
               for name in TABLES}
     frames["debtors"] = pl.DataFrame(debtors, schema=COLUMNS["debtors"], orient="row")
@@ -156,6 +169,37 @@ def simulate(
                 "%d decisions", n_debtors, days, frames["invoices"].height,
                 frames["payments"].height, frames["actions"].height, result.decisions.height)
     return result
+
+
+def _side_by_side(runs: list[DebtorRun], decider) -> None:
+    """Step every debtor's run day by day together, and ask ``decider.decide_many`` once per
+    morning for all the debtors that need a decision on it (in debtor order).
+
+    Debtors never interact and every random draw is the debtor's own (its world stream, a
+    policy's per-debtor stream, a hash of debtor and day), so this gives exactly the rows of
+    running them one after another, for a decider that decides each debtor as it would alone
+    (a test checks it); only the number of calls differs — one per morning instead of one per
+    debtor-morning.
+    """
+    steps = [run.steps() for run in runs]
+    pending = {}
+    for k, stepper in enumerate(steps):
+        request = advance(stepper)
+        if request is not None:
+            pending[k] = request
+    while pending:
+        day = min(request[1] for request in pending.values())
+        batch = [k for k, request in pending.items() if request[1] == day]
+        decisions = decider.decide_many([pending[k] for k in batch])
+        if len(decisions) != len(batch):
+            raise ValueError(f"decide_many answered {len(decisions)} decisions for "
+                             f"{len(batch)} debtors on {day}")
+        for k, decision in zip(batch, decisions, strict=True):
+            request = advance(steps[k], decision)
+            if request is None:
+                del pending[k]
+            else:
+                pending[k] = request
 
 
 def company_debtors(n_debtors: int, *, days: int, seed: int,

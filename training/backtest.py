@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 
 from paycadence.config import Params, Policy
+from paycadence.data import Tables
 from paycadence.data.sim_policy import (
     DebtorContext,
     Decision,
@@ -105,12 +106,34 @@ class LearntPolicy:
                    for action, ids in allowed.items())
 
     def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
-        self.calls += 1
-        if self.on_call is not None and self.calls % 100 == 0:
-            self.on_call(self.calls)
-        rec = recommend(context.history(), as_of=on, policy=self.policy, models=self.models,
-                        model_version=self.version, debtor_ids=[state.debtor_id],
-                        explain=False)[0]
+        return self.decide_many([(state, on, context)])[0]
+
+    def decide_many(self, requests: list[tuple[DebtorState, dt.date, DebtorContext]]
+                    ) -> list[Decision]:
+        """The decisions of several debtors on one morning, in one call to ``recommend`` with
+        their histories together (each debtor's features and exploration draw are its own, so
+        each is decided exactly as alone)."""
+        if not requests:
+            return []
+        on = requests[0][1]
+        if any(day != on for _, day, _ in requests):
+            raise ValueError("decide_many: the requests are not all of one morning")
+        before = self.calls
+        self.calls += len(requests)
+        if self.on_call is not None and self.calls // 100 > before // 100:
+            self.on_call(self.calls // 100 * 100)
+        histories = [context.history() for _, _, context in requests]
+        tables = Tables(**{name: pl.concat([getattr(h, name) for h in histories])
+                           for name, _ in histories[0].items()})
+        recs = recommend(tables, as_of=on, policy=self.policy, models=self.models,
+                         model_version=self.version,
+                         debtor_ids=[state.debtor_id for state, _, _ in requests],
+                         explain=False)
+        return [self._decision(state, rec)
+                for (state, _, _), rec in zip(requests, recs, strict=True)]
+
+    def _decision(self, state: DebtorState, rec: dict) -> Decision:
+        """One recommendation as the simulator's decision, tallied."""
         ids = tuple(rec["invoice_ids"])
         kind = decided_by(rec["reason"])
         self.decided_by[kind] += 1
@@ -181,6 +204,14 @@ class Switch:
 
     def decide(self, state: DebtorState, on: dt.date, context: DebtorContext) -> Decision:
         return (self.before if on < self.on else self.after).decide(state, on, context)
+
+    def decide_many(self, requests: list[tuple[DebtorState, dt.date, DebtorContext]]
+                    ) -> list[Decision]:
+        """One morning's decisions: ``after.decide_many`` from the switch day on where it has
+        one, else one ``decide`` per debtor."""
+        if requests and requests[0][1] >= self.on and hasattr(self.after, "decide_many"):
+            return self.after.decide_many(requests)
+        return [self.decide(*request) for request in requests]
 
 
 class OneStepDeviation:

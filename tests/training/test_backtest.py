@@ -207,6 +207,47 @@ def test_after_the_switch_each_run_follows_its_own_policy(switched):
     assert not fixed["explored"].any()  # the fixed schedule does not explore
 
 
+class OneByOne:
+    """A decider without ``decide_many``: the simulator asks it debtor by debtor."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def is_decision_day(self, state, on, context):
+        return self.inner.is_decision_day(state, on, context)
+
+    def decide(self, state, on, context):
+        return self.inner.decide(state, on, context)
+
+
+def test_deciding_a_morning_at_once_changes_no_row(switched):
+    """The learnt policy is asked once per morning for every debtor deciding on it (one call to
+    recommend, the debtors' runs stepped side by side): every row and decision is what asking
+    it debtor by debtor gives, and it was asked as often."""
+    policy = Policy()
+    alone = LearntPolicy(policy, None)
+    one_by_one = simulate(20, days=220, seed=5, start=START, policy=policy,
+                          logging_policy=OneByOne(Switch(ScheduleLoggingPolicy(policy, 0.10, 5),
+                                                         alone, on=SWITCH)))
+    together = switched["learnt"]
+    for table, frame in one_by_one.tables.items():
+        assert_frame_equal(getattr(together.tables, table), frame, check_exact=True)
+    assert_frame_equal(together.decisions, one_by_one.decisions, check_exact=True)
+    learnt = together.decisions.filter(pl.col("decided_on") >= SWITCH)
+    assert learnt.height == alone.calls > 20  # many mornings, several debtors on some
+
+
+def test_a_decider_answering_too_few_decisions_is_refused():
+    class Short(OneByOne):
+        def decide_many(self, requests):
+            return [self.decide(*r) for r in requests[1:]]
+
+    policy = Policy()
+    with pytest.raises(ValueError, match="decide_many answered"):
+        simulate(5, days=60, seed=5, start=START, policy=policy,
+                 logging_policy=Short(ScheduleLoggingPolicy(policy, 0.10, 5)))
+
+
 def test_the_later_policy_watches_every_morning_of_the_past():
     """The oracle keeps what the company has seen of each invoice, morning by morning, so the
     switch shows it the past (its answer ignored) before it decides."""
