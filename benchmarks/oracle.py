@@ -13,9 +13,11 @@ policy's decisions departed from the schedule by the learnt values, agreed with 
 want of support in the log, or kept it because the two halves' payment models disagreed, the
 three most frequent departures (the schedule's action → the one chosen), rule violations
 (learnt / oracle), and the doubly robust off-policy estimate's relative error against the
-simulated truth on the decisions logged in the past (``|DR − truth| / |truth|``; ``--no-ope``
-skips it). Below the table, per row: what the learnt policy did besides waiting, by how it
-decided (departed, agreed, thin log, unsure, explored, held back).
+simulated truth on the decisions logged in the past (``|DR − truth| / |truth|``, then both
+per decision and how many decisions and debtors were checked; ``--ope-debtors N`` checks a
+hash sample of N debtors' decisions, ``--no-ope`` skips it). Below the table, per row: what the
+learnt policy did besides waiting, by how it decided (departed, agreed, thin log, unsure,
+explored, held back).
 
     .venv/bin/python benchmarks/oracle.py --debtors 150 --history-days 365 --days 365 \
         --seeds 1 2 3 --worlds project other --jobs 2
@@ -50,6 +52,9 @@ def main() -> None:
                         help="share of the logged past's schedule decisions that explored")
     parser.add_argument("--ope", action=argparse.BooleanOptionalAction, default=True,
                         help="the off-policy check (DR against the simulated truth)")
+    parser.add_argument("--ope-debtors", type=int, default=None,
+                        help="check on the logged decisions of at most this many debtors (a "
+                             "hash sample; default every one: slow on a large book)")
     parser.add_argument("--jobs", type=int, default=1, help="rows run side by side")
     args = parser.parse_args()
     if args.worlds == ["all"]:
@@ -97,7 +102,8 @@ def _row(cell: tuple) -> tuple[str, str]:
     t = time.perf_counter()
     r = run_backtest(args.debtors, args.days, seed, history_days=args.history_days,
                      params=load_params(ROOT / "params.yaml"), world=resolve_world(world),
-                     ope=args.ope, exploration_share=args.history_exploration)
+                     ope=args.ope, exploration_share=args.history_exploration,
+                     ope_debtors=args.ope_debtors)
     fixed, none, learnt = (o.net_value for o in r.outcomes)
     m = r.margin
     vs = f"{m.relative:+.2%} ({m.low:+.2%} to {m.high:+.2%})"
@@ -115,8 +121,10 @@ def _row(cell: tuple) -> tuple[str, str]:
     dr = "—"
     if r.ope is not None:
         c = r.ope
-        dr = (f"{abs(c.dr - c.simulated) / abs(c.simulated):.1%}" if c.simulated
-              else "undefined")
+        error = (f"{abs(c.dr - c.simulated) / abs(c.simulated):.1%}" if c.simulated
+                 else "undefined")
+        dr = (f"{error} ({c.dr:,.2f} vs {c.simulated:,.2f}; {c.decisions:,} decisions of "
+              f"{c.debtors} of {c.decided_debtors} debtors)")
     acted = ", ".join(f"{k} {n}" for k, n in sorted(
         r.learnt_acted.items(), key=lambda kv: -kv[1])) or "nothing"
     return (f"| {world} | {seed} | {fixed:,.0f} | {none:,.0f} | {learnt:,.0f} | "

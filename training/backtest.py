@@ -293,6 +293,9 @@ class OpeCheck:
     snips: float
     logged: float
     decisions: int
+    #: debtors whose decisions were checked, of those who decided (a sample when fewer)
+    debtors: int = 0
+    decided_debtors: int = 0
 
 
 @dataclass(frozen=True)
@@ -325,7 +328,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
                  policy: Policy | None = None, params: Params | None = None,
                  start: dt.date = dt.date(2024, 1, 1), ope: bool = False,
                  world: World | str = PROJECT_WORLD, oracle: bool = True,
-                 exploration_share: float = 0.10,
+                 exploration_share: float = 0.10, ope_debtors: int | None = None,
                  progress: Progress | None = None) -> BacktestResult:
     """Train on the company's own logged past, then run its future under the fixed schedule,
     no dunning and the learnt policy (and the oracle); see the module docstring.
@@ -354,6 +357,11 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
         schedule that the learnt policy captured (:func:`captured_share`).
     exploration_share
         ε of the logging schedule of the past, in [0, 1].
+    ope_debtors
+        With ``ope``: check on the logged decisions of at most this many debtors (a hash
+        sample, :func:`~paycadence.training.bounded.sampled_debtors`); None: every debtor.
+        The simulated truth replays every option of every decision checked, so a large book
+        is checked on a sample.
     progress
         ``progress(what, done, total)`` hears each phase (and the decisions asked,
         re-simulated).
@@ -415,7 +423,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
     if ope:
         step("off-policy estimates on the decisions logged in the past", 4 + oracle, phases)
         check = _ope_check(known, logged, models, switch, n_debtors, total, seed, start,
-                           policy, world, exploration_share, progress)
+                           policy, world, exploration_share, progress, ope_debtors)
     return BacktestResult(out, history_days, models, learnt.calls, check,
                           paired_margin(out[-1], out[0], seed=seed), best, share, switch,
                           exploration_share, dict(learnt.decided_by),
@@ -424,22 +432,31 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
 
 def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: dt.date,
                n_debtors: int, total: int, seed: int, start: dt.date, policy: Policy,
-               world: World, exploration_share: float, progress: Progress | None) -> OpeCheck:
+               world: World, exploration_share: float, progress: Progress | None,
+               max_debtors: int | None = None) -> OpeCheck:
     """The off-policy estimates and the simulated truth on the decisions ``logged`` in the
     past (before ``switch``, which ``known`` is cut at) whose reward window
     (:data:`paycadence.training.ope.REWARD_DAYS`) ends before that day, so that their rewards
-    are in the past every run shares."""
+    are in the past every run shares; those of at most ``max_debtors`` debtors (a hash sample)
+    when given."""
+    from paycadence.training.bounded import sampled_debtors
     from paycadence.training.ope import REWARD_DAYS, evaluate_policy, rewards
 
     decisions = logged.filter(
         pl.col("decided_on") < switch - dt.timedelta(days=REWARD_DAYS)).sort(
         "decided_on", "debtor_id")
+    decided = decisions["debtor_id"].n_unique()
+    if max_debtors is not None and decided > max_debtors:
+        decisions = sampled_debtors(decisions.lazy(), max_debtors=max_debtors,
+                                    seed=seed).collect()
+        known = known.for_debtors(decisions["debtor_id"].unique())
     estimate = evaluate_policy(known, decisions, policy, models)
     truth = one_step_truth(n_debtors, total, seed, start, policy, decisions, estimate.options,
                            rewards(known, decisions, policy),
                            exploration_share=exploration_share, world=world, progress=progress)
     return OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
-                    estimate.snips.value, estimate.logged.value, estimate.decisions)
+                    estimate.snips.value, estimate.logged.value, estimate.decisions,
+                    decisions["debtor_id"].n_unique(), decided)
 
 
 #: MLflow experiment of backtest runs (the report shows the latest).

@@ -363,3 +363,13 @@ def test_the_learnt_policy_is_asked_whenever_it_could_act_near_the_due_date(
     """Every debtor-day with an invoice overdue or due within 7 days on which the guard allows
     an action other than wait (the policy may remind before the due date)."""
     assert _asked(days_past_due, **kwargs) is asked
+
+
+def test_the_off_policy_check_can_be_run_on_a_sample_of_debtors():
+    """``ope_debtors``: the check replays every option of every decision it checks, so a large
+    book is checked on a hash sample of its debtors; the figures say how many."""
+    got = run_backtest(10, 100, 7, history_days=120, oracle=False, ope=True, ope_debtors=3,
+                       policy=Policy(exploration={"timing": 0.0}))
+    check = got.ope
+    assert check.debtors == 3 < check.decided_debtors <= 10
+    assert check.decisions > 0 and math.isfinite(check.dr) and math.isfinite(check.simulated)
