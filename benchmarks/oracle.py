@@ -17,7 +17,10 @@ simulated truth on the decisions logged in the past (``|DR − truth| / |truth|`
 per decision and how many decisions and debtors were checked; ``--ope-debtors N`` checks a
 hash sample of N debtors' decisions, ``--no-ope`` skips it). Below the table, per row: what the
 learnt policy did besides waiting, by how it decided (departed, agreed, thin log, unsure,
-explored, held back).
+explored, held back). And ``p_late``'s AUC on the future's new invoices, each forecast on its
+issue day, against the best of the simple references (training/forecastcheck.py: the debtor's
+share late smoothed, shrunk toward the book's rate by empirical Bayes, or its recent share
+shrunk); the ceiling from the world's latent state is not computed.
 
     .venv/bin/python benchmarks/oracle.py --debtors 150 --history-days 365 --days 365 \
         --seeds 1 2 3 --worlds project other --jobs 2
@@ -70,8 +73,9 @@ def main() -> None:
     print("| world | seed | fixed | none | learnt | oracle | captured (95% interval) | "
           "learnt vs fixed (95% interval) | contacts/invoice fixed → learnt | hand-overs fixed / "
           "learnt / oracle | learnt decisions departed / agreed / thin log / unsure | most "
-          "frequent departures | violations learnt / oracle | DR error | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "frequent departures | violations learnt / oracle | DR error | p_late AUC model / "
+          "best reference | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     cells = [(world, seed, args) for world in args.worlds for seed in args.seeds]
     acts = []
     if args.jobs <= 1:
@@ -125,11 +129,16 @@ def _row(cell: tuple) -> tuple[str, str]:
                  else "undefined")
         dr = (f"{error} ({c.dr:,.2f} vs {c.simulated:,.2f}; {c.decisions:,} decisions of "
               f"{c.debtors} of {c.decided_debtors} debtors)")
+    auc = "—"
+    if r.forecast is not None:
+        ref, best = r.forecast.best_reference
+        auc = (f"{r.forecast.auc['model']:.3f} / {best:.3f} ({ref}; "
+               f"{r.forecast.invoices:,} invoices)")
     acted = ", ".join(f"{k} {n}" for k, n in sorted(
         r.learnt_acted.items(), key=lambda kv: -kv[1])) or "nothing"
     return (f"| {world} | {seed} | {fixed:,.0f} | {none:,.0f} | {learnt:,.0f} | "
             f"{r.oracle.net_value:,.0f} | {share} | {vs} | {contacts} | {handed} | {how} | "
-            f"{moves} | {broken} | {dr} | "
+            f"{moves} | {broken} | {dr} | {auc} | "
             f"{time.perf_counter() - t:.0f} |"), acted
 
 

@@ -41,6 +41,7 @@ from paycadence.data.sim_world import PROJECT_WORLD, World, resolve_world
 from paycadence.data.simulate import simulate
 from paycadence.guard import DebtorState, allowed_actions
 from paycadence.models import RiskModels, recommend
+from paycadence.training.forecastcheck import ForecastCheck, forecast_check
 from paycadence.training.scoring import (
     SCORED_BEFORE_END,
     Captured,
@@ -322,6 +323,9 @@ class BacktestResult:
     learnt_departures: dict = field(default_factory=dict)
     #: the learnt policy's actions other than waiting, "how decided: action" → how many
     learnt_acted: dict = field(default_factory=dict)
+    #: ``p_late`` of the models against the simple references on the future's new invoices
+    #: under the fixed schedule (training/forecastcheck.py); None without models
+    forecast: ForecastCheck | None = None
 
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 365,
@@ -402,6 +406,8 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
         step(f"company {seed} under the learnt policy: {n:,} decisions asked", 3, phases)
 
     out = [scored("fixed schedule", fixed.tables)]
+    forecast = forecast_check(fixed.tables, models, switch=switch,
+                              due_by=end - dt.timedelta(days=SCORED_BEFORE_END))
     logged = fixed.decisions.filter(pl.col("decided_on") < switch)  # by the logging schedule
     del fixed
     learnt = LearntPolicy(policy, models, on_call=asked)
@@ -427,7 +433,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
     return BacktestResult(out, history_days, models, learnt.calls, check,
                           paired_margin(out[-1], out[0], seed=seed), best, share, switch,
                           exploration_share, dict(learnt.decided_by),
-                          dict(learnt.departures), dict(learnt.acted))
+                          dict(learnt.departures), dict(learnt.acted), forecast)
 
 
 def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: dt.date,
@@ -470,7 +476,9 @@ def log_backtest(result: BacktestResult, *, debtors: int, days: int, seed: int,
     past, the switch day and the past's ``history_exploration``): per policy its net value,
     days late, unpaid at due + 90, contacts and reminders per invoice, hand-overs and
     violations (``fixed_schedule_net_value``, …), the learnt policy against the fixed
-    schedule, and the off-policy check. Returns the run id."""
+    schedule, the off-policy check, and ``p_late``'s AUC beside the references
+    (``forecast_auc_model``, ``forecast_auc_laplace``, ``_shrunk``, ``_recent``). Returns the
+    run id."""
     import mlflow
 
     from paycadence.training import tracking
@@ -508,6 +516,10 @@ def log_backtest(result: BacktestResult, *, debtors: int, days: int, seed: int,
         metrics |= {"ope_dr": c.dr, "ope_ips": c.ips, "ope_snips": c.snips,
                     "ope_simulated": c.simulated, "ope_logged": c.logged,
                     "ope_dr_error": relative(c.dr, c.simulated)}
+    if result.forecast is not None:
+        f = result.forecast
+        metrics |= {f"forecast_auc_{name}": v for name, v in f.auc.items()}
+        metrics |= {"forecast_invoices": float(f.invoices)}
     with mlflow.start_run(run_name=f"backtest seed {seed}") as run:
         mlflow.set_tag("kind", "backtest")
         mlflow.log_params({"debtors": debtors, "days": days, "seed": seed, "world": world,

@@ -373,3 +373,13 @@ def test_the_off_policy_check_can_be_run_on_a_sample_of_debtors():
     check = got.ope
     assert check.debtors == 3 < check.decided_debtors <= 10
     assert check.decisions > 0 and math.isfinite(check.dr) and math.isfinite(check.simulated)
+
+
+def test_p_late_is_scored_beside_the_simple_references(result):
+    """On the future's invoices, each forecast the first morning the future sees it."""
+    check = result.forecast
+    assert check.invoices > 20 and 0 < check.late_share < 1
+    assert set(check.auc) == {"model", "laplace", "shrunk", "recent"}
+    assert all(0.0 <= v <= 1.0 for v in check.auc.values())
+    assert check.best_reference[0] in {"laplace", "shrunk", "recent"}
+    assert 1.0 <= check.prior_strength <= 100.0 and 0 < check.book_rate < 1
