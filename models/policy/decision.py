@@ -207,20 +207,25 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
     if sure.action == sched:
         return sched, sched_ids, f"{reason}; also worth most by the learnt values ({shown}, " \
             f"waiting 0){thin}"
-    what = "waiting" if sure.action == "wait" else sure.action
     theirs = "waiting" if sched == "wait" else f"the schedule's {sched}"
-    ahead, apart = sure.value - own.value, abs(sure.gap - own.gap)
-    brings = ahead + sure.cost - own.cost  # the money it brings in more, costs left aside
-    if ahead <= apart:  # one half of the debtors' payment model does not find it better
-        return sched, sched_ids, (
-            f"{reason}; the schedule's action is kept: {what} looks worth {ahead:+.2f} more "
-            f"than {theirs}, but the payment models learnt from the two halves of the book's "
-            f"debtors differ by ±{apart:.2f} on it ({shown}, waiting 0)")
-    if abs(brings) <= apart:  # only the cost saved: the models see no difference in money
-        return sched, sched_ids, (
-            f"{reason}; the schedule's action is kept: {what} saves its cost, but the payment "
-            f"models see it bring in {brings:+.2f} against {theirs} (± {apart:.2f}): no "
-            f"learnt difference to stand on ({shown}, waiting 0)")
+    doubt = _unsure(sure, own, theirs)
+    if doubt is not None:
+        return sched, sched_ids, f"{reason}; the schedule's action is kept: {doubt} ({shown}, " \
+            "waiting 0)"
+    if sure.action != "wait" and sched != "wait" and sure.value <= abs(sure.gap):
+        # surely better than the schedule's action, not surely better than doing nothing: the
+        # log does not show that acting pays here, so the policy waits if that surely beats
+        # the schedule's action too, and otherwise keeps it
+        not_acting = _unsure(wait, own, theirs)
+        why = (f"{sure.action} looks worth {sure.value - own.value:+.2f} more than {theirs}, "
+               f"but against waiting only {sure.value:+.2f}, and the payment models of the two "
+               f"halves of the book's debtors differ by ±{abs(sure.gap):.2f} on that")
+        if not_acting is not None:
+            return sched, sched_ids, f"{reason}; the schedule's action is kept: {why}, while " \
+                f"{not_acting} ({shown}, waiting 0)"
+        sure, thin = wait, f"{thin}; {why}"
+    what = "waiting" if sure.action == "wait" else sure.action
+    apart = abs(sure.gap - own.gap)
     n_sure = float("inf") if sure.action == "wait" else n[sure.action]
     of_own = "of any action about invoices reminded as often" if own_key == EXPLORED else \
         f"of {sched}"
@@ -230,6 +235,22 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
         f"halves of the book's debtors (they differ by ±{apart:.2f}); the log has "
         f"{_n(n_sure)} exploring decisions of {what} and {_n(n_own)} "
         f"{of_own} in this band of days past due (at least {need:g}){thin}")
+
+
+def _unsure(better: Valued, own: Valued, theirs: str) -> str | None:
+    """Why ``better`` is not surely worth more than ``own`` (the schedule's action, named
+    ``theirs``), or None when it is: its advantage exceeds the two halves' gap on it, and it
+    brings in more money, not only saves a cost."""
+    what = "waiting" if better.action == "wait" else better.action
+    ahead, apart = better.value - own.value, abs(better.gap - own.gap)
+    brings = ahead + better.cost - own.cost  # the money it brings in more, costs left aside
+    if ahead <= apart:  # one half of the debtors' payment model does not find it better
+        return (f"{what} looks worth {ahead:+.2f} more than {theirs}, but the payment models "
+                f"learnt from the two halves of the book's debtors differ by ±{apart:.2f} on it")
+    if abs(brings) <= apart:  # only the cost saved: the models see no difference in money
+        return (f"{what} saves its cost, but the payment models see it bring in {brings:+.2f} "
+                f"against {theirs} (± {apart:.2f}): no learnt difference to stand on")
+    return None
 
 
 def _n(x: float) -> str:

@@ -72,8 +72,30 @@ def test_where_the_two_halves_payment_models_disagree_the_schedule_is_kept():
     assert choice.action == "phone" and "differ by ±16.00" in choice.reason
     # the same gap on both actions cancels: both halves rank them alike
     alike = _values(gain)
-    alike.gaps["I0"] = {"phone": 0.05, "email": 0.05}
+    alike.gaps["I0"] = {"phone": 0.02, "email": 0.02}
     assert decide(state, D0, _quiet(), alike).action == "phone"
+    # ... but a call that only surely beats the schedule's email, not waiting (+18.00 ± 40.00),
+    # is no reason to escalate: with waiting not surely better than the email either, the
+    # schedule's email stays
+    alike.gaps["I0"] = {"phone": 0.05, "email": 0.05}
+    choice = decide(state, D0, _quiet(), alike)
+    assert choice.action == "email"
+    assert "but against waiting only +18.00" in choice.reason
+
+
+def test_an_action_better_than_the_schedules_but_not_than_waiting_makes_the_policy_wait():
+    """The schedule hands over; a letter surely beats that, but not waiting, and waiting surely
+    beats the hand-over too: the policy waits."""
+    state = _debtor(past_due=60, contacts=3)
+    values = _values(BASE | {"collection": 0.3, "letter": 0.51})
+    values.gaps["I0"] = {"letter": 0.02, "collection": 0.01}  # letter +6.50 ± 16.00 vs waiting
+    choice = decide(state, D0, _quiet(), values)
+    assert choice.action == "wait"
+    assert choice.reason.startswith("learnt from this book's log: waiting is worth +0.00")
+    assert "letter looks worth" in choice.reason and "against waiting only +6.50" in choice.reason
+    # both halves sure of the letter against waiting: the letter it is
+    values.gaps["I0"] = {"letter": 0.005, "collection": 0.01}
+    assert decide(state, D0, _quiet(), values).action == "letter"
 
 
 def test_an_unsupported_better_action_leaves_the_best_supported_one():
