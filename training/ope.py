@@ -139,8 +139,10 @@ def candidate_options(tables: Tables, decisions: pl.DataFrame, policy: Policy,
     options: dict[tuple[str, dt.date], dict] = {}
     for (day,), part in decisions.group_by("decided_on", maintain_order=True):
         ids = part["debtor_id"].unique().to_list()
-        recs = recommend(tables, as_of=day, policy=policy, models=models, debtor_ids=ids,
-                         explain=False)
+        # only the deciding debtors' rows: each debtor's features are its own, and the rest of
+        # the book would be featurised every day for nothing
+        recs = recommend(tables.for_debtors(ids), as_of=day, policy=policy, models=models,
+                         debtor_ids=ids, explain=False)
         for rec in recs:
             options[(rec["debtor_id"], day)] = {
                 alt["action"]: (float(alt["probability"]), tuple(alt["invoice_ids"]))

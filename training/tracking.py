@@ -128,11 +128,33 @@ def log_model(risk_dir: str | Path, *, model_name: str, example=None, signature=
     info = mlflow.pyfunc.log_model(
         name="risk", python_model=find_spec("paycadence.models.pyfunc").origin,
         artifacts={"risk": str(risk_dir)}, signature=signature, input_example=example,
-        registered_model_name=model_name)
+        registered_model_name=model_name, pip_requirements=model_requirements())
     version = str(info.registered_model_version)
     setup().set_model_version_tag(model_name, version, CHECKSUM_TAG,
                                   json.dumps(sums, sort_keys=True))
     return version
+
+
+def model_requirements() -> list[str]:
+    """The logged model's ``requirements.txt``: paycadence and its own dependencies (not its
+    extras), each pinned to the version installed here. Given rather than inferred: MLflow's
+    inference loads the model in a subprocess (about 7 s of every ``train``) and guessed from
+    what happened to be imported (pyspark in, lightgbm and polars out)."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    from packaging.requirements import Requirement
+
+    out = [f"paycadence=={version('paycadence')}"]
+    for spec in requires("paycadence") or []:
+        req = Requirement(spec)
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue  # an extra's
+        try:
+            extras = f"[{','.join(sorted(req.extras))}]" if req.extras else ""
+            out.append(f"{req.name}{extras}=={version(req.name)}")
+        except PackageNotFoundError:
+            out.append(str(req))
+    return out
 
 
 def recorded_checksums(name: str, version: str) -> dict[str, str] | None:

@@ -51,6 +51,22 @@ def test_shap_values_add_up_to_the_raw_output(trained, tables):
     assert np.allclose(base + values.sum(axis=1), trained.models.raw(frame), atol=1e-9)
 
 
+def test_the_registered_model_pins_what_it_needs_to_load(trained):
+    """requirements.txt lists paycadence and its own dependencies at the installed versions
+    (given, not inferred by loading the model in a subprocess)."""
+    from importlib.metadata import version
+    from pathlib import Path
+
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{MODEL_NAME}/{trained.version}")
+    pins = (Path(local) / "requirements.txt").read_text().split()
+    for name in ("paycadence", "lightgbm", "polars", "numpy", "mlflow"):
+        assert f"{name}=={version(name)}" in pins
+    assert not any(p.startswith("pyspark") for p in pins)  # an extra's, not needed to load
+
+
 def test_saved_models_load_identically(trained, tables, tmp_path):
     frame = invoice_features(tables, as_of=tables.last_date)
     loaded = RiskModels.load(trained.models.save(tmp_path / "risk"))
