@@ -31,6 +31,7 @@ import polars as pl
 from paycadence.data import Tables, settlements
 from paycadence.features.pit import RECENT, features_at
 from paycadence.models import RiskModels
+from paycadence.models.recommend import naive_forecast
 
 #: Debtors with fewer settled invoices than this say nothing on the spread between debtors.
 MIN_SETTLED = 2
@@ -109,7 +110,7 @@ def forecast_check(tables: Tables, models: RiskModels | None, *, switch: dt.date
     n_recent = np.minimum(n, RECENT)
     late_recent = feats["n_late_last_5"].fill_null(0.0).to_numpy()
     p = {"model": models.predict(feats)["p_late"].to_numpy(),
-         "laplace": (late + 1) / (n + 2),
+         "laplace": naive_forecast(feats)["p_late"].to_numpy(),
          "shrunk": (late + m * r) / (n + m),
          "recent": (late_recent + m * r) / (n_recent + m)}
     auc = {k: float(roc_auc_score(y, v)) for k, v in p.items()}
