@@ -121,22 +121,52 @@ def action_values(state: DebtorState, on: dt.date, policy: Policy,
 
 
 def supported(action: str, ids: tuple[str, ...], state: DebtorState, on: dt.date,
-              policy: Policy, support: Mapping[str, list]) -> float:
+              policy: Policy, support: Mapping[str, list], asked_from: int | None = None
+              ) -> float:
     """How many logged exploring decisions of ``action`` the log has in the band of days past
     due of the invoices it names (their latest); waiting is always known (every quiet day of
     the log is one). ``action`` :data:`~paycadence.models.policy.value.EXPLORED`: exploring
     decisions of any action there about an invoice with as many earlier contacts (0, 1, 2,
-    3 or more) as the latest named one."""
+    3 or more) as the latest named one. ``asked_from``: the days past due from which the
+    schedule asks for the step (:func:`schedule_step_day`): a step asked again later, because
+    an earlier day did not take it, is the same decision, counted where the schedule takes it."""
     if action == "wait":
         return float("inf")
     named = frozenset(ids)
     days, contacts = max((((on - i.due_date).days, i.contacts) for i in state.invoices
                           if i.invoice_id in named), default=(0, 0))
+    if asked_from is not None:
+        days = min(days, asked_from)
     counts = support.get(action) or []
     band = band_of(days)
     if action == EXPLORED and len(counts) == len(BANDS) * REMINDER_BUCKETS:
         band = explored_slot(band, contacts)  # ... with as many earlier contacts
     return float(counts[band]) if band < len(counts) else 0.0
+
+
+def schedule_step_day(action: str, ids: tuple[str, ...], state: DebtorState,
+                      policy: Policy) -> int | None:
+    """Days past due from which the schedule asks for its ``action`` on the latest of the
+    invoices it names: ``schedule.collection`` for a hand-over, the reminder's own day for
+    reminder 1, 2 or 3 (None for waiting or an invoice past the schedule's reminders).
+
+    The schedule asks again every day until the step is taken, so an invoice the policy did
+    not hand over on its collection day is asked about at 60, 90, 120 days past due, where the
+    log, which followed the schedule, has hardly an invoice left: the log's exploration of
+    that decision is where the schedule takes it, not where a declined step has drifted to.
+    """
+    if action == "wait":
+        return None
+    s = policy.schedule
+    named = frozenset(ids)
+    latest = min((i for i in state.invoices if i.invoice_id in named), default=None,
+                 key=lambda i: i.due_date)
+    if latest is None:
+        return None
+    if action == "collection":
+        return s.collection
+    steps = (s.first_reminder, s.second_reminder, s.final_notice)
+    return steps[latest.contacts] if latest.contacts < len(steps) else None
 
 
 def decide(state: DebtorState, on: dt.date, policy: Policy,
@@ -191,7 +221,7 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
     # log explored there, whatever it drew (an older bundle counts the action's own draws)
     own_key = EXPLORED if EXPLORED in values.support else sched
     n_own = supported(own_key if sched != "wait" else sched, sched_ids, state, on, policy,
-                      values.support)
+                      values.support, schedule_step_day(sched, sched_ids, state, policy))
     if own is None or n_own < need:
         why = "it is not valued" if own is None else (
             f"the log has {_n(n_own)} exploring decisions "

@@ -43,8 +43,10 @@ VALUE_COLUMNS = (*FEATURES, "last_channel")
 #: Days rolled forward one by one with the payment model; what is still open after them is
 #: valued by the continuation model (:class:`Continuation`).
 HORIZON_DAYS = 60
-#: Days after today at which the payment rate is read; between two of them it is held.
-GRID = np.array([0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 14, 18, 22, 28, 35, 45])
+#: Days after today at which the payment rate is read: every one of the horizon. (A sparse
+#: grid held between its days let one day's spike — an instalment day of the log, 35 days
+#: after a plan offer — stand for ten, and turned a contact that loses into one that pays.)
+GRID = np.arange(HORIZON_DAYS)
 #: Bands of days past due in which the log's support for an action is counted.
 BANDS = ((-10_000, -1), (0, 7), (8, 21), (22, 45), (46, 90), (91, 10_000))
 #: Key of the support counts of exploring decisions of any action (the band's exploration),
@@ -177,7 +179,7 @@ def rolled_rows(X: np.ndarray, action: str, days: np.ndarray = GRID,
 def flows(rates: np.ndarray, annual_rate: float) -> tuple[np.ndarray, np.ndarray]:
     """(present value per unit open of the next :data:`HORIZON_DAYS` days, share still open
     after them) of daily payment rates read on :data:`GRID` days (shape (n, len(GRID))),
-    each held until the next grid day."""
+    each held until the next grid day (every day is one: :data:`GRID`)."""
     daily = np.clip(rates[:, _DAY], 0.0, 1.0)  # (n, HORIZON_DAYS)
     disc = math.exp(-annual_rate / 365) ** np.arange(HORIZON_DAYS)
     still = np.cumprod(np.column_stack([np.ones(len(daily)), 1.0 - daily]), axis=1)

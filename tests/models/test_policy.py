@@ -179,6 +179,34 @@ def test_a_hand_over_is_decided_by_value_against_waiting():
     assert hand.worth == pytest.approx(800 * (0.7 * 0.85 - 0.5) - 25)
 
 
+def test_a_declined_hand_over_asked_again_later_is_supported_where_the_schedule_takes_it():
+    """The schedule asks for a hand-over every day from its collection day on. Not taken on
+    that day (waiting was surely better), it is asked again at 120 days past due, where the log
+    — which followed the schedule — has no invoice left: the decision is the same one, so the
+    log's exploration of it counts where the schedule takes it, and the policy keeps waiting
+    instead of handing over late for want of support."""
+    policy = _quiet()
+    explored = [0.0] * (len(BANDS) * REMINDER_BUCKETS)
+    explored[explored_slot(band_of(policy.schedule.collection), 3)] = 40.0  # at 50 days
+    values = _values(BASE | {"collection": 0.3})  # 0.3 × 0.85 × 800 − 25 < 0.5 × 800
+    values.support["explored"] = explored
+    late = _debtor(past_due=120, contacts=3, last_contact=40)
+    choice = decide(late, D0, policy, values)
+    assert choice.action == "wait" and choice.reason.startswith("learnt from this book's log")
+    # a reminder step is counted at its own day the same way: reminder 2 asked at 30 days
+    explored[explored_slot(band_of(policy.schedule.second_reminder), 1)] = 40.0
+    skipped = _debtor(past_due=30, contacts=1, last_contact=28)
+    annoying = _values(BASE | {"email": 0.49, "sms": 0.49, "letter": 0.49, "phone": 0.49})
+    annoying.support["explored"] = explored
+    assert explored[explored_slot(band_of(30), 1)] == 0.0  # nothing explored at 30 days
+    choice = decide(skipped, D0, policy, annoying)
+    assert choice.action == "wait" and choice.reason.startswith("learnt from this book's log")
+    # without the log's exploration at the collection day, the schedule still decides
+    explored[explored_slot(band_of(policy.schedule.collection), 3)] = 0.0
+    choice = decide(late, D0, policy, values)
+    assert choice.action == "collection" and "the schedule's action is kept" in choice.reason
+
+
 def test_a_book_without_propensities_gets_the_schedule_and_explores_its_timing():
     """No logged randomised decision: every day is the schedule's, plus exploration."""
     policy = Policy(exploration={"share": 0.05, "timing": 0.2, "seed": 3})
