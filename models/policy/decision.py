@@ -220,13 +220,19 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
     # the schedule's own action is what the log chose there: the contrast with it is what the
     # log explored there, whatever it drew (an older bundle counts the action's own draws)
     own_key = EXPLORED if EXPLORED in values.support else sched
+    asked = schedule_step_day(sched, sched_ids, state, policy)
     n_own = supported(own_key if sched != "wait" else sched, sched_ids, state, on, policy,
-                      values.support, schedule_step_day(sched, sched_ids, state, policy))
+                      values.support, asked)
     if own is None or n_own < need:
+        late = max(((on - i.due_date).days for i in state.invoices
+                    if i.invoice_id in frozenset(sched_ids)), default=0)
+        where = "in this band of days past due" if asked is None or band_of(
+            min(late, asked)) == band_of(late) else \
+            f"where the schedule takes this step ({asked} days past due)"
         why = "it is not valued" if own is None else (
             f"the log has {_n(n_own)} exploring decisions "
             f"{'about invoices reminded as often ' if own_key == EXPLORED else 'of it '}"
-            f"in this band of days past due")
+            f"{where}")
         return sched, sched_ids, f"{reason}; the schedule's action is kept: {why} (< {need:g})"
     top = max([wait, *worth.values()], key=lambda v: (v.value, -STRENGTH[v.action]))
     sure = max([wait, *(v for a, v in worth.items() if n[a] >= need)],

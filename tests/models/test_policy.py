@@ -205,6 +205,7 @@ def test_a_declined_hand_over_asked_again_later_is_supported_where_the_schedule_
     explored[explored_slot(band_of(policy.schedule.collection), 3)] = 0.0
     choice = decide(late, D0, policy, values)
     assert choice.action == "collection" and "the schedule's action is kept" in choice.reason
+    assert "where the schedule takes this step (50 days past due)" in choice.reason
 
 
 def test_a_book_without_propensities_gets_the_schedule_and_explores_its_timing():
