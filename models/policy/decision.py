@@ -132,9 +132,7 @@ def supported(action: str, ids: tuple[str, ...], state: DebtorState, on: dt.date
     an earlier day did not take it, is the same decision, counted where the schedule takes it."""
     if action == "wait":
         return float("inf")
-    named = frozenset(ids)
-    days, contacts = max((((on - i.due_date).days, i.contacts) for i in state.invoices
-                          if i.invoice_id in named), default=(0, 0))
+    days, contacts = _latest(ids, state, on)
     if asked_from is not None:
         days = min(days, asked_from)
     counts = support.get(action) or []
@@ -142,6 +140,13 @@ def supported(action: str, ids: tuple[str, ...], state: DebtorState, on: dt.date
     if action == EXPLORED and len(counts) == len(BANDS) * REMINDER_BUCKETS:
         band = explored_slot(band, contacts)  # ... with as many earlier contacts
     return float(counts[band]) if band < len(counts) else 0.0
+
+
+def _latest(ids: tuple[str, ...], state: DebtorState, on: dt.date) -> tuple[int, int]:
+    """(days past due, earlier contacts) of the latest of the invoices ``ids`` names."""
+    named = frozenset(ids)
+    return max((((on - i.due_date).days, i.contacts) for i in state.invoices
+                if i.invoice_id in named), default=(0, 0))
 
 
 def schedule_step_day(action: str, ids: tuple[str, ...], state: DebtorState,
@@ -224,8 +229,7 @@ def _by_value(state, on, policy, values, worth, sched, sched_ids, reason):
     n_own = supported(own_key if sched != "wait" else sched, sched_ids, state, on, policy,
                       values.support, asked)
     if own is None or n_own < need:
-        late = max(((on - i.due_date).days for i in state.invoices
-                    if i.invoice_id in frozenset(sched_ids)), default=0)
+        late = _latest(sched_ids, state, on)[0]
         where = "in this band of days past due" if asked is None or band_of(
             min(late, asked)) == band_of(late) else \
             f"where the schedule takes this step ({asked} days past due)"

@@ -61,8 +61,6 @@ def explored_slot(band: int, contacts: int) -> int:
     return band * REMINDER_BUCKETS + min(max(int(contacts), 0), REMINDER_BUCKETS - 1)
 
 _AT = {f: k for k, f in enumerate(VALUE_COLUMNS)}
-_DAY = np.minimum(np.searchsorted(GRID, np.arange(HORIZON_DAYS), side="right") - 1,
-                  len(GRID) - 1)
 
 
 def band_of(days_past_due: float) -> int:
@@ -178,9 +176,9 @@ def rolled_rows(X: np.ndarray, action: str, days: np.ndarray = GRID,
 
 def flows(rates: np.ndarray, annual_rate: float) -> tuple[np.ndarray, np.ndarray]:
     """(present value per unit open of the next :data:`HORIZON_DAYS` days, share still open
-    after them) of daily payment rates read on :data:`GRID` days (shape (n, len(GRID))),
-    each held until the next grid day (every day is one: :data:`GRID`)."""
-    daily = np.clip(rates[:, _DAY], 0.0, 1.0)  # (n, HORIZON_DAYS)
+    after them) of daily payment rates read on every day of the horizon (shape (n,
+    HORIZON_DAYS), :data:`GRID`)."""
+    daily = np.clip(rates, 0.0, 1.0)
     disc = math.exp(-annual_rate / 365) ** np.arange(HORIZON_DAYS)
     still = np.cumprod(np.column_stack([np.ones(len(daily)), 1.0 - daily]), axis=1)
     return (still[:, :-1] * daily * disc).sum(axis=1), still[:, -1]
