@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +23,7 @@ from paycadence.errors import PaycadenceError
 from paycadence.features import UNPAID_DAYS, debtor_states, describe, invoice_features
 from paycadence.features.state import states_of, stored_opted_out
 from paycadence.models.hazard import CASH_WEEKS
-from paycadence.models.policy import BookValues, decide
+from paycadence.models.policy import BookValues, decide, valued_ids
 from paycadence.models.policy.value import VALUED
 from paycadence.models.risk import RiskModels
 
@@ -120,9 +120,15 @@ def recommend(
                 pl.Series(wanted, dtype=pl.String).implode()))
         else:
             wanted = features["debtor_id"].unique(maintain_order=True).to_list()
-        rows, X = _scored_rows(features, models, policy.learning.before_due_days,
-                               policy.annual_cost_of_capital)
         states = debtor_states(tables, features, as_of=as_of, opted_out=opted_out)
+        # value only what the decisions will read: many debtors may only wait today, and an
+        # action is judged only on the invoices it may name
+        only: dict[str, set] = {}
+        for state in states.values():
+            for action, ids in valued_ids(state, as_of, policy).items():
+                only.setdefault(action, set()).update(ids)
+        rows, X = _scored_rows(features, models, policy.learning.before_due_days,
+                               policy.annual_cost_of_capital, only)
     rows = rows.with_row_index("_i")
     by_debtor: dict[str, list[dict]] = {}
     dicts = rows.to_dicts()  # one conversion for the whole call, then grouped
@@ -151,9 +157,12 @@ GAP_COLUMNS = tuple(f"gap_{a}" for a in (*VALUED[1:], "collection"))
 
 
 def _scored_rows(features: pl.DataFrame, models: RiskModels | None, ahead: int = 7,
-                 annual_rate: float = 0.08) -> tuple[pl.DataFrame, np.ndarray | None]:
+                 annual_rate: float = 0.08, only: Mapping[str, set] | None = None
+                 ) -> tuple[pl.DataFrame, np.ndarray | None]:
     """The feature rows with their forecasts and, when the models have a value model, the
-    value of each action for the invoices overdue or due within ``ahead`` days; and their
+    value of each action for the invoices overdue or due within ``ahead`` days (when ``only``
+    is given, each action only for the invoice ids it names there:
+    :func:`~paycadence.models.policy.decision.valued_ids` of the call's debtors); and their
     feature matrix (built once for the forecasts, the values and the reasons; None without
     models)."""
     X = models.matrix(features) if models is not None and features.height else None
@@ -161,22 +170,34 @@ def _scored_rows(features: pl.DataFrame, models: RiskModels | None, ahead: int =
     rows = features.with_columns(
         forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d",
                          "cash_weeks")
-    ).with_columns(_values(features, models, X, ahead, annual_rate))
+    ).with_columns(_values(features, models, X, ahead, annual_rate, only))
     return rows, X
 
 
 def _values(features: pl.DataFrame, models: RiskModels | None, X: np.ndarray | None,
-            ahead: int, annual_rate: float) -> list[pl.Series]:
+            ahead: int, annual_rate: float, only: Mapping[str, set] | None = None
+            ) -> list[pl.Series]:
     """:data:`VALUE_COLUMNS` and :data:`GAP_COLUMNS` of the rows (none without a value model:
-    the schedule decides)."""
+    the schedule decides); with ``only``, null where an action is not to be valued."""
     value = None if models is None else models.value_model
     if value is None or features.height == 0:
         return []
-    near = np.flatnonzero(features["days_past_due"].to_numpy() >= -ahead)
+    near = features["days_past_due"].to_numpy() >= -ahead
+    ids = features["invoice_id"]
+    if only is not None:
+        near &= ids.is_in(pl.Series(list(only.get("wait", ())), dtype=pl.String).implode()
+                          ).to_numpy()
+    near = np.flatnonzero(near)
     out = {c: np.full(features.height, np.nan) for c in (*VALUE_COLUMNS, *GAP_COLUMNS)}
     if near.size:
         Xv = np.column_stack([X[near], features["last_channel"].to_numpy()[near]])
-        values, gaps = value.per_unit_gaps(Xv, annual_rate)
+        rows_of = None
+        if only is not None:
+            named = ids.gather(near)
+            rows_of = {a: np.flatnonzero(named.is_in(pl.Series(list(only.get(a, ())),
+                                                               dtype=pl.String).implode()))
+                       for a in VALUED}
+        values, gaps = value.per_unit_gaps(Xv, annual_rate, rows_of)
         for action, v in values.items():
             out[f"val_{action}"][near] = v
         for action, v in gaps.items():

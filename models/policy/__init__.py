@@ -18,6 +18,7 @@ from paycadence.models.policy.decision import (
     next_contact_day,
     next_review,
     supported,
+    valued_ids,
 )
 from paycadence.models.policy.exploration import STRENGTH, explore, uniforms
 
@@ -34,4 +35,5 @@ __all__ = [
     "next_review",
     "supported",
     "uniforms",
+    "valued_ids",
 ]

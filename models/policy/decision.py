@@ -90,6 +90,29 @@ class BookValues:
     gaps: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
 
+def candidates(state: DebtorState, on: dt.date, policy: Policy,
+               allowed: Mapping[str, tuple]) -> dict[str, tuple]:
+    """Every allowed action but waiting, with the invoices whose value it is judged on: a
+    contact's near ones (overdue or due within ``learning.before_due_days``), every invoice a
+    payment plan or a hand-over may cover."""
+    return {action: eligible if action in ("payment_plan", "collection") else
+            near_ids(state, on, policy, eligible)
+            for action, eligible in allowed.items() if action != "wait"}
+
+
+def valued_ids(state: DebtorState, on: dt.date, policy: Policy) -> dict[str, frozenset[str]]:
+    """The invoices whose values :func:`decide` reads for this debtor on ``on``, per action
+    (``wait``: all of them, every action is judged against it): none when the guard allows only
+    waiting (the decision then values nothing), so that a call values only what it decides
+    on."""
+    allowed = allowed_actions(state, on, policy)
+    if len(allowed) <= 1:
+        return {}
+    out = {a: frozenset(ids) for a, ids in candidates(state, on, policy, allowed).items()}
+    out["wait"] = frozenset().union(*out.values())
+    return out
+
+
 def action_values(state: DebtorState, on: dt.date, policy: Policy,
                   allowed: Mapping[str, tuple], values: BookValues) -> dict[str, Valued]:
     """The value of every allowed action but waiting; a contact names the invoices it adds
@@ -97,11 +120,7 @@ def action_values(state: DebtorState, on: dt.date, policy: Policy,
     by_id = {i.invoice_id: i for i in state.invoices}
     fee = policy.collection_fee_rate
     out = {}
-    for action, eligible in allowed.items():
-        if action == "wait":
-            continue
-        ids = eligible if action in ("payment_plan", "collection") else \
-            near_ids(state, on, policy, eligible)
+    for action, ids in candidates(state, on, policy, allowed).items():
         gains, gaps = {}, {}
         for i in ids:
             v = values.per_unit.get(i)

@@ -29,6 +29,7 @@ result is the present value per unit open, so an action's worth for an invoice i
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import lightgbm as lgb
 import numpy as np
@@ -210,28 +211,37 @@ class Continuation:
 
 
 def rolled_values(rates: tuple[PaymentRate, ...], after: Continuation, X: np.ndarray,
-                  actions: tuple[str, ...], annual_rate: float, cap: float | None = None
-                  ) -> list[dict[str, np.ndarray]]:
+                  actions: tuple[str, ...], annual_rate: float, cap: float | None = None,
+                  only: Mapping[str, np.ndarray] | None = None) -> list[dict[str, np.ndarray]]:
     """Per payment model of ``rates``: action → present value per unit open of each row of
     ``X`` (:data:`VALUE_COLUMNS` order, today's morning) if the action is taken today and
     nothing after for :data:`HORIZON_DAYS` days: the payment model's flows over them plus, for
     what is still open, the continuation's value on the last day, discounted. The rows are
-    built and the continuation read once; one call of each booster."""
+    built and the continuation read once; one call of each booster.
+
+    ``only``: action → the row numbers of ``X`` it is valued on (NaN on the others; an action
+    not named is valued on every row), so that a call rolls forward only what its decisions
+    read."""
     n = X.shape[0]
-    if n == 0:
-        return [{a: np.zeros(0) for a in actions} for _ in rates]
+    at = {a: np.arange(n) if only is None or a not in only else np.asarray(only[a], dtype=int)
+          for a in actions}
+    sizes = [len(at[a]) for a in actions]
+    cuts = np.cumsum([0, *sizes])
+    if cuts[-1] == 0:
+        return [{a: np.full(n, np.nan) for a in actions} for _ in rates]
     last = np.array([HORIZON_DAYS])
-    rows = np.vstack([rolled_rows(X, a, cap=cap) for a in actions])
-    ends = after.predict(np.vstack([rolled_rows(X, a, last, cap) for a in actions])).reshape(
-        len(actions), n)
+    rows = np.vstack([rolled_rows(X[at[a]], a, cap=cap) for a in actions])
+    ends = np.clip(after.predict(np.vstack([rolled_rows(X[at[a]], a, last, cap)
+                                            for a in actions])), 0.0, 1.0)
     disc = math.exp(-annual_rate * HORIZON_DAYS / 365)
     out = []
     for model in rates:
-        daily = model.predict(rows).reshape(len(actions), n, len(GRID))
+        daily = model.predict(rows).reshape(-1, len(GRID))
         values = {}
         for k, a in enumerate(actions):
-            paid, still = flows(daily[k], annual_rate)
-            values[a] = paid + still * disc * np.clip(ends[k], 0.0, 1.0)
+            paid, still = flows(daily[cuts[k]:cuts[k + 1]], annual_rate)
+            values[a] = np.full(n, np.nan)
+            values[a][at[a]] = paid + still * disc * ends[cuts[k]:cuts[k + 1]]
         out.append(values)
     return out
 
@@ -286,14 +296,16 @@ class ValueModel:
         recovery per unit handed over (NaN when the book never handed over)."""
         return self.per_unit_gaps(X, annual_rate)[0]
 
-    def per_unit_gaps(self, X: np.ndarray, annual_rate: float
+    def per_unit_gaps(self, X: np.ndarray, annual_rate: float,
+                      only: Mapping[str, np.ndarray] | None = None
                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """(:meth:`per_unit`, gaps): for every action but waiting, half the difference between
         the two halves' advantage over waiting per unit open, ``½((a_A − wait_A) − (a_B −
         wait_B))`` (zeros with one payment model). Each half's advantage is the mean's ± its
-        gap."""
+        gap. ``only``: action → the rows it is valued on (:func:`rolled_values`; NaN
+        elsewhere)."""
         models = (self.rate,) if self.rate_b is None else (self.rate, self.rate_b)
-        halves = rolled_values(models, self.after, X, VALUED, annual_rate, self.cap)
+        halves = rolled_values(models, self.after, X, VALUED, annual_rate, self.cap, only)
         out = {a: sum(h[a] for h in halves) / len(halves) for a in VALUED}
         out["collection"] = self.recovery.predict(X) if X.shape[0] else np.zeros(0)
         if len(halves) == 1:

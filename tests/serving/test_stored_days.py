@@ -86,6 +86,38 @@ def test_scored_day_gives_the_answers_computed_alone(tables, trained):
     assert one_by_one == together
 
 
+def test_a_call_values_only_what_its_decisions_read(tables, trained, monkeypatch):
+    """A call rolls the value model forward only for the invoices and actions its debtors'
+    decisions read (:func:`~paycadence.models.policy.valued_ids`), not every near invoice for
+    every action as the day's book does, and gives the same answers."""
+    from paycadence.features import invoice_features
+    from paycadence.models.policy.value import VALUED, ValueModel
+
+    seen = []
+    rolled = ValueModel.per_unit_gaps
+
+    def counted(self, X, annual_rate, only=None):
+        seen.append(X.shape[0] * len(VALUED) if only is None else
+                    sum(len(v) for v in only.values()))
+        return rolled(self, X, annual_rate, only)
+
+    monkeypatch.setattr(ValueModel, "per_unit_gaps", counted)
+    policy = load_policy()
+    engine = Engine(policy=policy, models=trained.models, version="risk:test", stored=tables)
+    assert engine.models.value_model is not None
+    as_of = tables.last_date - dt.timedelta(days=9)
+    ids = tables.debtors["debtor_id"].to_list()[:80]
+    assert engine.prepare(as_of) and engine.day_ready(as_of)
+    seen.clear()
+    alone = per_call(engine, as_of, ids)
+    near = invoice_features(tables.for_debtors(ids), as_of=as_of).filter(
+        pl.col("days_past_due") >= -policy.learning.before_due_days).height
+    assert 0 < sum(seen) < near * len(VALUED)
+    assert alone == engine.recommend(as_of, [DebtorIn(debtor_id=d) for d in ids])
+    # the decisions did read values: some answers name the learnt ones
+    assert any("learnt" in r["reason"] for r in alone)
+
+
 def test_the_first_call_of_a_day_starts_the_pass_and_answers_alone(tables, trained, until):
     """No call waits for the day: the first computes its own debtors and starts the pass in
     the background; once the pass is done, calls read it, with the same answers."""
