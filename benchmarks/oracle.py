@@ -14,7 +14,9 @@ want of support in the log, or kept it because the two halves' payment models di
 three most frequent departures (the schedule's action → the one chosen), rule violations
 (learnt / oracle), and the doubly robust off-policy estimate's relative error against the
 simulated truth on the decisions logged in the past (``|DR − truth| / |truth|``, then both
-per decision and how many decisions and debtors were checked; ``--ope-debtors N`` checks a
+per decision, whether the truth is inside DR's 95% bootstrap interval over debtors, DR's
+effective sample size (Σw)² / Σw² and how many decisions and debtors were checked: an error
+inside the interval is DR's variance on the sample, not its bias; ``--ope-debtors N`` checks a
 hash sample of N debtors' decisions, ``--no-ope`` skips it). Below the table, per row: what the
 learnt policy did besides waiting, by how it decided (departed, agreed, thin log, unsure,
 explored, held back). And ``p_late``'s AUC on the future's new invoices, each forecast on its
@@ -127,8 +129,10 @@ def _row(cell: tuple) -> tuple[str, str]:
         c = r.ope
         error = (f"{abs(c.dr - c.simulated) / abs(c.simulated):.1%}" if c.simulated
                  else "undefined")
-        dr = (f"{error} ({c.dr:,.2f} vs {c.simulated:,.2f}; {c.decisions:,} decisions of "
-              f"{c.debtors} of {c.decided_debtors} debtors)")
+        inside = "inside" if c.dr_low <= c.simulated <= c.dr_high else "outside"
+        dr = (f"{error} ({c.dr:,.2f} vs {c.simulated:,.2f}, truth {inside} DR's 95% interval "
+              f"{c.dr_low:,.2f} to {c.dr_high:,.2f}; effective n {c.effective_n:,.0f} of "
+              f"{c.decisions:,} decisions of {c.debtors} of {c.decided_debtors} debtors)")
     auc = "—"
     if r.forecast is not None:
         ref, best = r.forecast.best_reference

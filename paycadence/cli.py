@@ -575,7 +575,8 @@ def backtest(
             console.print(
                 f"off-policy check on the logged past ({c.decisions} logged "
                 f"decisions, value per decision = money in within 30 days − costs): learnt policy "
-                f"estimated DR {c.dr:,.2f} (IPS {c.ips:,.2f}, SNIPS {c.snips:,.2f}) vs "
+                f"estimated DR {c.dr:,.2f} (95% interval {c.dr_low:,.2f} … {c.dr_high:,.2f}, "
+                f"effective n {c.effective_n:,.0f}; IPS {c.ips:,.2f}, SNIPS {c.snips:,.2f}) vs "
                 f"{c.simulated:,.2f} simulated on the same decisions "
                 f"(DR off by {relative(c.dr, c.simulated):+.1%}); the logging policy earned "
                 f"{c.logged:,.2f}", highlight=False)

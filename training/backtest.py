@@ -297,6 +297,11 @@ class OpeCheck:
     #: debtors whose decisions were checked, of those who decided (a sample when fewer)
     debtors: int = 0
     decided_debtors: int = 0
+    #: the DR estimate's 95% bootstrap interval over debtors, and its effective sample size
+    #: (Σw)² / Σw²: an error inside the interval is the estimate's variance on this sample
+    dr_low: float = float("nan")
+    dr_high: float = float("nan")
+    effective_n: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -462,7 +467,8 @@ def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: d
                            exploration_share=exploration_share, world=world, progress=progress)
     return OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
                     estimate.snips.value, estimate.logged.value, estimate.decisions,
-                    decisions["debtor_id"].n_unique(), decided)
+                    decisions["debtor_id"].n_unique(), decided, estimate.dr.low,
+                    estimate.dr.high, estimate.effective_n)
 
 
 #: MLflow experiment of backtest runs (the report shows the latest).
@@ -515,7 +521,8 @@ def log_backtest(result: BacktestResult, *, debtors: int, days: int, seed: int,
         c = result.ope
         metrics |= {"ope_dr": c.dr, "ope_ips": c.ips, "ope_snips": c.snips,
                     "ope_simulated": c.simulated, "ope_logged": c.logged,
-                    "ope_dr_error": relative(c.dr, c.simulated)}
+                    "ope_dr_error": relative(c.dr, c.simulated), "ope_dr_low": c.dr_low,
+                    "ope_dr_high": c.dr_high, "ope_effective_n": c.effective_n}
     if result.forecast is not None:
         f = result.forecast
         metrics |= {f"forecast_auc_{name}": v for name, v in f.auc.items()}

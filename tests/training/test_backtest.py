@@ -143,6 +143,9 @@ def test_off_policy_estimate_sits_next_to_the_simulated_truth(result):
     assert c is not None and c.decisions > 0
     for value in (c.simulated, c.dr, c.ips, c.snips, c.logged):
         assert math.isfinite(value)
+    # DR's own interval and effective sample size, to tell its variance from its bias
+    assert c.dr_low <= c.dr <= c.dr_high
+    assert 0 < c.effective_n <= c.decisions
 
 
 def test_a_backtest_is_logged_for_the_report(result, mlflow_uri):
@@ -157,6 +160,8 @@ def test_a_backtest_is_logged_for_the_report(result, mlflow_uri):
     assert found.metrics["fixed_schedule_net_value"] == pytest.approx(fixed.net_value)
     assert found.metrics["learnt_policy_handovers"] == learnt.handovers
     assert found.metrics["ope_dr"] == pytest.approx(result.ope.dr)
+    assert found.metrics["ope_dr_low"] == pytest.approx(result.ope.dr_low)
+    assert found.metrics["ope_effective_n"] == pytest.approx(result.ope.effective_n)
     assert found.metrics["learnt_vs_fixed_net_value_low"] == pytest.approx(result.margin.low)
     assert found.params["seed"] == "3"
     assert found.params["history_days"] == str(HISTORY)
