@@ -123,10 +123,12 @@ def recommend(
         states = debtor_states(tables, features, as_of=as_of, opted_out=opted_out)
         # value only what the decisions will read: many debtors may only wait today, and an
         # action is judged only on the invoices it may name
-        only: dict[str, set] = {}
-        for state in states.values():
-            for action, ids in valued_ids(state, as_of, policy).items():
-                only.setdefault(action, set()).update(ids)
+        only: dict[str, set] | None = None
+        if models is not None and models.value_model is not None:
+            only = {}
+            for state in states.values():
+                for action, ids in valued_ids(state, as_of, policy).items():
+                    only.setdefault(action, set()).update(ids)
         rows, X = _scored_rows(features, models, policy.learning.before_due_days,
                                policy.annual_cost_of_capital, only)
     rows = rows.with_row_index("_i")
