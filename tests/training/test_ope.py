@@ -41,6 +41,53 @@ def test_doubly_robust_survives_a_wrong_reward_model():
     assert est[3].low <= 10.5 <= est[3].high
 
 
+def _rare_bandit(rng, n=3000):
+    """The log takes action 0 with probability 0.98, actions 1 and 2 with 0.01 each (a contact
+    drawn on a day the schedule waits); the target takes action 1 with 0.75 and action 0 with
+    0.25. Action 1 pays 40 + 100 x on average, with heavy noise; its true value is known."""
+    x = rng.random(n)
+    a = rng.choice(3, size=n, p=[0.98, 0.01, 0.01])
+    means = np.column_stack([20 + 10 * x, 40 + 100 * x, 30 + 0 * x])
+    r = means[np.arange(n), a] + rng.normal(0, 60, n)
+    target = np.tile([0.25, 0.75, 0.0], (n, 1))
+    w = target[np.arange(n), a] / np.array([0.98, 0.01, 0.01])[a]
+    truth = 0.25 * (20 + 5) + 0.75 * (40 + 50)
+    return x, a, r, w, means, target, truth
+
+
+@pytest.mark.parametrize(("model", "at_most"), [("exact", 1.05), ("off", 0.95), ("none", 0.8)])
+def test_dr_self_normalised_per_action_is_steadier_where_propensities_are_tiny(
+        monkeypatch, model, at_most):
+    """A decision logged with propensity 0.01 and taken by the target with 0.75 weighs 75 in
+    plain DR, and how many such decisions the log happens to hold moves plain DR by the reward
+    model's error on each. Normalising the correction per action by what the target puts on
+    that action keeps DR right and its error smaller wherever the reward model is off (20
+    short on the rare action, or knowing nothing), and costs nothing where it is exact."""
+    from paycadence.training import ope
+
+    monkeypatch.setattr(ope, "BOOTSTRAP", 2)  # point estimates: the errors are over draws
+    rng = np.random.default_rng(5)
+    plain, normed = [], []
+    for _ in range(200):
+        x, a, r, w, means, target, truth = _rare_bandit(rng)
+        q = {"exact": means, "off": means - np.array([0.0, 20.0, 0.0]),
+             "none": np.zeros_like(means)}[model]
+        direct = (target * q).sum(axis=1)
+        q_logged = q[np.arange(len(a)), a]
+        groups = np.arange(len(a))
+        plain.append(estimate(r, w, direct, q_logged, groups)[0][3].value - truth)
+        normed.append(estimate(r, w, direct, q_logged, groups, action=a,
+                               mass=target)[0][3].value - truth)
+    plain, normed = np.array(plain), np.array(normed)
+
+    def rmse(errors: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(errors ** 2)))
+
+    # unbiased within the draws' own noise, and steadier than plain DR
+    assert abs(normed.mean()) < 3 * normed.std() / np.sqrt(len(normed)) + 0.01 * truth
+    assert rmse(normed) < at_most * rmse(plain), (rmse(normed), rmse(plain))
+
+
 def test_evaluate_on_a_simulated_company(sim, tables, trained):
     decisions = sim.decisions.tail(1500)  # the latest ones: a quick but real evaluation
     result = evaluate_policy(tables, decisions, Policy(), trained.models)
