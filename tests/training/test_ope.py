@@ -74,7 +74,7 @@ def test_dr_self_normalised_per_action_is_steadier_where_propensities_are_tiny(
              "none": np.zeros_like(means)}[model]
         direct = (target * q).sum(axis=1)
         q_logged = q[np.arange(len(a)), a]
-        groups = np.arange(len(a))
+        groups = np.arange(len(a)) // 10  # the point estimate does not depend on them
         plain.append(estimate(r, w, direct, q_logged, groups)[0][3].value - truth)
         normed.append(estimate(r, w, direct, q_logged, groups, action=a,
                                mass=target)[0][3].value - truth)
