@@ -22,6 +22,7 @@ from paycadence.data import Tables
 from paycadence.errors import PaycadenceError
 from paycadence.features import UNPAID_DAYS, debtor_states, describe, invoice_features
 from paycadence.features.state import states_of, stored_opted_out
+from paycadence.guard import allowed_actions
 from paycadence.models.hazard import CASH_WEEKS
 from paycadence.models.policy import BookValues, decide, valued_ids
 from paycadence.models.policy.value import VALUED
@@ -105,6 +106,7 @@ def recommend(
         ``explored`` and ``alternatives`` (every action the decision could have drawn, with its
         probability and invoices: the distribution ``propensity`` comes from).
     """
+    allowed: dict[str, dict] = {}  # the guard's allowed actions, per debtor, once
     if scored is not None:
         if scored.models is not models:
             raise ValueError("the scored book was made with other models")
@@ -126,8 +128,9 @@ def recommend(
         only: dict[str, set] | None = None
         if models is not None and models.value_model is not None:
             only = {}
-            for state in states.values():
-                for action, ids in valued_ids(state, as_of, policy).items():
+            allowed = {d: allowed_actions(s, as_of, policy) for d, s in states.items()}
+            for debtor_id, state in states.items():
+                for action, ids in valued_ids(state, as_of, policy, allowed[debtor_id]).items():
                     only.setdefault(action, set()).update(ids)
         rows, X = _scored_rows(features, models, policy.learning.before_due_days,
                                policy.annual_cost_of_capital, only)
@@ -141,7 +144,7 @@ def recommend(
     support = models.value_model.support if models is not None and \
         models.value_model is not None else None
     out = [_one(debtor_id, by_debtor.get(debtor_id), states.get(debtor_id), as_of, policy,
-                model_version, support) for debtor_id in wanted]
+                model_version, support, allowed.get(debtor_id)) for debtor_id in wanted]
     if explain:
         _explain(out, dicts, models, X)
     else:
@@ -250,8 +253,10 @@ def score_book(tables: Tables, features: pl.DataFrame, contact: dict[str, tuple]
     return ScoredBook(rows, X, positions, contact, stored_opted_out(tables), models)
 
 
-def _one(debtor_id, recs, state, as_of, policy, model_version, models_support=None) -> dict:
-    """One debtor's recommendation from its feature-and-forecast rows ``recs``."""
+def _one(debtor_id, recs, state, as_of, policy, model_version, models_support=None,
+         allowed=None) -> dict:
+    """One debtor's recommendation from its feature-and-forecast rows ``recs`` (``allowed``: the
+    guard's allowed actions of ``state``, when the call has them already)."""
     if not recs or state is None:
         return {
             "debtor_id": debtor_id, "action": "wait", "invoice_ids": [], "step": None,
@@ -275,7 +280,7 @@ def _one(debtor_id, recs, state, as_of, policy, model_version, models_support=No
             gaps[r["invoice_id"]] = {a: r[f"gap_{a}"] for a in (*VALUED[1:], "collection")
                                      if r.get(f"gap_{a}") is not None}
         values = BookValues(per_unit, models_support, gaps)
-    choice = decide(state, as_of, policy, values)
+    choice = decide(state, as_of, policy, values, allowed)
     # the debtor's risk: its invoices' forecasts weighted by open amount
     weights = [max(r["open_amount"], 1e-9) for r in recs]
     total = sum(weights)

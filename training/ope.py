@@ -255,16 +255,17 @@ def evaluate_policy(tables: Tables, decisions: pl.DataFrame, policy: Policy,
     opts = candidate_options(tables, decisions, policy, models)
     own = [_greedy(o) for o in opts]
     match = np.array([a == b for a, b in zip(logged, own, strict=True)])
-    pi = np.array([o.get(a, (0.0, ()))[0] for o, a in zip(opts, logged, strict=True)])
-    w = pi / p
+    # the candidate's probability of every action (columns: ACTIONS) and the logged one's column
+    mass = np.array([[o.get(a, (0.0, ()))[0] for a in ACTIONS] for o in opts])
+    code = np.array([ACTIONS.index(a) for a in logged], dtype=np.int64)
+    rows = np.arange(len(logged))
+    w = mass[rows, code] / p
     X = _context(tables, decisions)
     q = _reward_model(X, logged, r, seed)
     q_all = {a: q(a) for a in ACTIONS}
-    q_logged = np.select([np.array(logged) == a for a in ACTIONS], [q_all[a] for a in ACTIONS])
+    q_logged = np.column_stack([q_all[a] for a in ACTIONS])[rows, code]
     direct = np.array([sum(prob * q_all[a][i] for a, (prob, _) in o.items())
                        for i, o in enumerate(opts)])
-    mass = np.array([[o.get(a, (0.0, ()))[0] for a in ACTIONS] for o in opts])
-    code = np.array([ACTIONS.index(a) for a in logged], dtype=np.int64)
     est, n_eff = estimate(r, w, direct, q_logged, decisions["debtor_id"].to_numpy(), seed=seed,
                           action=code, mass=mass)
     by_action = {str(a): int(n) for a, n in zip(*np.unique(own, return_counts=True),

@@ -100,12 +100,12 @@ def candidates(state: DebtorState, on: dt.date, policy: Policy,
             for action, eligible in allowed.items() if action != "wait"}
 
 
-def valued_ids(state: DebtorState, on: dt.date, policy: Policy) -> dict[str, frozenset[str]]:
+def valued_ids(state: DebtorState, on: dt.date, policy: Policy,
+               allowed: Mapping[str, tuple]) -> dict[str, frozenset[str]]:
     """The invoices whose values :func:`decide` reads for this debtor on ``on``, per action
-    (``wait``: all of them, every action is judged against it): none when the guard allows only
-    waiting (the decision then values nothing), so that a call values only what it decides
-    on."""
-    allowed = allowed_actions(state, on, policy)
+    (``wait``: all of them, every action is judged against it), given the guard's ``allowed``
+    actions: none when it allows only waiting (the decision then values nothing), so that a
+    call values only what it decides on."""
     if len(allowed) <= 1:
         return {}
     out = {a: frozenset(ids) for a, ids in candidates(state, on, policy, allowed).items()}
@@ -194,13 +194,16 @@ def schedule_step_day(action: str, ids: tuple[str, ...], state: DebtorState,
 
 
 def decide(state: DebtorState, on: dt.date, policy: Policy,
-           values: BookValues | None = None) -> Choice:
+           values: BookValues | None = None, allowed: Mapping[str, tuple] | None = None
+           ) -> Choice:
     """Choose the debtor's action for ``on`` (see the module docstring).
 
     Without ``values`` (no value model: the fallback, or a book without a log) the schedule
-    decides, with exploration.
+    decides, with exploration. ``allowed``: the guard's :func:`allowed_actions` of ``state`` on
+    ``on``, when the caller has them already.
     """
-    allowed = allowed_actions(state, on, policy)
+    if allowed is None:
+        allowed = allowed_actions(state, on, policy)
     sched, sched_ids, reason = scheduled(state, on, policy, allowed)
     chosen, ids = sched, sched_ids
     named, worth = {}, {}
