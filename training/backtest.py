@@ -457,11 +457,15 @@ def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: d
         pl.col("decided_on") < switch - dt.timedelta(days=REWARD_DAYS)).sort(
         "decided_on", "debtor_id")
     decided = decisions["debtor_id"].n_unique()
+    reward_log = None
     if max_debtors is not None and decided > max_debtors:
+        # the reward model learns from the whole log, as train's would from its holdout;
+        # only the sample's truth is simulated
+        reward_log = (known, decisions)
         decisions = sampled_debtors(decisions.lazy(), max_debtors=max_debtors,
                                     seed=seed).collect()
         known = known.for_debtors(decisions["debtor_id"].unique())
-    estimate = evaluate_policy(known, decisions, policy, models)
+    estimate = evaluate_policy(known, decisions, policy, models, reward_log=reward_log)
     truth = one_step_truth(n_debtors, total, seed, start, policy, decisions, estimate.options,
                            rewards(known, decisions, policy),
                            exploration_share=exploration_share, world=world, progress=progress)

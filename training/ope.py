@@ -173,7 +173,8 @@ def _context(tables: Tables, decisions: pl.DataFrame) -> np.ndarray:
 
 
 def _reward_model(X: np.ndarray, actions: list[str], r: np.ndarray, seed: int):
-    """q(x, a): LightGBM regression of the reward on the context and the action."""
+    """q(z, a): LightGBM regression of the reward on the context and the action, fitted on
+    the contexts ``X``, logged ``actions`` and rewards ``r``; called as ``q(Z, action)``."""
     import lightgbm as lgb
 
     onehot = np.array([[a == b for b in ACTIONS] for a in actions], dtype=np.float64)
@@ -183,10 +184,10 @@ def _reward_model(X: np.ndarray, actions: list[str], r: np.ndarray, seed: int):
     booster = lgb.train(params, lgb.Dataset(np.column_stack([X, onehot]), label=r),
                         num_boost_round=150)
 
-    def q(action: str) -> np.ndarray:
-        oh = np.zeros((X.shape[0], len(ACTIONS)))
+    def q(Z: np.ndarray, action: str) -> np.ndarray:
+        oh = np.zeros((Z.shape[0], len(ACTIONS)))
         oh[:, ACTIONS.index(action)] = 1.0
-        return booster.predict(np.column_stack([X, oh]), num_threads=1)
+        return booster.predict(np.column_stack([Z, oh]), num_threads=1)
 
     return q
 
@@ -244,8 +245,15 @@ def estimate(r: np.ndarray, w: np.ndarray, direct: np.ndarray, q_logged: np.ndar
 
 
 def evaluate_policy(tables: Tables, decisions: pl.DataFrame, policy: Policy,
-                    models: RiskModels | None, *, seed: int = 0) -> OpeResult:
-    """IPS, SNIPS and DR estimates of the candidate policy's mean reward per decision."""
+                    models: RiskModels | None, *, seed: int = 0,
+                    reward_log: tuple[Tables, pl.DataFrame] | None = None) -> OpeResult:
+    """IPS, SNIPS and DR estimates of the candidate policy's mean reward per decision.
+
+    ``reward_log``: the tables and logged decisions the reward model ``q`` learns from, when
+    they are more than ``decisions`` (e.g. the whole log, where only a sample of it is
+    evaluated because its truth is simulated: the backtest's off-policy check); ``decisions``
+    themselves when None, as ``train`` and ``evaluate`` do on their whole holdout.
+    """
     if decisions.height == 0:
         raise InputError("no logged decisions to evaluate on")
     decisions = decisions.sort("decided_on", "debtor_id")
@@ -261,8 +269,13 @@ def evaluate_policy(tables: Tables, decisions: pl.DataFrame, policy: Policy,
     rows = np.arange(len(logged))
     w = mass[rows, code] / p
     X = _context(tables, decisions)
-    q = _reward_model(X, logged, r, seed)
-    q_all = {a: q(a) for a in ACTIONS}
+    if reward_log is None:
+        q = _reward_model(X, logged, r, seed)
+    else:
+        fit_tables, fit_decisions = reward_log
+        q = _reward_model(_context(fit_tables, fit_decisions), fit_decisions["action"].to_list(),
+                          rewards(fit_tables, fit_decisions, policy), seed)
+    q_all = {a: q(X, a) for a in ACTIONS}
     q_logged = np.column_stack([q_all[a] for a in ACTIONS])[rows, code]
     direct = np.array([sum(prob * q_all[a][i] for a, (prob, _) in o.items())
                        for i, o in enumerate(opts)])

@@ -98,6 +98,35 @@ def test_evaluate_on_a_simulated_company(sim, tables, trained):
     assert sum(result.by_action.values()) == decisions.height
 
 
+def test_a_sample_is_evaluated_with_the_reward_model_of_the_whole_log(
+        monkeypatch, sim, tables, trained):
+    """The backtest simulates the truth of a sample of debtors only; their DR estimate then
+    takes its reward model from the whole log (as ``train`` fits it on its whole holdout),
+    not from the sample's few decisions, where a contact the sample rarely logged is hardly
+    learnt."""
+    from paycadence.training import ope
+
+    fitted = []
+    real = ope._reward_model
+
+    def spy(X, actions, r, seed):
+        fitted.append(len(actions))
+        return real(X, actions, r, seed)
+
+    monkeypatch.setattr(ope, "_reward_model", spy)
+    everything = sim.decisions.tail(1500)
+    few = everything["debtor_id"].unique().sort().head(5)
+    sample = everything.filter(everything["debtor_id"].is_in(few.implode()))
+    alone = evaluate_policy(tables.for_debtors(few), sample, Policy(), trained.models)
+    whole = evaluate_policy(tables.for_debtors(few), sample, Policy(), trained.models,
+                            reward_log=(tables, everything))
+    assert fitted == [sample.height, everything.height]
+    assert alone.decisions == whole.decisions == sample.height
+    assert alone.ips == whole.ips  # the weights do not depend on the reward model
+    assert whole.dr.value != alone.dr.value
+    assert whole.dr.low <= whole.dr.value <= whole.dr.high
+
+
 def test_decision_log_is_required_and_checked(tmp_path):
     with pytest.raises(InputError, match="no decisions.csv"):
         read_decisions(tmp_path)
