@@ -122,8 +122,10 @@ def _row(cell: tuple) -> tuple[str, str]:
         r.learnt_departures.items(), key=lambda kv: -kv[1])[:3]) or "—"
     broken = f"{r.outcomes[2].violations} / {r.oracle.violations}"
     k = r.captured
+    # undefined: the oracle gains nothing over fixed; say by how much, and what learnt gains
     share = (f"{k.value:.0%} ({_pct(k.low)} to {_pct(k.high)})" if k.defined
-             else "undefined")
+             else f"undefined (oracle {k.oracle_gain:+,.0f}, learnt {k.learnt_gain:+,.0f} "
+                  "over fixed)")
     dr = "—"
     if r.ope is not None:
         c = r.ope
