@@ -13,9 +13,11 @@ of its mean reward per decision, each with a bootstrap interval over debtors:
 - **IPS**: the mean of ``π(a|x) / p · r``;
 - **SNIPS**: the same, divided by the mean weight (less variance, slightly biased);
 - **DR** (doubly robust): a reward model ``q(x, a)`` (LightGBM on the decision's features and
-  action) plus the IPS-weighted correction of its errors, self-normalised per action (the
-  weighted mean error on the decisions that logged an action, times the candidate's total
-  probability of it: :func:`estimate`); right when either the model or the propensities are.
+  action, cross-fitted: each debtor's decisions predicted by the model of the other half of the
+  debtors, :func:`cross_fitted`) plus the IPS-weighted correction of its errors, self-normalised
+  per action (the weighted mean error on the decisions that logged an action, times the
+  candidate's total probability of it: :func:`estimate`); right when either the model or the
+  propensities are.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -192,6 +195,40 @@ def _reward_model(X: np.ndarray, actions: list[str], r: np.ndarray, seed: int):
     return q
 
 
+def cross_fitted(X: np.ndarray, actions: list[str], r: np.ndarray, groups: np.ndarray,
+                 Z: np.ndarray, z_groups: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """q(z, a) for every action on the contexts ``Z``, each row predicted by a reward model
+    that never saw its debtor: the debtors (``groups`` of the fitting rows ``X``, ``z_groups``
+    of ``Z``) fall in two halves by a hash of their id, and each half is predicted by the
+    model fitted on the other (all rows when the other half has none).
+
+    A reward model fitted on the decisions it then corrects learns their noise: on the
+    backtest's 20-debtor samples it left residuals of 150 where they are 335 out of sample
+    (restraint, seed 2), so DR's correction shrank toward nothing and its interval with it.
+    """
+    def half(ids: np.ndarray) -> np.ndarray:
+        return np.array([zlib.crc32(str(i).encode()) & 1 for i in ids], dtype=np.int64)
+
+    fit_half, z_half = half(groups), half(z_groups)
+    acts = np.asarray(actions, dtype=object)
+    out = {a: np.empty(Z.shape[0]) for a in ACTIONS}
+    whole = None
+    for k in (0, 1):
+        rows = z_half == k
+        if not rows.any():
+            continue
+        other = fit_half != k
+        if other.any():
+            q = _reward_model(X[other], list(acts[other]), r[other], seed)
+        else:
+            if whole is None:
+                whole = _reward_model(X, actions, r, seed)
+            q = whole
+        for a in ACTIONS:
+            out[a][rows] = q(Z[rows], a)
+    return out
+
+
 def estimate(r: np.ndarray, w: np.ndarray, direct: np.ndarray, q_logged: np.ndarray,
              groups: np.ndarray, *, seed: int = 0, action: np.ndarray | None = None,
              mass: np.ndarray | None = None) -> tuple[list[Estimate], float]:
@@ -269,18 +306,19 @@ def evaluate_policy(tables: Tables, decisions: pl.DataFrame, policy: Policy,
     rows = np.arange(len(logged))
     w = mass[rows, code] / p
     X = _context(tables, decisions)
+    debtors = decisions["debtor_id"].to_numpy()
     if reward_log is None:
-        q = _reward_model(X, logged, r, seed)
+        q_all = cross_fitted(X, logged, r, debtors, X, debtors, seed)
     else:
         fit_tables, fit_decisions = reward_log
-        q = _reward_model(_context(fit_tables, fit_decisions), fit_decisions["action"].to_list(),
-                          rewards(fit_tables, fit_decisions, policy), seed)
-    q_all = {a: q(X, a) for a in ACTIONS}
+        q_all = cross_fitted(_context(fit_tables, fit_decisions),
+                             fit_decisions["action"].to_list(),
+                             rewards(fit_tables, fit_decisions, policy),
+                             fit_decisions["debtor_id"].to_numpy(), X, debtors, seed)
     q_logged = np.column_stack([q_all[a] for a in ACTIONS])[rows, code]
     direct = np.array([sum(prob * q_all[a][i] for a, (prob, _) in o.items())
                        for i, o in enumerate(opts)])
-    est, n_eff = estimate(r, w, direct, q_logged, decisions["debtor_id"].to_numpy(), seed=seed,
-                          action=code, mass=mass)
+    est, n_eff = estimate(r, w, direct, q_logged, debtors, seed=seed, action=code, mass=mass)
     by_action = {str(a): int(n) for a, n in zip(*np.unique(own, return_counts=True),
                                                  strict=True)}
     return OpeResult(len(r), int(match.sum()), float(match.mean()), n_eff,

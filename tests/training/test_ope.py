@@ -118,13 +118,40 @@ def test_a_sample_is_evaluated_with_the_reward_model_of_the_whole_log(
     few = everything["debtor_id"].unique().sort().head(5)
     sample = everything.filter(everything["debtor_id"].is_in(few.implode()))
     alone = evaluate_policy(tables.for_debtors(few), sample, Policy(), trained.models)
+    on_sample, fitted[:] = list(fitted), []
     whole = evaluate_policy(tables.for_debtors(few), sample, Policy(), trained.models,
                             reward_log=(tables, everything))
-    assert fitted == [sample.height, everything.height]
+    # two cross-fitted halves, each fitted on the other half's rows
+    assert sum(on_sample) == sample.height and sum(fitted) == everything.height
+    assert len(fitted) == 2 and max(fitted) < everything.height
     assert alone.decisions == whole.decisions == sample.height
     assert alone.ips == whole.ips  # the weights do not depend on the reward model
     assert whole.dr.value != alone.dr.value
     assert whole.dr.low <= whole.dr.value <= whole.dr.high
+
+
+def test_the_reward_model_never_predicts_a_debtor_it_learnt_from():
+    """Cross-fitting: each debtor's decisions are predicted by the model fitted on the other
+    half of the debtors, so changing a debtor's own rewards cannot move its predictions (a
+    model fitted on them would learn their noise, and DR's correction would vanish), while
+    changing the other half's does."""
+    from paycadence.training.ope import cross_fitted
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    X = rng.random((n, 3))
+    actions = list(rng.choice(["wait", "email"], n))
+    groups = np.array([f"D{k // 10}" for k in range(n)])
+    r = 100 * X[:, 0] + np.where(np.array(actions) == "email", 20.0, 0.0) + rng.normal(0, 5, n)
+    q = cross_fitted(X, actions, r, groups, X, groups, seed=0)
+    mine = groups == "D7"
+    noisy = r.copy()
+    noisy[mine] += rng.normal(0, 500, mine.sum())
+    q_noisy = cross_fitted(X, actions, noisy, groups, X, groups, seed=0)
+    np.testing.assert_array_equal(q["email"][mine], q_noisy["email"][mine])
+    assert not np.array_equal(q["email"][~mine], q_noisy["email"][~mine])
+    # and the model learnt the action's effect from the other half
+    assert 10 < np.mean(q["email"] - q["wait"]) < 30
 
 
 def test_decision_log_is_required_and_checked(tmp_path):
