@@ -139,12 +139,16 @@ class DebtorRun:
         First day and length of the history, days.
     policy, decider, decision_day
         Rules, the deciding policy, and the rule saying which days are decision days.
+    until
+        Stop before this day (an offset from ``start``): the rows before it are exactly those
+        of the whole run, since each day's draws come in day order.
     """
 
     def __init__(self, debtor: Debtor, issued: list[tuple[int, float]],
                  world: np.random.Generator, start: dt.date, days: int, policy: Policy,
-                 decider: DecisionPolicy, decision_day: DecideDay):
+                 decider: DecisionPolicy, decision_day: DecideDay, until: int | None = None):
         self.debtor, self.start, self.days = debtor, start, days
+        self.stop = days if until is None else max(0, min(until, days))
         self.policy, self.decider, self.decision_day = policy, decider, decision_day
         self.weekday = start.weekday()
         self.dates = _dates(start, days + 100)
@@ -181,7 +185,7 @@ class DebtorRun:
         (:func:`paycadence.data.simulate.simulate` does, for a decider with ``decide_many``)."""
         debtor, waiting, open_ = self.debtor, self.invoices, []
         nxt = 0
-        for t in range(self.days):
+        for t in range(self.stop):
             today = self.dates[t]
             while nxt < len(waiting) and waiting[nxt].issue <= t:
                 inv = waiting[nxt]

@@ -82,6 +82,7 @@ def simulate(
     exploration_share: float = 0.10,
     only: Iterable[int] | None = None,
     world: World = PROJECT_WORLD,
+    until: dt.date | None = None,
 ) -> SimulationResult:
     """Simulate ``n_debtors`` debtors over ``days`` days from ``start``.
 
@@ -117,6 +118,11 @@ def simulate(
     world
         The behavioural assumptions (:data:`~paycadence.data.sim_world.PROJECT_WORLD`, or
         another :class:`~paycadence.data.sim_world.World` such as ``OTHER_WORLD``).
+    until
+        Stop the runs before this day: the rows dated before it are exactly those of the
+        whole ``days`` (the debtors, their invoices and every draw are those of the whole
+        run), and nothing on or after it is simulated. For a question about the first days
+        only, such as the 30-day reward of one decision.
 
     Returns
     -------
@@ -143,7 +149,7 @@ def simulate(
         debtor = draw_debtor(i, trait_rng, start, days, world)
         issued = issue_invoices(debtor, trait_rng, start, days)
         run = DebtorRun(debtor, issued, np.random.default_rng(worlds[i]), start, days, policy,
-                        decider, decision_day)
+                        decider, decision_day, None if until is None else (until - start).days)
         if together:
             runs.append(run)
         else:  # one debtor after another: only one debtor's run in memory at a time

@@ -254,7 +254,7 @@ def one_step_truth(n_debtors: int, days: int, seed: int, start: dt.date, policy:
     An action equal to the logged one, naming the same invoices, reuses the logged reward
     ``logged`` (the run would be the same).
     """
-    from paycadence.training.ope import rewards
+    from paycadence.training.ope import REWARD_DAYS, rewards
 
     out = np.zeros(decisions.height)
     rows = decisions.select("debtor_id", "decided_on", "action", "invoice_ids").iter_rows()
@@ -270,8 +270,10 @@ def one_step_truth(n_debtors: int, days: int, seed: int, start: dt.date, policy:
                 continue
             deviation = OneStepDeviation(ScheduleLoggingPolicy(policy, exploration_share, seed),
                                          day, alt, tuple(alt_ids))
+            # the reward is known REWARD_DAYS after the decision: nothing later is simulated
             run = simulate(n_debtors, days=days, seed=seed, start=start, policy=policy,
-                           logging_policy=deviation, only=[int(debtor_id[1:])], world=world)
+                           logging_policy=deviation, only=[int(debtor_id[1:])], world=world,
+                           until=day + dt.timedelta(days=REWARD_DAYS))
             one = pl.DataFrame({"debtor_id": [debtor_id], "decided_on": [day],
                                 "action": [alt]})
             total += prob * float(rewards(run.tables, one, policy)[0])

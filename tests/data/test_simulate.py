@@ -88,6 +88,22 @@ def test_fewer_debtors_are_a_prefix_of_more():
     assert few.decisions.equals(more.decisions.filter(pl.col("debtor_id").is_in(ids)))
 
 
+def test_a_run_stopped_early_is_the_start_of_the_whole_run():
+    """``until`` stops the runs on a day and keeps every draw: the rows before it are those of
+    the whole run (the off-policy check's truth simulates only a decision's reward window)."""
+    whole = simulate(30, days=300, seed=4, exploration_share=0.3)
+    cut = dt.date(2024, 1, 1) + dt.timedelta(days=170)
+    early = simulate(30, days=300, seed=4, exploration_share=0.3, until=cut)
+    dated = {"invoices": "issue_date", "payments": "paid_on", "actions": "sent_on",
+             "disputes": "opened_on"}
+    for name, column in dated.items():
+        mine, theirs = getattr(early.tables, name), getattr(whole.tables, name)
+        assert mine.height > 0 and mine[column].max() < cut
+        assert mine.equals(theirs.filter(pl.col(column) < cut)), name
+    assert early.decisions.equals(whole.decisions.filter(pl.col("decided_on") < cut))
+    assert early.tables.debtors.equals(whole.tables.debtors)
+
+
 # -- the contract ----------------------------------------------------------------------------
 def test_tables_keep_the_contract(small):
     t = small.tables
