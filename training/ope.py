@@ -207,7 +207,8 @@ def cross_fitted(X: np.ndarray, actions: list[str], r: np.ndarray, groups: np.nd
     (restraint, seed 2), so DR's correction shrank toward nothing and its interval with it.
     """
     def half(ids: np.ndarray) -> np.ndarray:
-        return np.array([zlib.crc32(str(i).encode()) & 1 for i in ids], dtype=np.int64)
+        keys, where = np.unique(ids.astype(str), return_inverse=True)
+        return np.array([zlib.crc32(k.encode()) & 1 for k in keys], dtype=np.int64)[where]
 
     fit_half, z_half = half(groups), half(z_groups)
     acts = np.asarray(actions, dtype=object)
