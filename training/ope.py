@@ -316,9 +316,9 @@ def evaluate_policy(tables: Tables, decisions: pl.DataFrame, policy: Policy,
                              fit_decisions["action"].to_list(),
                              rewards(fit_tables, fit_decisions, policy),
                              fit_decisions["debtor_id"].to_numpy(), X, debtors, seed)
-    q_logged = np.column_stack([q_all[a] for a in ACTIONS])[rows, code]
-    direct = np.array([sum(prob * q_all[a][i] for a, (prob, _) in o.items())
-                       for i, o in enumerate(opts)])
+    q_matrix = np.column_stack([q_all[a] for a in ACTIONS])  # columns: ACTIONS, as mass
+    q_logged = q_matrix[rows, code]
+    direct = (mass * q_matrix).sum(axis=1)  # E_π[q(x, ·)]
     est, n_eff = estimate(r, w, direct, q_logged, debtors, seed=seed, action=code, mass=mass)
     by_action = {str(a): int(n) for a, n in zip(*np.unique(own, return_counts=True),
                                                  strict=True)}
