@@ -13,12 +13,13 @@ policy's decisions departed from the schedule by the learnt values, agreed with 
 want of support in the log, or kept it because the two halves' payment models disagreed, the
 three most frequent departures (the schedule's action → the one chosen), rule violations
 (learnt / oracle), and the doubly robust off-policy estimate's relative error against the
-simulated truth on the decisions logged in the past (``|DR − truth| / |truth|``, then both
-per decision, whether the truth is inside DR's 95% bootstrap interval over debtors, DR's
-effective sample size (Σw)² / Σw² and how many decisions and debtors were checked: an error
-inside the interval is DR's variance on the sample, not its bias; ``--ope-debtors N`` checks a
-hash sample of N debtors' decisions, ``--no-ope`` skips it). Below the table, per row: what the
-learnt policy did besides waiting, by how it decided (departed, agreed, thin log, unsure,
+simulated truth on the decisions logged in the past (``|DR − truth| / |truth|``, then both per
+decision, whether the truth is inside DR's 95% bootstrap interval over debtors, DR's effective
+sample size (Σw)² / Σw² and how many decisions and debtors were checked: an error inside the
+interval is DR's variance on the sample, not its bias; then the gain over the logging policy,
+true and estimated (DR − the logged mean, with its paired interval); ``--ope-debtors N`` checks
+a hash sample of N debtors' decisions, ``--no-ope`` skips it). Below the table, per row: what
+the learnt policy did besides waiting, by how it decided (departed, agreed, thin log, unsure,
 explored, held back). And ``p_late``'s AUC on the future's new invoices, each forecast on its
 issue day, against the best of the simple references (training/forecastcheck.py: the debtor's
 share late smoothed, shrunk toward the book's rate by empirical Bayes, or its recent share
@@ -134,7 +135,9 @@ def _row(cell: tuple) -> tuple[str, str]:
         inside = "inside" if c.dr_low <= c.simulated <= c.dr_high else "outside"
         dr = (f"{error} ({c.dr:,.2f} vs {c.simulated:,.2f}, truth {inside} DR's 95% interval "
               f"{c.dr_low:,.2f} to {c.dr_high:,.2f}; effective n {c.effective_n:,.0f} of "
-              f"{c.decisions:,} decisions of {c.debtors} of {c.decided_debtors} debtors)")
+              f"{c.decisions:,} decisions of {c.debtors} of {c.decided_debtors} debtors; gain "
+              f"over the logging policy: truth {c.simulated - c.logged:+,.2f}, DR "
+              f"{c.dr - c.logged:+,.2f} ({c.gain_low:+,.2f} to {c.gain_high:+,.2f}))")
     auc = "—"
     if r.forecast is not None:
         ref, best = r.forecast.best_reference

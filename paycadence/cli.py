@@ -242,6 +242,7 @@ def train(
     from paycadence.data.mapping import load_mapping
     from paycadence.training import train as run_train
     from paycadence.training.bounded import ScannedTables, clean_tables
+    from paycadence.training.ope import Estimate, verdict
     from paycadence.training.tracking import tracking_uri
 
     def go():
@@ -305,6 +306,9 @@ def train(
                 f"{m['ope_dr']:,.2f} doubly robust ({m['ope_dr_low']:,.2f} … "
                 f"{m['ope_dr_high']:,.2f}), IPS {m['ope_ips']:,.2f}, SNIPS {m['ope_snips']:,.2f}",
                 highlight=False)
+            if "ope_gain" in m:
+                console.print("this model's policy " + verdict(Estimate(
+                    m["ope_gain"], m["ope_gain_low"], m["ope_gain_high"])), highlight=False)
             if "champion_ope_dr" in m:
                 console.print(
                     f"the champion's policy on the same decisions: {m['champion_ope_dr']:,.2f} "
@@ -455,7 +459,7 @@ def evaluate(
     from paycadence.config import get_settings, load_policy
     from paycadence.data.ingest import ingest as run_ingest
     from paycadence.serving.engine import Engine
-    from paycadence.training.ope import REWARD_DAYS, evaluate_policy, read_decisions
+    from paycadence.training.ope import REWARD_DAYS, evaluate_policy, read_decisions, verdict
 
     def go():
         pol = load_policy(policy)
@@ -472,12 +476,13 @@ def evaluate(
                 "model_version": engine.version, "decisions": r.decisions,
                 "supported": r.supported, "effective_n": r.effective_n,
                 **{f"{name}_{k}": getattr(e, k) for name, e in (
-                    ("logged", r.logged), ("ips", r.ips), ("snips", r.snips), ("dr", r.dr))
+                    ("logged", r.logged), ("ips", r.ips), ("snips", r.snips), ("dr", r.dr),
+                    ("gain", r.gain))
                    for k in ("value", "low", "high")}}, indent=2), encoding="utf-8")
         if quiet:
             console.print(f"doubly robust value per decision {r.dr.value:,.2f} vs logging "
-                          f"policy {r.logged.value:,.2f} ({r.decisions} decisions)",
-                          highlight=False)
+                          f"policy {r.logged.value:,.2f} ({r.decisions} decisions): the "
+                          f"candidate {verdict(r.gain)}", highlight=False)
             return
         rows = [(name, f"{e.value:,.2f}", f"{e.low:,.2f} … {e.high:,.2f}")
                 for name, e in (("logging policy (observed)", r.logged), ("candidate, IPS", r.ips),
@@ -492,10 +497,7 @@ def evaluate(
                       f"{r.effective_n:,.0f}; its choices: "
                       + ", ".join(f"{a} {n}" for a, n in sorted(r.by_action.items())),
                       highlight=False)
-        diff = r.dr.value - r.logged.value
-        console.print(f"doubly robust estimate vs logging policy: {diff:+,.2f} per decision "
-                      f"({diff / abs(r.logged.value):+.1%})" if r.logged.value else "",
-                      highlight=False)
+        console.print(f"the candidate {verdict(r.gain)}", highlight=False)
     _run(go)
 
 
@@ -579,7 +581,9 @@ def backtest(
                 f"effective n {c.effective_n:,.0f}; IPS {c.ips:,.2f}, SNIPS {c.snips:,.2f}) vs "
                 f"{c.simulated:,.2f} simulated on the same decisions "
                 f"(DR off by {relative(c.dr, c.simulated):+.1%}); the logging policy earned "
-                f"{c.logged:,.2f}", highlight=False)
+                f"{c.logged:,.2f}; gain over it {c.simulated - c.logged:+,.2f} simulated, "
+                f"{c.dr - c.logged:+,.2f} estimated (95% interval {c.gain_low:+,.2f} … "
+                f"{c.gain_high:+,.2f})", highlight=False)
         run_id = log_backtest(result, debtors=debtors, days=days, seed=seed,
                               world=company.name, policy=pol)
         if not quiet:

@@ -21,6 +21,7 @@ from paycadence.redact import redact
 from paycadence.serving import report_charts as C
 from paycadence.serving.report import ReportData
 from paycadence.serving.report_template import TEMPLATE
+from paycadence.training.ope import verdict
 from paycadence.training.quality import ChampionInfo
 from paycadence.training.tracking import COMPARED_TAG, VALUE_TAGS
 
@@ -179,6 +180,7 @@ def render(d: ReportData) -> str:
         delta=_delta(d.trend), shown=d.worklist[:WORKLIST_SHOWN],
         hidden=max(len(d.worklist) - WORKLIST_SHOWN, 0),
         labels=ACTION_LABELS, metric_rows=_metric_rows(d), ope_rows=_ope_rows(d),
+        ope_verdict=verdict(d.ope.result.gain) if d.ope.result else "",
         value_rows=value_rows(d.champion) if d.champion.found else [],
         value_decisions=_recorded(d.champion).get("ope_decisions"),
         promotion=redact(d.champion.promotion) if d.champion.found else "",

@@ -330,8 +330,8 @@ reference): run <code>paycadence train</code> to learn the models.</div>
   <td class="n">{{ row[2]|money(2) }} … {{ row[3]|money(2) }}</td></tr>{% endfor %}</tbody></table>
   <p>{{ r.decisions }} decisions; today's policy would have taken the logged action in
   {{ r.supported }} ({{ r.agreement|pct }}); effective sample size {{ r.effective_n|money }}.
-  Doubly robust against the logging policy:
-  <b>{{ '%+.2f'|format(r.dr.value - r.logged.value) }}</b> {{ d.currency }} per decision.</p>
+  Doubly robust, today's policy <b>{{ ope_verdict }}</b> ({{ d.currency }}; the
+  interval is of the difference, from the same resamples of debtors).</p>
   </div></div>
   {% else %}<div class="note info">Not available: {{ d.ope.note }}.</div>{% endif %}
   <h3>Backtest</h3>

@@ -117,6 +117,9 @@ def test_evaluate_prints_the_three_estimates(trained, tmp_path, mlflow_uri):
     for text in ("logging policy (observed)", "IPS", "self-normalised IPS", "doubly robust",
                  "effective sample size"):
         assert text in r.stdout
+    # a verdict on the candidate against the logging policy, with the gain's own interval
+    assert any(f"the candidate {v}" in " ".join(r.stdout.split()) for v in (
+        "earns more than", "earns less than", "not told apart from"))
 
 
 def test_evaluate_without_a_decision_log_is_one_line(tmp_path, sim_dir):

@@ -304,6 +304,10 @@ class OpeCheck:
     dr_low: float = float("nan")
     dr_high: float = float("nan")
     effective_n: float = float("nan")
+    #: DR − the logging policy's observed mean, and its paired 95% interval over debtors
+    #: (:attr:`paycadence.training.ope.OpeResult.gain`); ``simulated − logged`` is its truth
+    gain_low: float = float("nan")
+    gain_high: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -474,7 +478,8 @@ def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: d
     return OpeCheck(float(truth.mean()), estimate.dr.value, estimate.ips.value,
                     estimate.snips.value, estimate.logged.value, estimate.decisions,
                     decisions["debtor_id"].n_unique(), decided, estimate.dr.low,
-                    estimate.dr.high, estimate.effective_n)
+                    estimate.dr.high, estimate.effective_n, estimate.gain.low,
+                    estimate.gain.high)
 
 
 #: MLflow experiment of backtest runs (the report shows the latest).
@@ -528,7 +533,8 @@ def log_backtest(result: BacktestResult, *, debtors: int, days: int, seed: int,
         metrics |= {"ope_dr": c.dr, "ope_ips": c.ips, "ope_snips": c.snips,
                     "ope_simulated": c.simulated, "ope_logged": c.logged,
                     "ope_dr_error": relative(c.dr, c.simulated), "ope_dr_low": c.dr_low,
-                    "ope_dr_high": c.dr_high, "ope_effective_n": c.effective_n}
+                    "ope_dr_high": c.dr_high, "ope_effective_n": c.effective_n,
+                    "ope_gain_low": c.gain_low, "ope_gain_high": c.gain_high}
     if result.forecast is not None:
         f = result.forecast
         metrics |= {f"forecast_auc_{name}": v for name, v in f.auc.items()}

@@ -18,6 +18,13 @@ of its mean reward per decision, each with a bootstrap interval over debtors:
   per action (the weighted mean error on the decisions that logged an action, times the
   candidate's total probability of it: :func:`estimate`); right when either the model or the
   propensities are.
+
+And the **gain**: DR minus the logging policy's observed mean, with its own interval from the
+same resamples of debtors (paired, so what the two share — which debtors happened to be in the
+log — cancels). It answers "does the candidate earn more than what logged the data?", which
+neither value's interval can: on the backtests of the family of worlds the candidate's true
+value was within 10% of the logging policy's on every row, while each interval spanned ±40%
+(docs/policy.md). :func:`verdict` says it in words.
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ class OpeResult:
     ips: Estimate
     snips: Estimate
     dr: Estimate
+    #: DR − the logging policy's observed mean, with its paired interval (module docstring)
+    gain: Estimate
     by_action: dict = field(default_factory=dict)
     #: the candidate's whole decision at each logged decision (:func:`candidate_options`)
     options: list = field(default_factory=list, repr=False)
@@ -233,9 +242,9 @@ def cross_fitted(X: np.ndarray, actions: list[str], r: np.ndarray, groups: np.nd
 def estimate(r: np.ndarray, w: np.ndarray, direct: np.ndarray, q_logged: np.ndarray,
              groups: np.ndarray, *, seed: int = 0, action: np.ndarray | None = None,
              mass: np.ndarray | None = None) -> tuple[list[Estimate], float]:
-    """The four estimates (logged mean, IPS, SNIPS, DR) with 95% bootstrap intervals over
-    ``groups`` (debtors: their decisions are resampled together), and the effective sample
-    size (Σw)² / Σw².
+    """The four estimates (logged mean, IPS, SNIPS, DR) and the gain (DR − logged mean) with
+    95% bootstrap intervals over ``groups`` (debtors: their decisions are resampled together;
+    the gain's from the same resamples, paired), and the effective sample size (Σw)² / Σw².
 
     ``r`` rewards, ``w`` = π(a|x) / p importance weights, ``direct`` = E_π[q(x, ·)], and
     ``q_logged`` = q(x, logged action), per logged decision.
@@ -256,7 +265,7 @@ def estimate(r: np.ndarray, w: np.ndarray, direct: np.ndarray, q_logged: np.ndar
     if per_action:
         k = mass.shape[1]
 
-    def point(idx: np.ndarray) -> tuple[float, float, float, float]:
+    def point(idx: np.ndarray) -> tuple[float, float, float, float, float]:
         ww, rr = w[idx], r[idx]
         snips = float(np.sum(ww * rr) / np.sum(ww)) if np.sum(ww) > 0 else math.nan
         if per_action:
@@ -268,7 +277,8 @@ def estimate(r: np.ndarray, w: np.ndarray, direct: np.ndarray, q_logged: np.ndar
             dr = float(np.mean(direct[idx])) + correction / len(idx)
         else:
             dr = float(np.mean(direct[idx] + ww * res[idx]))
-        return float(np.mean(rr)), float(np.mean(ww * rr)), snips, dr
+        logged = float(np.mean(rr))
+        return logged, float(np.mean(ww * rr)), snips, dr, dr - logged
 
     whole = point(np.arange(len(r)))
     rng = np.random.default_rng(seed)
@@ -279,7 +289,19 @@ def estimate(r: np.ndarray, w: np.ndarray, direct: np.ndarray, q_logged: np.ndar
                       for _ in range(BOOTSTRAP)])
     lo, hi = np.nanpercentile(draws, 2.5, axis=0), np.nanpercentile(draws, 97.5, axis=0)
     n_eff = float(w.sum() ** 2 / np.sum(w ** 2)) if np.sum(w ** 2) > 0 else 0.0
-    return [Estimate(whole[j], float(lo[j]), float(hi[j])) for j in range(4)], n_eff
+    return [Estimate(whole[j], float(lo[j]), float(hi[j])) for j in range(5)], n_eff
+
+
+def verdict(gain: Estimate) -> str:
+    """The gain over the logging policy in words: more, less, or not told apart (its 95%
+    interval holds zero)."""
+    span = f"{gain.value:+,.2f} per decision, 95% interval {gain.low:+,.2f} to {gain.high:+,.2f}"
+    if gain.low > 0:
+        return f"earns more than the logging policy ({span})"
+    if gain.high < 0:
+        return f"earns less than the logging policy ({span})"
+    return (f"not told apart from the logging policy by this log ({span}: the interval holds "
+            "zero)")
 
 
 def evaluate_policy(tables: Tables, decisions: pl.DataFrame, policy: Policy,
@@ -323,4 +345,4 @@ def evaluate_policy(tables: Tables, decisions: pl.DataFrame, policy: Policy,
     by_action = {str(a): int(n) for a, n in zip(*np.unique(own, return_counts=True),
                                                  strict=True)}
     return OpeResult(len(r), int(match.sum()), float(match.mean()), n_eff,
-                     est[0], est[1], est[2], est[3], by_action, opts)
+                     est[0], est[1], est[2], est[3], est[4], by_action, opts)

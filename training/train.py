@@ -145,6 +145,8 @@ def _off_policy(sample: OpeSample | None, policy: Policy, models: RiskModels,
     return {f"{prefix}logged": r.logged.value, f"{prefix}ips": r.ips.value,
             f"{prefix}snips": r.snips.value, f"{prefix}dr": r.dr.value,
             f"{prefix}dr_low": r.dr.low, f"{prefix}dr_high": r.dr.high,
+            f"{prefix}gain": r.gain.value, f"{prefix}gain_low": r.gain.low,
+            f"{prefix}gain_high": r.gain.high,
             f"{prefix}decisions": float(r.decisions), f"{prefix}agreement": r.agreement,
             f"{prefix}debtors": float(sample.debtors)}
 

@@ -113,6 +113,10 @@ def test_health_logs_cli_tags_and_report_never_show_the_password(
     params.write_text(yaml.safe_dump(small))
     trained = _cli("train", "--data", sim_dir, "--params", params, env=env, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-2000:]
+    # with the decision log, train says whether the new policy earns more than the log's
+    flat = " ".join(trained.stdout.split())
+    assert any(f"this model's policy {v}" in flat for v in (
+        "earns more than", "earns less than", "not told apart from")), flat[-1500:]
     listed = _cli("models", env=env, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr[-2000:]
     for done in (trained, listed):

@@ -167,6 +167,12 @@ def test_policy_comparison_uses_the_logged_decisions(built, as_of):
     assert ope.end == as_of - dt.timedelta(days=30) and (ope.end - ope.start).days == 90
     assert ope.result.decisions > 0
     assert ope.result.dr.low <= ope.result.dr.value <= ope.result.dr.high
+    # the verdict against the logging policy, with the paired interval of the difference
+    from markupsafe import escape
+
+    from paycadence.training.ope import verdict
+
+    assert str(escape(verdict(ope.result.gain))) in built.out.read_text(encoding="utf-8")
     assert "no backtest run is logged" in built.out.read_text(encoding="utf-8") or \
         built.data.backtest is not None
 

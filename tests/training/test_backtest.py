@@ -146,6 +146,8 @@ def test_off_policy_estimate_sits_next_to_the_simulated_truth(result):
     # DR's own interval and effective sample size, to tell its variance from its bias
     assert c.dr_low <= c.dr <= c.dr_high
     assert 0 < c.effective_n <= c.decisions
+    # the gain over the logging policy, with its paired interval
+    assert c.gain_low <= c.dr - c.logged <= c.gain_high
 
 
 def test_a_backtest_is_logged_for_the_report(result, mlflow_uri):

@@ -7,7 +7,7 @@ import pytest
 
 from paycadence.config import Policy
 from paycadence.errors import InputError
-from paycadence.training.ope import estimate, evaluate_policy, read_decisions
+from paycadence.training.ope import estimate, evaluate_policy, read_decisions, verdict
 
 
 def _bandit(n=4000, seed=0):
@@ -26,8 +26,10 @@ def test_estimators_find_the_known_value():
     x, a, r, w, groups = _bandit()
     good_q = np.where(a == 1, 10 + x, 5.0)
     est, n_eff = estimate(r, w, 10 + x, good_q, groups)
-    logged, ips, snips, dr = est
+    logged, ips, snips, dr, gain = est
     assert logged.value == pytest.approx(np.mean(r))
+    assert gain.value == pytest.approx(dr.value - logged.value)
+    assert gain.low <= 10.5 - 7.75 <= gain.high  # the log pays (10.5 + 5) / 2 in expectation
     for e in (ips, snips, dr):
         assert e.low <= 10.5 <= e.high, e
     assert dr.high - dr.low < ips.high - ips.low, "a good reward model narrows the interval"
@@ -39,6 +41,30 @@ def test_doubly_robust_survives_a_wrong_reward_model():
     wrong = np.zeros_like(r)
     est, _ = estimate(r, w, wrong, wrong, groups)
     assert est[3].low <= 10.5 <= est[3].high
+
+
+def test_the_gain_over_the_log_is_told_from_the_debtors_it_happens_to_hold():
+    """Rewards dominated by how much each debtor owes (one level for all its decisions, varying
+    a hundredfold between debtors) and an action worth +10: which debtors the log holds moves
+    the logged mean and DR together, so their own intervals overlap, while the gain's interval,
+    from the same resamples, excludes zero. It is 5: the target always takes the +10 action,
+    the log half the time."""
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(200), 20)
+    level = rng.lognormal(6, 1.2, 200)[groups]
+    a = rng.integers(0, 2, len(groups))
+    r = level + 10 * a + rng.normal(0, 5, len(groups))
+    q = level + 10 * a
+    w = (a == 1) / 0.5
+    est, _ = estimate(r, w, level + 10, q, groups)
+    logged, dr, gain = est[0], est[3], est[4]
+    assert dr.low < logged.high and logged.low < dr.high, "alone, the two cannot be told apart"
+    assert 0 < gain.low <= 5 <= gain.high
+    assert verdict(gain).startswith("earns more than the logging policy")
+    # no gain at all: the target is the logging policy itself
+    same, _ = estimate(r, np.ones_like(r), q, q, groups)
+    assert same[4].low <= 0 <= same[4].high
+    assert verdict(same[4]).startswith("not told apart")
 
 
 def _rare_bandit(rng, n=3000):

@@ -162,6 +162,8 @@ def test_evaluation_reports_every_figure(trained):
     for key in ("ope_logged", "ope_ips", "ope_snips", "ope_dr", "ope_decisions"):
         assert key in m and np.isfinite(m[key]), key
     assert m["ope_dr_low"] <= m["ope_dr"] <= m["ope_dr_high"]
+    assert m["ope_gain"] == pytest.approx(m["ope_dr"] - m["ope_logged"])
+    assert m["ope_gain_low"] <= m["ope_gain"] <= m["ope_gain_high"]
 
 
 def test_run_logs_plots_calibration_and_lineage(trained, mlflow_uri):
