@@ -23,8 +23,8 @@ And the **gain**: DR minus the logging policy's observed mean, with its own inte
 same resamples of debtors (paired, so what the two share — which debtors happened to be in the
 log — cancels). It answers "does the candidate earn more than what logged the data?", which
 neither value's interval can: on the backtests of the family of worlds the candidate's true
-value was within 10% of the logging policy's on every row, while each interval spanned ±40%
-(docs/policy.md). :func:`verdict` says it in words.
+gain was −2% to +23% of the logging policy's value, while each value's interval spanned about
+±40% (docs/policy.md). :func:`verdict` says it in words.
 """
 
 from __future__ import annotations
