@@ -623,7 +623,8 @@ def models():
                 theirs = f"v{v['compared_with']}: {theirs}"
             rows.append((v["version"], ", ".join(v["aliases"]) or "-", created,
                          *(f"{m[k]:.4f}" if k in m else "-" for k in tracking.METRIC_TAGS),
-                         _dr(value, "ope_"), n, theirs, _gist(redact(v["promotion"]))))
+                         _dr(value, "ope_") + _gain(value), n, theirs,
+                         _gist(redact(v["promotion"]))))
         console.print(_table(f"{name} in {redact(tracking.tracking_uri())}",
                              ["version", "aliases", "created (UTC)", "p_late AUC", "Brier",
                               "ECE", "days MAE", "unpaid AUC", "DR value (95%)", "decisions",
@@ -632,8 +633,9 @@ def models():
         if any(v["value"] for v in versions):
             console.print("DR value: the policy's doubly robust value per decision on the "
                           "logged decisions of its holdout (95% bootstrap interval over "
-                          "debtors); champion's: the champion it was compared with (vN), on "
-                          "the same decisions", highlight=False)
+                          "debtors); vs log: its gain over the logging policy, with the "
+                          "interval of the difference; champion's: the champion it was "
+                          "compared with (vN), on the same decisions", highlight=False)
     _run(go)
 
 
@@ -653,6 +655,16 @@ def _dr(value: dict[str, float], prefix: str) -> str:
     low, high = value.get(f"{prefix}dr_low", float("nan")), value.get(f"{prefix}dr_high",
                                                                        float("nan"))
     return f"{value[f'{prefix}dr']:,.2f} ({low:,.2f} … {high:,.2f})"
+
+
+def _gain(value: dict[str, float]) -> str:
+    """A second line ``vs log gain (low … high)`` of a recorded gain over the logging policy
+    (``ope_gain`` tags), or nothing."""
+    if "ope_gain" not in value:
+        return ""
+    low, high = value.get("ope_gain_low", float("nan")), value.get("ope_gain_high",
+                                                                    float("nan"))
+    return f"\nvs log {value['ope_gain']:+,.2f} ({low:+,.2f} … {high:+,.2f})"
 
 
 def _pickup(alias: str, settings) -> str:

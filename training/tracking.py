@@ -231,9 +231,11 @@ def list_versions(name: str) -> list[dict]:
 METRIC_TAGS = ("late_auc", "late_brier", "late_ece", "days_mae", "unpaid_auc")
 #: The off-policy values recorded on a version trained with a decision log: its policy's
 #: doubly robust value per decision on the holdout's logged decisions with its 95% interval,
-#: how many decisions, and the champion's on the same decisions (train.py sets them).
+#: how many decisions, the champion's on the same decisions, and the policy's gain over the
+#: logging policy with its paired interval (train.py sets them).
 VALUE_TAGS = ("ope_dr", "ope_dr_low", "ope_dr_high", "ope_decisions", "champion_ope_dr",
-              "champion_ope_dr_low", "champion_ope_dr_high", "champion_ope_decisions")
+              "champion_ope_dr_low", "champion_ope_dr_high", "champion_ope_decisions",
+              "ope_gain", "ope_gain_low", "ope_gain_high")
 #: The version tag (and run tag) naming the champion a new version was compared with (on
 #: the same holdout: forecasts and, with a decision log, value).
 COMPARED_TAG = "champion_version"

@@ -130,3 +130,6 @@ def test_two_trainings_record_both_estimates_and_models_prints_them(
     assert "DR value (95%)" in out and "champion's DR, same decisions" in out
     assert dr(first.metrics, "ope_") in out  # version 1: its own estimate, no champion's
     assert dr(m, "ope_") in out and f"v{first.version}: {dr(m, 'champion_ope_')}" in out
+    # under each version's value, its gain over the logging policy with the paired interval
+    assert (f"vs log {m['ope_gain']:+,.2f} ({m['ope_gain_low']:+,.2f} … "
+            f"{m['ope_gain_high']:+,.2f})") in out
