@@ -23,7 +23,9 @@ the learnt policy did besides waiting, by how it decided (departed, agreed, thin
 explored, held back). And ``p_late``'s AUC on the future's new invoices, each forecast on its
 issue day, against the best of the simple references (training/forecastcheck.py: the debtor's
 share late smoothed, shrunk toward the book's rate by empirical Bayes, or its recent share
-shrunk); the ceiling from the world's latent state is not computed.
+shrunk); the ceiling from the world's latent state is not computed. With ``--regret``,
+per row: where the learnt policy leaves value to the oracle, by the debtor's true kind
+(training/regret.py).
 
     .venv/bin/python benchmarks/oracle.py --debtors 150 --history-days 365 --days 365 \
         --seeds 1 2 3 --worlds project other --jobs 2
@@ -62,6 +64,10 @@ def main() -> None:
                         help="check on the logged decisions of at most this many debtors (a "
                              "hash sample; default every one: slow on a large book)")
     parser.add_argument("--jobs", type=int, default=1, help="rows run side by side")
+    parser.add_argument("--regret", action="store_true",
+                        help="also value every learnt decision with the simulator's true model "
+                             "and print where it leaves value to the oracle, by true kind "
+                             "(training/regret.py)")
     args = parser.parse_args()
     if args.worlds == ["all"]:
         from paycadence.data.sim_world import WORLDS
@@ -80,27 +86,40 @@ def main() -> None:
           "best reference | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     cells = [(world, seed, args) for world in args.worlds for seed in args.seeds]
-    acts = []
+    acts, regrets = [], []
     if args.jobs <= 1:
         for cell in cells:
-            row, acted = _row(cell)
+            row, acted, regret = _row(cell)
             print(row, flush=True)
             acts.append(acted)
+            regrets.append(regret)
     else:
         # spawned, not forked: polars' thread pool does not survive a fork
         with ProcessPoolExecutor(args.jobs,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
-            for row, acted in pool.map(_row, cells):  # in table order, each as soon as it
-                print(row, flush=True)                # and those above it are done
+            for row, acted, regret in pool.map(_row, cells):  # in table order, each as soon
+                print(row, flush=True)                        # as it and those above are done
                 acts.append(acted)
+                regrets.append(regret)
     print("\nWhat the learnt policy did besides waiting, by how it decided:\n")
     for (world, seed, _), acted in zip(cells, acts, strict=True):
         print(f"- {world} {seed}: {acted}")
+    if args.regret:
+        print("\nWhere the learnt policy leaves value to the oracle (training/regret.py): per "
+              "true kind and learnt action, its decisions, the true gain over waiting of what "
+              "it did, what the oracle's choice would have added on those days, and the "
+              "oracle's choices instead (days / extra); days add up, gains do not (a step "
+              "missed on ten mornings counts ten times):")
+        for (world, seed, _), regret in zip(cells, regrets, strict=True):
+            print(f"\n{world} {seed}:\n\n| kind | learnt action | decisions | true gain | "
+                  "missed | the oracle instead |\n|---|---|---|---|---|---|")
+            print(regret)
 
 
-def _row(cell: tuple) -> tuple[str, str]:
-    """One world × seed: the backtest, formatted as a table row, and the learnt policy's
-    actions other than waiting by how they were decided."""
+def _row(cell: tuple) -> tuple[str, str, str]:
+    """One world × seed: the backtest, formatted as a table row, the learnt policy's
+    actions other than waiting by how they were decided, and (``--regret``) the rows of where
+    it leaves value to the oracle."""
     world, seed, args = cell
     from paycadence.config import load_params
     from paycadence.data.sim_world import resolve_world
@@ -110,7 +129,7 @@ def _row(cell: tuple) -> tuple[str, str]:
     r = run_backtest(args.debtors, args.days, seed, history_days=args.history_days,
                      params=load_params(ROOT / "params.yaml"), world=resolve_world(world),
                      ope=args.ope, exploration_share=args.history_exploration,
-                     ope_debtors=args.ope_debtors)
+                     ope_debtors=args.ope_debtors, regret=args.regret)
     fixed, none, learnt = (o.net_value for o in r.outcomes)
     m = r.margin
     vs = f"{m.relative:+.2%} ({m.low:+.2%} to {m.high:+.2%})"
@@ -145,10 +164,17 @@ def _row(cell: tuple) -> tuple[str, str]:
                f"{r.forecast.invoices:,} invoices)")
     acted = ", ".join(f"{k} {n}" for k, n in sorted(
         r.learnt_acted.items(), key=lambda kv: -kv[1])) or "nothing"
+    regret = ""
+    if r.regret is not None:
+        from paycadence.training.regret import regret_rows
+
+        regret = "\n".join(f"| {kind} | {action} | {n:,} | {gain:+,.0f} | {missed:+,.0f} | "
+                           f"{instead} |" for kind, action, n, gain, missed, instead
+                           in regret_rows(r.regret)[:12])
     return (f"| {world} | {seed} | {fixed:,.0f} | {none:,.0f} | {learnt:,.0f} | "
             f"{r.oracle.net_value:,.0f} | {share} | {vs} | {contacts} | {handed} | {how} | "
             f"{moves} | {broken} | {dr} | {auc} | "
-            f"{time.perf_counter() - t:.0f} |"), acted
+            f"{time.perf_counter() - t:.0f} |"), acted, regret
 
 
 def _pct(x: float) -> str:

@@ -337,6 +337,9 @@ class BacktestResult:
     #: ``p_late`` of the models against the simple references on the future's new invoices
     #: under the fixed schedule (training/forecastcheck.py); None without models
     forecast: ForecastCheck | None = None
+    #: with ``regret``: (true kind, action) → :class:`paycadence.training.regret.Tally` of the
+    #: learnt policy's decisions, valued by the simulator's true model
+    regret: dict | None = None
 
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 365,
@@ -344,7 +347,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
                  start: dt.date = dt.date(2024, 1, 1), ope: bool = False,
                  world: World | str = PROJECT_WORLD, oracle: bool = True,
                  exploration_share: float = 0.10, ope_debtors: int | None = None,
-                 progress: Progress | None = None) -> BacktestResult:
+                 progress: Progress | None = None, regret: bool = False) -> BacktestResult:
     """Train on the company's own logged past, then run its future under the fixed schedule,
     no dunning and the learnt policy (and the oracle); see the module docstring.
 
@@ -380,6 +383,10 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
     progress
         ``progress(what, done, total)`` hears each phase (and the decisions asked,
         re-simulated).
+    regret
+        Also value every decision of the learnt policy with the simulator's true model, by
+        the debtor's true kind (:class:`paycadence.training.regret.ProbedPolicy`): where it
+        leaves value to the oracle (:attr:`BacktestResult.regret`).
     """
     from paycadence.training.fitting import fit_models
     from paycadence.training.snapshots import cut_tables
@@ -421,7 +428,15 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
                               due_by=end - dt.timedelta(days=SCORED_BEFORE_END))
     logged = fixed.decisions.filter(pl.col("decided_on") < switch)  # by the logging schedule
     del fixed
-    learnt = LearntPolicy(policy, models, on_call=asked)
+    if regret:
+        from paycadence.data.simulate import company_debtors
+        from paycadence.training.regret import ProbedPolicy
+
+        learnt = ProbedPolicy(policy, models, on_call=asked, start=start, value_from=switch,
+                              debtors=company_debtors(n_debtors, days=total, seed=seed,
+                                                      start=start, world=world))
+    else:
+        learnt = LearntPolicy(policy, models, on_call=asked)
     for k, (name, after) in enumerate((("no dunning", NoDunning()), ("learnt policy", learnt))):
         step(f"company {seed} under the {name} from {switch}", 2 + k, phases)
         out.append(scored(name, run(after).tables))
@@ -444,7 +459,8 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
     return BacktestResult(out, history_days, models, learnt.calls, check,
                           paired_margin(out[-1], out[0], seed=seed), best, share, switch,
                           exploration_share, dict(learnt.decided_by),
-                          dict(learnt.departures), dict(learnt.acted), forecast)
+                          dict(learnt.departures), dict(learnt.acted), forecast,
+                          learnt.tallies if regret else None)
 
 
 def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: dt.date,

@@ -34,7 +34,7 @@ def result():
     # no timing exploration: the off-policy check replays every logged decision, and timing
     # draws make six times as many (measured apart: tests/data/test_timing_exploration.py)
     return run_backtest(25, FUTURE, 3, history_days=HISTORY, params=params, ope=True,
-                        policy=Policy(exploration={"timing": 0.0}),
+                        policy=Policy(exploration={"timing": 0.0}), regret=True,
                         progress=lambda what, done=None, total=None: HEARD.append(
                             (what, done, total)))
 
@@ -46,6 +46,27 @@ def test_progress_is_reported_phase_by_phase(result):
     assert any("under the learnt policy" in what for what, _, _ in HEARD)
     checked = [done for what, done, total in HEARD if what.startswith("off-policy check")]
     assert checked == sorted(checked) and all(d <= result.ope.decisions for d in checked)
+
+
+def test_every_learnt_decision_is_valued_by_the_true_model(result):
+    from paycadence.config import ACTIONS
+    from paycadence.data.sim_world import KIND_NAMES
+    from paycadence.training.regret import regret_rows
+
+    tallies = result.regret
+    assert sum(t.decisions for t in tallies.values()) == result.learnt_calls
+    assert {k for k, _ in tallies} <= set(KIND_NAMES) and {a for _, a in tallies} <= set(ACTIONS)
+    for (_, action), t in tallies.items():
+        if action == "wait":
+            assert t.gain == 0.0  # the oracle values every action against waiting
+        assert action not in t.instead  # what it would have done instead is another action
+        assert all(days > 0 and extra > 0 for days, extra in t.instead.values())
+        assert sum(days for days, _ in t.instead.values()) <= t.decisions
+    rows = regret_rows(tallies)
+    assert len(rows) == len(tallies)
+    assert [r[4] for r in rows] == sorted((r[4] for r in rows), reverse=True)
+    # the oracle sees something worth doing on some of the days the learnt policy waits
+    assert any(t.missed() > 0 for (_, a), t in tallies.items() if a == "wait")
 
 
 def test_three_policies_no_rule_broken(result):
