@@ -428,13 +428,16 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
                               due_by=end - dt.timedelta(days=SCORED_BEFORE_END))
     logged = fixed.decisions.filter(pl.col("decided_on") < switch)  # by the logging schedule
     del fixed
-    if regret:
+    truth = None
+    if oracle or regret:  # the company's true debtors, drawn once for both
         from paycadence.data.simulate import company_debtors
+
+        truth = company_debtors(n_debtors, days=total, seed=seed, start=start, world=world)
+    if regret:
         from paycadence.training.regret import ProbedPolicy
 
         learnt = ProbedPolicy(policy, models, on_call=asked, start=start, value_from=switch,
-                              debtors=company_debtors(n_debtors, days=total, seed=seed,
-                                                      start=start, world=world))
+                              debtors=truth)
     else:
         learnt = LearntPolicy(policy, models, on_call=asked)
     for k, (name, after) in enumerate((("no dunning", NoDunning()), ("learnt policy", learnt))):
@@ -442,12 +445,10 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
         out.append(scored(name, run(after).tables))
     best = share = None
     if oracle:
-        from paycadence.data.simulate import company_debtors
         from paycadence.training.oracle import OraclePolicy
 
         step(f"company {seed} under the oracle (the simulator's true model) from {switch}", 4,
              phases)
-        truth = company_debtors(n_debtors, days=total, seed=seed, start=start, world=world)
         best = scored("oracle", run(OraclePolicy(policy, truth, start=start,
                                                  value_from=switch)).tables)
         share = captured_share(out[-1], out[0], best, seed=seed)
