@@ -19,8 +19,9 @@ import numpy as np
 import polars as pl
 
 from paycadence.features import UNPAID_DAYS
-from paycadence.models import files
+from paycadence.models import files, forest
 from paycadence.models.calibration import Calibrator
+from paycadence.models.estimators import predict_threads
 from paycadence.models.hazard import (
     BIN_FEATURES,
     CASH_WEEKS,
@@ -115,10 +116,10 @@ class RiskModels:
     #: the value model built from the boosters at its first use (``"value"`` → it or None)
     _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def _threads(self, rows: int, cost: int = 1) -> int:
-        """Threads for a batch of ``rows`` whose per-row cost is ``cost`` plain predictions
-        (SHAP values cost about a thousand): one below about 50,000 units of work."""
-        return self.threads if rows * cost >= 50_000 else 1
+    def _threads(self, booster: lgb.Booster, rows: int, cost: int = 1) -> int:
+        """Threads for ``booster`` on a batch of ``rows`` whose per-row cost is ``cost``
+        plain predictions (:func:`~paycadence.models.estimators.predict_threads`)."""
+        return predict_threads(booster, rows, self.threads, cost)
 
     @classmethod
     def from_estimators(cls, features, late, hazard, *, response=None, value=None,
@@ -264,7 +265,7 @@ class RiskModels:
         booster = self.boosters[key]
         if booster is None:
             return np.full(X.shape[0], self.constants[key])
-        return booster.predict(X, num_threads=self._threads(X.shape[0]))
+        return booster.predict(X, num_threads=self._threads(booster, X.shape[0]))
 
     def predict(self, frame: pl.DataFrame, X: np.ndarray | None = None) -> pl.DataFrame:
         """Forecasts for every row of a feature frame (``X``: its :meth:`matrix`, when the
@@ -313,8 +314,9 @@ class RiskModels:
             hazards = np.empty((X.shape[0], N_BINS))
             for at in range(0, X.shape[0], HAZARD_BATCH):  # every bin of a batch at a time
                 rows = every_bin(X[at:at + HAZARD_BATCH], past_due[at:at + HAZARD_BATCH])
-                hazards[at:at + HAZARD_BATCH] = self.boosters["hazard"].predict(
-                    rows, num_threads=self._threads(rows.shape[0])).reshape(-1, N_BINS)
+                # each invoice's bins are a block of rows that share all but the bin's
+                hazards[at:at + HAZARD_BATCH] = forest.predict(
+                    self.boosters["hazard"], rows, N_BINS, self.threads).reshape(-1, N_BINS)
         surv = survival(hazards)
         # settled on day D + t with t ≥ 91 − days past due ⇔ still open 90 days after due
         p_unpaid = survival_at(surv, UNPAID_DAYS + 1 - past_due)
@@ -349,7 +351,7 @@ class RiskModels:
         if booster is None:
             raise ValueError("no action-response model in this bundle")
         return finite(f"the response to {action}", booster.predict(
-            with_action(X, action), num_threads=self._threads(X.shape[0])))
+            with_action(X, action), num_threads=self._threads(booster, X.shape[0])))
 
     def responses(self, X: np.ndarray, actions: tuple[str, ...]) -> dict[str, np.ndarray]:
         """:meth:`response` for several actions, in one call of the booster (for a few rows,
@@ -359,7 +361,7 @@ class RiskModels:
             raise ValueError("no action-response model in this bundle")
         stacked = np.vstack([with_action(X, a) for a in actions])
         scores = finite("the action responses", booster.predict(
-            stacked, num_threads=self._threads(stacked.shape[0])))
+            stacked, num_threads=self._threads(booster, stacked.shape[0])))
         n = X.shape[0]
         return {a: scores[k * n:(k + 1) * n] for k, a in enumerate(actions)}
 
@@ -391,7 +393,7 @@ class RiskModels:
             contrib = treeshap.contributions(tables, X)
         else:
             contrib = booster.predict(X, pred_contrib=True,
-                                      num_threads=self._threads(X.shape[0], cost=1000))
+                                      num_threads=self._threads(booster, X.shape[0], cost=1000))
         finite(f"the SHAP values of {key}", contrib)
         return contrib[:, :-1], contrib[:, -1]
 
@@ -410,9 +412,15 @@ class RiskModels:
         return self._shap[key]
 
     def warm(self) -> None:
-        """Build what the first explanation needs (the ``late`` booster's SHAP tables and
-        the compiled kernel), so that no call waits for it."""
+        """Build what the first explanation and the first decision need (the ``late``
+        booster's SHAP tables, the forests of the hazard and payment models, the compiled
+        kernels), so that no call waits for it."""
         self.contributions(None, X=np.zeros((1, len(self.features))))
+        for key in ("hazard", "rate", "rate_b"):
+            made = None if self.boosters.get(key) is None else \
+                forest.forest_of(self.boosters[key])
+            if made is not None:
+                made.predict(np.zeros((1, made.n_features)), 1, threads=1)
 
     def raw(self, frame: pl.DataFrame, key: str = "late") -> np.ndarray:
         """Raw output (log-odds for binary targets) of one target."""
@@ -420,4 +428,5 @@ class RiskModels:
         X = self.matrix(frame)
         if booster is None:
             return np.full(X.shape[0], self.constants[key])
-        return booster.predict(X, raw_score=True, num_threads=self._threads(X.shape[0]))
+        return booster.predict(X, raw_score=True,
+                               num_threads=self._threads(booster, X.shape[0]))

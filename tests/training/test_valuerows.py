@@ -117,6 +117,24 @@ def test_the_payment_model_is_learnt_once_from_each_half_of_the_debtors(tmp_path
         ((a["phone"] - a["wait"]) - (b["phone"] - b["wait"])) / 2)
     assert np.abs(gaps["phone"]).max() > 0  # two models learnt from different debtors
 
+    # the rolled days and the hazard's bins are read a block at a time
+    # (paycadence.models.forest): LightGBM's own numbers, on the book's own invoices
+    from paycadence.features import invoice_features
+    from paycadence.models import forest
+    from paycadence.models.hazard import N_BINS, every_bin
+    from paycadence.models.policy.value import GRID, rolled_rows
+
+    feats = invoice_features(book, as_of=book.last_date - dt.timedelta(days=30))
+    M = models.matrix(feats)
+    rows = np.vstack([rolled_rows(np.column_stack([M, feats["last_channel"].to_numpy()]), a,
+                                  cap=value.cap) for a in VALUED])
+    for rate in (value.rate, value.rate_b):
+        assert forest.forest_of(rate.booster_) is not None
+        assert np.array_equal(rate.predict(rows, block=len(GRID)), rate.booster_.predict(rows))
+    bins = every_bin(M, feats["days_past_due"].to_numpy())
+    hazard = models.boosters["hazard"]
+    assert np.array_equal(forest.predict(hazard, bins, N_BINS), hazard.predict(bins))
+
     back = RiskModels.load(models.save(tmp_path / "bundle"))
     assert (tmp_path / "bundle" / "rate_b.txt").is_file()
     again, again_gaps = back.value_model.per_unit_gaps(X, 0.08)
