@@ -19,7 +19,7 @@ THREADED_FROM = 50_000
 
 def predict_threads(booster: lgb.Booster, rows: int, threads: int = 0, cost: int = 1) -> int:
     """Threads to predict ``rows`` rows with ``booster``: ``threads`` (0: all cores) when the
-    work, rows × trees × ``cost`` (a SHAP value costs about a thousand predictions), reaches
+    work, rows × trees × ``cost`` (``cost``: what one row costs in plain predictions), reaches
     :data:`THREADED_FROM`, else one. Rows are scored independently: the answers are the same
     whatever the number."""
     return threads if rows * booster.num_trees() * cost >= THREADED_FROM else 1

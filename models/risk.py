@@ -392,8 +392,10 @@ class RiskModels:
 
             contrib = treeshap.contributions(tables, X)
         else:
+            # a row's SHAP values cost about 64 of its plain predictions (~0.25 ms a row
+            # against ~4 µs for the p_late model): threaded from a few rows
             contrib = booster.predict(X, pred_contrib=True,
-                                      num_threads=self._threads(booster, X.shape[0], cost=1000))
+                                      num_threads=self._threads(booster, X.shape[0], cost=64))
         finite(f"the SHAP values of {key}", contrib)
         return contrib[:, :-1], contrib[:, -1]
 
