@@ -35,10 +35,8 @@ import numpy as np
 from numba import njit
 
 from paycadence.models.estimators import THREADED_FROM, predict_threads
+from paycadence.models.treeshap import MISSING, ZERO  # LightGBM's split semantics, one copy
 
-#: LightGBM's kZeroThreshold (1e-35 as a float32): its predictor reads |x| ≤ this as 0.
-ZERO = float(np.float32(1e-35))
-MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 #: Links of the objectives a forest reproduces (output = link(raw score)).
 IDENTITY, LOGISTIC = 0, 1
 #: Threads a large prediction is split over (from

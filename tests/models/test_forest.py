@@ -14,20 +14,6 @@ from paycadence.models import forest
 from paycadence.models.forest import Forest
 
 
-def _data(n: int = 3000, d: int = 8, seed: int = 0):
-    """Features with NaNs, exact zeros and repeated values; a label depending on several."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    X[:, 1] = np.round(X[:, 1])  # few distinct values: rows sit on thresholds
-    X[rng.random(n) < 0.15, 2] = np.nan
-    X[rng.random(n) < 0.25, 3] = 0.0
-    X[rng.random(n) < 0.10, 4] = np.nan
-    logit = X[:, 0] - 0.8 * X[:, 1] + 0.5 * np.nan_to_num(X[:, 2], nan=1.5) \
-        + X[:, 3] * X[:, 5] + (X[:, 3] == 0) - np.isnan(X[:, 4])
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(float)
-    return X, y
-
-
 def _booster(X, y, rounds: int = 80, **params) -> lgb.Booster:
     base = {"objective": "binary", "verbose": -1, "num_leaves": 31, "learning_rate": 0.1,
             "min_data_in_leaf": 20, "seed": 1}
@@ -59,8 +45,8 @@ def _blocks(X: np.ndarray, size: int, vary: tuple[int, ...], seed: int = 1) -> n
     {"objective": "binary", "use_missing": False},  # missing type None: NaN read as 0
 ])
 @pytest.mark.parametrize("size", [1, 7, 60])
-def test_blocks_give_lightgbm_s_numbers_bit_for_bit(params, size):
-    X, y = _data()
+def test_blocks_give_lightgbm_s_numbers_bit_for_bit(data, params, size):
+    X, y = data()
     booster = _booster(X, y, **params)
     made = Forest.of(booster)
     assert made is not None
@@ -71,10 +57,10 @@ def test_blocks_give_lightgbm_s_numbers_bit_for_bit(params, size):
     assert np.array_equal(forest.predict(booster, rows, size), expected)
 
 
-def test_every_missing_type_and_side_is_met():
+def test_every_missing_type_and_side_is_met(data):
     """The boosters above do split with each missing type and default side (else the test
     above would not test them)."""
-    X, y = _data()
+    X, y = data()
     seen = set()
     for params in ({}, {"zero_as_missing": True}, {"use_missing": False}):
         made = Forest.of(_booster(X, y, **params))
@@ -86,15 +72,15 @@ def test_every_missing_type_and_side_is_met():
     assert any(m == 0 for m, _ in seen)
 
 
-def test_a_block_whose_rows_differ_everywhere_still_gives_each_row_its_own_number():
-    X, y = _data()
+def test_a_block_whose_rows_differ_everywhere_still_gives_each_row_its_own_number(data):
+    X, y = data()
     booster = _booster(X, y)
     rows = X[:500]  # nothing shared: blocks of 50 unrelated rows
     assert np.array_equal(Forest.of(booster).predict(rows, 50), booster.predict(rows))
 
 
-def test_what_a_forest_does_not_reproduce_is_left_to_lightgbm():
-    X, y = _data()
+def test_what_a_forest_does_not_reproduce_is_left_to_lightgbm(data):
+    X, y = data()
     Xc = X.copy()
     Xc[:, 1] = np.abs(np.nan_to_num(Xc[:, 1])) % 5
     categorical = lgb.train({"objective": "binary", "verbose": -1, "min_data_per_group": 5,
@@ -110,8 +96,8 @@ def test_what_a_forest_does_not_reproduce_is_left_to_lightgbm():
     assert Forest.of(multiclass) is None
 
 
-def test_the_wrong_number_of_features_is_refused_and_no_rows_give_none():
-    X, y = _data()
+def test_the_wrong_number_of_features_is_refused_and_no_rows_give_none(data):
+    X, y = data()
     made = Forest.of(_booster(X, y, rounds=5))
     with pytest.raises(ValueError, match="reads 8 features"):
         made.predict(X[:, :5], 4)
@@ -129,8 +115,8 @@ def test_a_tree_of_one_leaf_adds_its_value_to_every_row():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_a_forked_process_splits_its_predictions_over_threads_of_its_own():
-    X, y = _data()
+def test_a_forked_process_splits_its_predictions_over_threads_of_its_own(data):
+    X, y = data()
     booster = _booster(X, y)
     rows = _blocks(X[:300], 20, vary=(0,))
     expected = booster.predict(rows)
@@ -146,10 +132,10 @@ def _threaded(made: Forest, rows: np.ndarray) -> np.ndarray:
     return made.predict(rows, 20, threads=2)
 
 
-def test_a_leaf_that_is_not_a_number_leaves_the_booster_to_lightgbm():
+def test_a_leaf_that_is_not_a_number_leaves_the_booster_to_lightgbm(data):
     """A NaN leaf (a damaged model file) cannot be dumped as JSON: no forest, and LightGBM's
     own NaN reaches the caller, whose finiteness checks refuse it."""
-    X, y = _data()
+    X, y = data()
     broken = _booster(X, y, rounds=5)
     broken.set_leaf_output(2, 0, float("nan"))
     assert Forest.of(broken) is None

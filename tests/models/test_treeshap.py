@@ -10,20 +10,6 @@ from paycadence.models import treeshap
 from paycadence.models.risk import RiskModels
 
 
-def _data(n: int = 3000, d: int = 8, seed: int = 0):
-    """Features with NaNs, exact zeros and repeated values; a label depending on several."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d))
-    X[:, 1] = np.round(X[:, 1])  # few distinct values: rows sit on thresholds
-    X[rng.random(n) < 0.15, 2] = np.nan
-    X[rng.random(n) < 0.25, 3] = 0.0
-    X[rng.random(n) < 0.10, 4] = np.nan
-    logit = X[:, 0] - 0.8 * X[:, 1] + 0.5 * np.nan_to_num(X[:, 2], nan=1.5) \
-        + X[:, 3] * X[:, 5] + (X[:, 3] == 0) - np.isnan(X[:, 4])
-    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
-    return X, y
-
-
 def _booster(X, y, **params) -> lgb.Booster:
     base = {"objective": "binary", "verbose": -1, "num_leaves": 15, "max_depth": 4,
             "learning_rate": 0.1, "min_data_in_leaf": 20, "seed": 1}
@@ -68,8 +54,8 @@ def _edge_rows(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
     {"max_depth": 7, "num_leaves": 31},  # deeper trees, features repeated on a path
     {"min_data_in_leaf": 2000},  # trees of one leaf: all of it is the base
 ])
-def test_tables_equal_lightgbm_pred_contrib(params):
-    X, y = _data()
+def test_tables_equal_lightgbm_pred_contrib(data, params):
+    X, y = data()
     booster = _booster(X, y, **params)
     tables = treeshap.tables(booster)
     assert tables is not None
@@ -85,8 +71,8 @@ def test_tables_equal_lightgbm_pred_contrib(params):
                                rtol=0, atol=1e-12)
 
 
-def test_the_same_top_reasons_as_lightgbm():
-    X, y = _data(seed=3)
+def test_the_same_top_reasons_as_lightgbm(data):
+    X, y = data(seed=3)
     booster = _booster(X, y)
     ours = treeshap.contributions(treeshap.tables(booster), X)[:, :-1]
     theirs = booster.predict(X, pred_contrib=True)[:, :-1]
@@ -94,8 +80,8 @@ def test_the_same_top_reasons_as_lightgbm():
     assert (top == np.argsort(-np.abs(theirs), axis=1, kind="stable")[:, :3]).all()
 
 
-def test_categorical_splits_and_oversized_tables_use_lightgbm(monkeypatch):
-    X, y = _data()
+def test_categorical_splits_and_oversized_tables_use_lightgbm(data, monkeypatch):
+    X, y = data()
     X[:, 6] = np.abs(np.round(X[:, 6] * 3))
     categorical = lgb.train({"objective": "binary", "verbose": -1, "num_leaves": 15,
                              "min_data_per_group": 5, "cat_smooth": 1},
@@ -114,8 +100,8 @@ def test_categorical_splits_and_oversized_tables_use_lightgbm(monkeypatch):
     np.testing.assert_array_equal(base, theirs[:, -1])
 
 
-def test_risk_models_explain_from_tables():
-    X, y = _data(seed=7)
+def test_risk_models_explain_from_tables(data):
+    X, y = data(seed=7)
     booster = _booster(X, y)
     models = RiskModels(tuple(f"f{i}" for i in range(X.shape[1])),
                         {"late": booster, "hazard": None}, {"hazard": 0.0})
