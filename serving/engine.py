@@ -465,7 +465,7 @@ def request_tables(debtors: list[DebtorIn], base: Tables | None):
             rows["actions"].add_models(h.actions)
             rows["disputes"].add_models(h.disputes)
             if not d.open_invoices:
-                open_ids += [r.invoice_id for r in h.invoices]
+                open_ids += [r["invoice_id"] for r in h.invoices]
         for inv in d.open_invoices:
             listed[inv.invoice_id] = inv.amount_paid
             rows["invoices"].add({"invoice_id": inv.invoice_id, "debtor_id": d.debtor_id,
@@ -530,21 +530,22 @@ def _new_tables(debtor_rows: list[dict], rows: dict[str, _Columns]) -> Tables:
 
 
 class _Columns:
-    """Rows of one table gathered column by column (request rows are read by attribute, not
-    dumped to a dict each: a stateless call carries tens of thousands of them)."""
+    """Rows of one table gathered column by column (a stateless call carries tens of
+    thousands of them)."""
 
     def __init__(self, name: str):
         self.schema = COLUMNS[name]
         self.columns: dict[str, list] = {c: [] for c in self.schema}
         self.n = 0
 
-    def add_models(self, models: list, **fixed) -> None:
-        """Validated request rows; a column a row lacks is null, ``fixed`` sets one for all."""
+    def add_models(self, models: list[dict], **fixed) -> None:
+        """Validated request rows (typed dicts); a column a row lacks is null, ``fixed`` sets
+        one for all."""
         for c, out in self.columns.items():
             if c in fixed:
                 out.extend([fixed[c]] * len(models))
             else:
-                out.extend([getattr(m, c, None) for m in models])
+                out.extend([m.get(c) for m in models])
         self.n += len(models)
 
     def add(self, row: dict) -> None:

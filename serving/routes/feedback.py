@@ -10,7 +10,14 @@ from fastapi import APIRouter, HTTPException, status
 from paycadence.data import COLUMNS, Tables, validate_rows
 from paycadence.errors import PaycadenceError
 from paycadence.serving.deps import Authorized, EngineDep, MetricsDep, StoreDep
-from paycadence.serving.schemas import ERRORS, FeedbackRequest, FeedbackResponse, Problem
+from paycadence.serving.schemas import (
+    ERRORS,
+    ROW_KINDS,
+    FeedbackRequest,
+    FeedbackResponse,
+    Problem,
+    row_dict,
+)
 from paycadence.serving.store import PAYMENT_KEY, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -48,8 +55,8 @@ def post_feedback(body: FeedbackRequest, engine: EngineDep, store: StoreDep,
     422 naming the row and field, and nothing of the body is stored. The 200 comes only after
     the database committed the rows (docs/api.md, "Feedback durability").
     """
-    rows = {name: [r.model_dump() for r in getattr(body, name)]
-            for name in ("debtors", "invoices", "payments", "actions", "disputes")}
+    rows = {"debtors": [r.model_dump() for r in body.debtors]} | {
+        name: [row_dict(r, kind) for r in getattr(body, name)] for name, kind in ROW_KINDS}
     for i, inv in enumerate(rows["invoices"]):
         if not inv.get("debtor_id"):
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,

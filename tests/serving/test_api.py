@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 
@@ -52,6 +53,33 @@ def test_stateless_and_stored_answers_agree(server, tables, response_schema, bui
         assert x["action"] == y["action"], (x, y)
         assert x["invoice_ids"] == y["invoice_ids"]
         assert x["risk"]["p_late"] == pytest.approx(y["risk"]["p_late"], abs=1e-6)
+
+
+def test_history_rows_as_clients_write_them_get_the_answer_of_clean_rows(server, tables,
+                                                                         build_request):
+    """History rows are validated as typed dicts (serving/schemas.py): padded strings are
+    trimmed, channels lower-cased, unknown keys ignored, and an optional key left out reads
+    as null, exactly as the models they replaced did."""
+    as_of = tables.last_date - dt.timedelta(days=20)
+    clean = build_request(tables, as_of, stateless=True, limit=15)
+    messy = copy.deepcopy(clean)
+    left_out = 0
+    for debtor in messy["debtors"]:
+        history = debtor["history"]
+        for row in (r for rows in history.values() for r in rows):
+            row["note"] = "from the ERP"
+            for key in [k for k, v in row.items() if v is None]:
+                del row[key]
+                left_out += 1
+        for row in history["actions"]:
+            row["channel"] = f" {row['channel'].upper()} "
+        for row in history["invoices"]:
+            row["invoice_id"] = f"  {row['invoice_id']}"
+    assert left_out > 0 and any(d["history"]["actions"] for d in messy["debtors"])
+    a = httpx.post(f"{server.url}/recommend", json=clean, timeout=60)
+    b = httpx.post(f"{server.url}/recommend", json=messy, timeout=60)
+    assert a.status_code == 200 and b.status_code == 200, b.text
+    assert a.json() == b.json()
 
 
 def test_two_hundred_debtors_with_history_in_one_call(server, tables, response_schema,
