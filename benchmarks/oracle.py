@@ -80,7 +80,8 @@ def main() -> None:
           f"{args.history_exploration:.0%} of its decisions), then {args.days} days scored; net "
           f"value in currency, discounted to the switch day; {args.jobs} job(s)\n")
     print("| world | seed | fixed | none | learnt | oracle | captured (95% interval) | "
-          "learnt vs fixed (95% interval) | contacts/invoice fixed → learnt | hand-overs fixed / "
+          "learnt vs fixed (95% interval) | contacts/invoice fixed → learnt (oracle) | hand-overs "
+          "fixed / "
           "learnt / oracle | learnt decisions departed / agreed / thin log / unsure | most "
           "frequent departures | violations learnt / oracle | DR error | p_late AUC model / "
           "best reference | s |")
@@ -133,8 +134,11 @@ def _row(cell: tuple) -> tuple[str, str, str]:
     fixed, none, learnt = (o.net_value for o in r.outcomes)
     m = r.margin
     vs = f"{m.relative:+.2%} ({m.low:+.2%} to {m.high:+.2%})"
+    # the oracle's: whether contacts pay in this world (it contacts more than the schedule
+    # only where a contact is truly worth its cost)
     contacts = (f"{r.outcomes[0].contacts_per_invoice:.2f} → "
-                f"{r.outcomes[2].contacts_per_invoice:.2f}")
+                f"{r.outcomes[2].contacts_per_invoice:.2f}"
+                + ("" if r.oracle is None else f" ({r.oracle.contacts_per_invoice:.2f})"))
     handed = f"{r.outcomes[0].handovers} / {r.outcomes[2].handovers} / {r.oracle.handovers}"
     d = r.learnt_decided_by
     how = " / ".join(str(d.get(k, 0)) for k in ("departed", "agreed", "thin log", "unsure"))
