@@ -35,7 +35,11 @@ import numpy as np
 from numba import njit
 
 from paycadence.models.estimators import THREADED_FROM, predict_threads
-from paycadence.models.treeshap import MISSING, ZERO  # LightGBM's split semantics, one copy
+from paycadence.models.treeshap import (  # LightGBM's split semantics and node arrays: one copy
+    MISSING,
+    ZERO,
+    split_arrays,
+)
 
 #: Links of the objectives a forest reproduces (output = link(raw score)).
 IDENTITY, LOGISTIC = 0, 1
@@ -102,12 +106,7 @@ class Forest:
         except (_Unsupported, RecursionError, KeyError):
             return None
         columns = list(zip(*nodes, strict=True)) if nodes else [()] * 7
-        return cls(roots=np.asarray(roots, np.int64),
-                   feature=np.asarray(columns[0], np.int64),
-                   threshold=np.asarray(columns[1], np.float64),
-                   left=np.asarray(columns[2], np.int64), right=np.asarray(columns[3], np.int64),
-                   missing=np.asarray(columns[4], np.int8),
-                   default_left=np.asarray(columns[5], np.bool_),
+        return cls(roots=np.asarray(roots, np.int64), **split_arrays(columns),
                    value=np.asarray(columns[6], np.float64), link=link, scale=scale,
                    n_features=booster.num_feature(), widest=widest)
 

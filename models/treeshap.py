@@ -43,6 +43,17 @@ MAX_TABLE = 4_000_000
 #: LightGBM's kZeroThreshold (1e-35 as a float32): its predictor reads |x| ≤ this as 0.
 ZERO = float(np.float32(1e-35))
 MISSING = {"None": 0, "Zero": 1, "NaN": 2}
+
+
+def split_arrays(columns: list) -> dict[str, np.ndarray]:
+    """The split arrays of flat nodes — ``feature``, ``threshold``, ``left``, ``right``,
+    ``missing``, ``default_left`` — from the first six columns of node tuples (a leaf's
+    feature −1), as the kernels here and in :mod:`paycadence.models.forest` read them."""
+    return {"feature": np.asarray(columns[0], np.int64),
+            "threshold": np.asarray(columns[1], np.float64),
+            "left": np.asarray(columns[2], np.int64), "right": np.asarray(columns[3], np.int64),
+            "missing": np.asarray(columns[4], np.int8),
+            "default_left": np.asarray(columns[5], np.bool_)}
 #: Rows scored together, tree by tree (one read of a tree's nodes and tables for them all).
 CHUNK = 32
 
@@ -173,10 +184,7 @@ def tables(booster: lgb.Booster) -> Tables | None:
     offset[at] = ends - sizes
     features_at[at] = np.cumsum(widths) - widths
     return Tables(
-        starts=np.asarray([*starts, n], np.int64), feature=np.asarray(columns[0], np.int64),
-        threshold=np.asarray(columns[1], np.float64),
-        left=np.asarray(columns[2], np.int64), right=np.asarray(columns[3], np.int64),
-        missing=np.asarray(columns[4], np.int8), default_left=np.asarray(columns[5], np.bool_),
+        starts=np.asarray([*starts, n], np.int64), **split_arrays(columns),
         slot=np.asarray(columns[6], np.int64), width=width, offset=offset,
         features_at=features_at, amounts=amounts,
         path_features=np.asarray([f for _, _, path, _ in leaves for f in path], np.int64),
