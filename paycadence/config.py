@@ -262,6 +262,11 @@ class Settings(BaseSettings):
     #: Connections and requests in flight per worker above which uvicorn answers 503
     #: (``paycadence serve`` only; 0: no limit).
     limit_concurrency: int = Field(1000, ge=0)
+    #: What a request body's unknown key gets (CONTRACT.md §5): ``refuse`` answers 422 naming
+    #: it; ``ignore`` drops it, as the service did before 2026-12-07, for a client that sends
+    #: extra keys on purpose. Table rows (``history``, ``/feedback``) ignore extra columns
+    #: either way (CONTRACT.md §1).
+    unknown_keys: Literal["refuse", "ignore"] = "refuse"
 
 
 @lru_cache(maxsize=1)

@@ -20,18 +20,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paycadence import __version__
 from paycadence.config import Settings, get_settings, load_policy
 from paycadence.errors import ConfigError
+from paycadence.serving import problems
 from paycadence.serving.deps import (
     NO_TOKEN,
     PUBLIC_PATHS,
@@ -42,6 +39,7 @@ from paycadence.serving.deps import (
 from paycadence.serving.engine import Engine
 from paycadence.serving.logs import request_id_from, request_id_var
 from paycadence.serving.metrics import UNMATCHED, Metrics
+from paycadence.serving.problems import said
 from paycadence.serving.routes import docs, feedback, health, metrics, recommend
 from paycadence.serving.routes.feedback import RETRY_AFTER_SECONDS, STORE_DOWN
 from paycadence.serving.store import FeedbackStore, StoreUnavailableError
@@ -81,8 +79,8 @@ class RequireToken:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS
                 and not token_matches(self.token, Headers(scope=scope).get("authorization"))):
-            response = JSONResponse({"detail": UNAUTHORIZED}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})
+            response = said(401, UNAUTHORIZED, ["header", "authorization"],
+                            headers={"WWW-Authenticate": "Bearer"})
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -109,7 +107,7 @@ class LoopbackOnly:
                 logger.warning("a request arrived on %s, not a loopback address, and "
                                "PAYCADENCE_API_TOKEN is not set: refused with 403 (every such "
                                "request but /health is)", scope["server"][0])
-            response = JSONResponse({"detail": NO_TOKEN}, status_code=403)
+            response = said(403, NO_TOKEN, ["header", "host"])
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -162,10 +160,9 @@ class BodyTimeout:
         if timed_out and not started:
             logger.warning("request body of %s %s not received within %.0f s: 408, connection "
                            "closed", scope["method"], scope["path"][:256], self.seconds)
-            response = JSONResponse(
-                {"detail": f"body: not received within {self.seconds:g} s "
-                           "(PAYCADENCE_BODY_TIMEOUT_SECONDS); send it again"},
-                status_code=408, headers={"Connection": "close"})
+            response = said(408, f"body: not received within {self.seconds:g} s "
+                                 "(PAYCADENCE_BODY_TIMEOUT_SECONDS); send it again",
+                            headers={"Connection": "close"})
             await response(scope, receive, send)
 
 
@@ -186,8 +183,8 @@ class LimitContentLength:
         if scope["type"] == "http":
             length = Headers(scope=scope).get("content-length")
             if length is not None and (not length.isdigit() or int(length) > self.limit):
-                response = JSONResponse({"detail": f"body over {self.limit} bytes"},
-                                        status_code=413)
+                response = said(413, f"body: over {self.limit} bytes "
+                                     "(PAYCADENCE_MAX_BODY_BYTES)")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -209,11 +206,8 @@ class RequireJson:
             media = given.split(";", 1)[0].strip().lower()
             if media != "application/json" and not media.endswith("+json"):
                 shown = given[:80] if given.isprintable() else "?"
-                response = JSONResponse(
-                    {"detail": "body: send JSON with 'Content-Type: application/json' "
-                               f"(got {shown!r})" if given else
-                               "body: send JSON with 'Content-Type: application/json' "
-                               "(no Content-Type given)"}, status_code=415)
+                response = said(415, "body: send JSON with 'Content-Type: application/json' "
+                                + (f"(got {shown!r})" if given else "(no Content-Type given)"))
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -349,36 +343,9 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
         # the last line: a store error a route did not turn into its own 503 is still one
         logger.error("feedback store unavailable during %s %s: %s", request.method,
                      request.url.path[:256], exc)
-        return JSONResponse({"detail": STORE_DOWN}, status_code=503,
-                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return said(503, STORE_DOWN, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
-    @app.exception_handler(StarletteHTTPException)
-    async def readable_http_error(request: Request, exc: StarletteHTTPException):
-        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
-            # FastAPI's words for a body json.loads could not even start on
-            return JSONResponse({"detail": "body: not valid JSON (not UTF-8 text, or nested "
-                                           "too deeply)"}, status_code=400)
-        return await http_exception_handler(request, exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def readable_422(request: Request, exc: RequestValidationError):
-        broken = next((e for e in exc.errors() if e.get("type") == "json_invalid"), None)
-        if broken is not None:  # not JSON at all: 400 (docs/api.md), not a field's 422
-            at = broken["loc"][-1] if broken.get("loc") else None
-            why = (broken.get("ctx") or {}).get("error") or broken.get("msg")
-            where = f" at character offset {at}" if isinstance(at, int) else ""
-            return JSONResponse({"detail": f"body: not valid JSON{where}: {why}"},
-                                status_code=400)
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]}
-            for e in exc.errors()
-        ]
-        first = errors[0] if errors else {"field": "body", "problem": "invalid"}
-        return JSONResponse(
-            {"detail": f"{first['field'] or 'body'}: {first['problem']}", "errors": errors},
-            status_code=422,
-        )
-
+    problems.install(app)  # every other error: serving/problems.py's one shape
     app.include_router(recommend.router)
     app.include_router(feedback.router)
     app.include_router(health.router)

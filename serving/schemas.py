@@ -49,6 +49,20 @@ class _In(BaseModel):
     model_config = _ROW
 
 
+class _Strict(BaseModel):
+    """An incoming object of the request's own structure (not a table's row): a key it does
+    not know is refused with 422 naming it (CONTRACT.md §5), unless the service runs with
+    ``PAYCADENCE_UNKNOWN_KEYS=ignore``.
+
+    Pydantic keeps such keys (``extra="allow"``) and :func:`unknown_keys` lists them, so that
+    the one setting decides at call time; the OpenAPI schema says ``additionalProperties:
+    false``, what a client should send.
+    """
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True,
+                              json_schema_extra={"additionalProperties": False})
+
+
 #: History and feedback rows are typed dicts, not models: a stateless call carries tens of
 #: thousands of them, and pydantic validates a dict in a third of the time it takes to build
 #: a model of it (docs/operations.md, "history rows validated as typed dicts"). Same fields,
@@ -56,14 +70,19 @@ class _In(BaseModel):
 #: (:func:`row_dict` fills it with None).
 
 
+def _d(kind, text: str):
+    """``kind`` with the description the OpenAPI document shows."""
+    return Annotated[kind, Field(description=text)]
+
+
 @with_config(_ROW)
 class InvoiceRow(TypedDict):
-    invoice_id: Id
-    debtor_id: NotRequired[Id | None]
-    issue_date: Day
-    due_date: Day
-    amount: Amount
-    currency: NotRequired[str | None]
+    invoice_id: _d(Id, "the invoice's key")
+    debtor_id: NotRequired[_d(Id | None, "the debtor it was sent to (required in /feedback)")]
+    issue_date: _d(Day, "the day it was issued")
+    due_date: _d(Day, "the day it falls due (not before issue_date)")
+    amount: _d(Amount, "its amount, in its currency")
+    currency: NotRequired[_d(str | None, "ISO 4217 code (EUR when absent)")]
 
 
 def _due_after_issue(row: dict) -> dict:
@@ -74,12 +93,13 @@ def _due_after_issue(row: dict) -> dict:
 
 @with_config(_ROW)
 class PaymentRow(TypedDict):
-    invoice_id: Id
-    paid_on: Day
-    amount: Amount
+    invoice_id: _d(Id, "the invoice it pays")
+    paid_on: _d(Day, "the day the money arrived")
+    amount: _d(Amount, "how much, in the invoice's currency")
     #: the payment's own key (CONTRACT.md §5): two identical payments on one day with two ids
     #: are two payments; without it identical rows of one body are separate occurrences
-    payment_id: NotRequired[Id | None]
+    payment_id: NotRequired[_d(Id | None, "the payment's own key: two identical payments on "
+                               "one day with two ids are two payments")]
 
 
 def _lower(v):
@@ -88,18 +108,21 @@ def _lower(v):
 
 @with_config(_ROW)
 class ActionRow(TypedDict):
-    invoice_id: Id
-    sent_on: Day
-    channel: Annotated[Channel, BeforeValidator(_lower)]
-    step: NotRequired[Annotated[int, Field(ge=1, le=1000)] | None]
-    propensity: NotRequired[Annotated[float, Field(gt=0, le=1)] | None]
+    invoice_id: _d(Id, "the invoice the action was about")
+    sent_on: _d(Day, "the day it was carried out")
+    channel: _d(Annotated[Channel, BeforeValidator(_lower)], "what was done")
+    step: NotRequired[_d(Annotated[int, Field(ge=1, le=1000)] | None,
+                         "which reminder of the schedule it was (1 = the first)")]
+    propensity: NotRequired[_d(Annotated[float, Field(gt=0, le=1)] | None,
+                               "the probability with which it was chosen (the recommendation's "
+                               "`propensity`): what lets the log be learnt from")]
 
 
 @with_config(_ROW)
 class DisputeRow(TypedDict):
-    invoice_id: Id
-    opened_on: Day
-    resolved_on: NotRequired[Day | None]
+    invoice_id: _d(Id, "the invoice disputed")
+    opened_on: _d(Day, "the day the dispute was raised")
+    resolved_on: NotRequired[_d(Day | None, "the day it was settled (absent: still open)")]
 
 
 def _resolved_after_opened(row: dict) -> dict:
@@ -124,28 +147,37 @@ def row_dict(row: dict, kind: type) -> dict:
 
 
 class DebtorRow(_In):
-    debtor_id: Id
-    country: str | None = None
-    segment: str | None = None
-    created_on: Day | None = None
-    opted_out: str | None = None
+    debtor_id: Id = Field(description="the debtor's key")
+    country: str | None = Field(None, description="ISO 3166 country code")
+    segment: str | None = Field(None, description="the book's own grouping (e.g. `smb`)")
+    created_on: Day | None = Field(None, description="the day the debtor became a customer")
+    opted_out: str | None = Field(None, description="channels never to use, `;`-separated "
+                                  "(`email;sms`)")
 
 
-class History(_In):
+class History(_Strict):
+    """The debtor's rows of the contract's tables, as of any day up to ``as_of``."""
+
     invoices: Annotated[list[Invoice], Field(
-        json_schema_extra={"maxItems": MAX_HISTORY_INVOICES})] = []
-    payments: list[PaymentRow] = []
-    actions: list[ActionRow] = []
-    disputes: list[Dispute] = []
+        json_schema_extra={"maxItems": MAX_HISTORY_INVOICES},
+        description="every invoice of the debtor, paid or not")] = []
+    payments: list[PaymentRow] = Field([], description="payments of those invoices")
+    actions: list[ActionRow] = Field([], description="reminders and other actions taken")
+    disputes: list[Dispute] = Field([], description="disputes raised")
 
 
-class OpenInvoice(_In):
-    invoice_id: Id
-    issue_date: Day
-    due_date: Day
-    amount: Amount
-    amount_paid: Annotated[float, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False)] = 0.0
-    currency: str | None = None
+class OpenInvoice(_Strict):
+    invoice_id: Id = Field(description="the invoice's key")
+    #: an invoices-table column, so that a row of that table may be sent as it is; when given
+    #: it must be the debtor's own
+    debtor_id: Id | None = Field(None, description="the debtor's own id, when sent")
+    issue_date: Day = Field(description="the day it was issued")
+    due_date: Day = Field(description="the day it falls due (not before issue_date)")
+    amount: Amount = Field(description="its amount, in its currency")
+    amount_paid: Annotated[float, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False)] = Field(
+        0.0, description="what has been paid of it: authoritative, it replaces the history's "
+        "payments of this invoice (below amount: the invoice is open)")
+    currency: str | None = Field(None, description="ISO 4217 code (EUR when absent)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -156,15 +188,20 @@ class OpenInvoice(_In):
         return self
 
 
-class DebtorIn(_In):
-    debtor_id: Id
+class DebtorIn(_Strict):
+    debtor_id: Id = Field(description="the debtor's key; without `history`, what the service "
+                          "stores for it is read (an unknown debtor gets a cold start)")
     open_invoices: Annotated[list[OpenInvoice], Field(
-        json_schema_extra={"maxItems": MAX_OPEN_INVOICES})] = []
-    history: History | None = None
-    opted_out: list[Literal["email", "sms", "letter", "phone"]] | None = None
-    segment: str | None = None
-    country: str | None = None
-    created_on: Day | None = None
+        json_schema_extra={"maxItems": MAX_OPEN_INVOICES},
+        description="the debtor's open set: only these are scored and may be named (absent: "
+        "whatever the history leaves open on as_of)")] = []
+    history: History | None = Field(None, description="the debtor's past (stateless call): its "
+                                    "features are computed from it and nothing stored is read")
+    opted_out: list[Literal["email", "sms", "letter", "phone"]] | None = Field(
+        None, description="channels never to use for this debtor (replaces the stored ones)")
+    segment: str | None = Field(None, description="the book's own grouping (e.g. `smb`)")
+    country: str | None = Field(None, description="ISO 3166 country code")
+    created_on: Day | None = Field(None, description="the day it became a customer")
 
     @model_validator(mode="after")
     def _unique_invoices(self, info: ValidationInfo):
@@ -180,6 +217,10 @@ class DebtorIn(_In):
             raise ValueError(f"history.invoices carries {len(self.history.invoices)} invoices, "
                              f"over the limit of {cap} per debtor")
         ids = [inv.invoice_id for inv in self.open_invoices]
+        for inv in self.open_invoices:
+            if inv.debtor_id is not None and inv.debtor_id != self.debtor_id:
+                raise ValueError(f"open invoice '{inv.invoice_id}' names debtor_id "
+                                 f"'{inv.debtor_id}', not this debtor's '{self.debtor_id}'")
         if len(ids) != len(set(ids)):
             raise ValueError("open_invoices lists an invoice_id twice")
         if self.history is not None:
@@ -194,9 +235,11 @@ class DebtorIn(_In):
         return self
 
 
-class RecommendRequest(_In):
-    as_of: Day
-    debtors: Annotated[list[DebtorIn], Field(max_length=MAX_DEBTORS)]
+class RecommendRequest(_Strict):
+    as_of: Day = Field(description="the day of the decision: nothing after it is read, and "
+                       "the action is to be carried out on it")
+    debtors: Annotated[list[DebtorIn], Field(max_length=MAX_DEBTORS)] = Field(
+        description="up to 1,000 debtors, each recommended on its own")
 
     @model_validator(mode="after")
     def _unique_debtors(self):
@@ -220,117 +263,37 @@ class RecommendRequest(_In):
         return self
 
 
-class Risk(BaseModel):
-    p_late: float
-    expected_days_late: float
-    p_unpaid_90d: float
+def unknown_keys(body: RecommendRequest | FeedbackRequest) -> list[tuple[list, str]]:
+    """The keys of ``body``'s own objects that no field names, each with its place
+    (``(["body", "debtors", 0, "open_invoice"], "open_invoice")``).
+
+    Rows of the tables (``history`` rows, ``/feedback`` rows) are not looked at: a table's
+    extra columns are kept and ignored (CONTRACT.md §1), and a typo in a required column is
+    refused as missing.
+    """
+    found: list[tuple[list, str]] = []
+
+    def look(obj: BaseModel | None, loc: list) -> None:
+        for key in (obj.model_extra or {}) if obj is not None else ():
+            found.append(([*loc, key], key))
+
+    look(body, ["body"])
+    for i, debtor in enumerate(getattr(body, "debtors", []) if isinstance(
+            body, RecommendRequest) else []):
+        here = ["body", "debtors", i]
+        look(debtor, here)
+        look(debtor.history, [*here, "history"])
+        for j, inv in enumerate(debtor.open_invoices):
+            look(inv, [*here, "open_invoices", j])
+    return found
 
 
-class InvoiceForecast(Risk):
-    invoice_id: str
-    expected_settled_on: dt.date
-    open_amount: float
-    expected_cash_by_week: list[float] = Field(
-        description="expected payment in each of the next 13 weeks (week 1 starts on as_of)")
+class FeedbackRequest(_Strict):
+    """New rows of the contract's tables, stored durably before the answer."""
 
-
-class CashWeek(BaseModel):
-    week: int = Field(description="1 = as_of and the six days after it")
-    start: dt.date
-    end: dt.date
-    expected: float = Field(description="expected cash in, currency")
-
-
-class Reason(BaseModel):
-    feature: str
-    value: float | None = None
-    contribution: float
-    effect: Literal["raises", "lowers"] | None = None
-    points: float | None = Field(
-        default=None, description="the factor's size: change of the calibrated p_late, in "
-        "percentage points, against the same forecast without it")
-    text: str
-
-
-class Alternative(BaseModel):
-    action: Action
-    probability: float = Field(description="chance the decision draws this action today")
-    invoice_ids: list[str]
-
-
-class Recommendation(BaseModel):
-    debtor_id: str
-    action: Action
-    invoice_ids: list[str]
-    step: int | None = None
-    next_review_on: dt.date
-    risk: Risk
-    invoices: list[InvoiceForecast]
-    cash_forecast: list[CashWeek]
-    expected_value: float
-    propensity: float
-    explanation: list[Reason]
-    model_version: str
-    reason: str
-    explored: bool
-    alternatives: list[Alternative] = Field(
-        default=[], description="every action the decision could have drawn today, with its "
-        "probability (they sum to 1; the chosen one's is `propensity`)")
-
-
-class RecommendResponse(BaseModel):
-    recommendations: list[Recommendation]
-    cash_forecast: list[CashWeek] = Field(
-        description="the debtors of this request together, next 13 weeks")
-
-
-class FeedbackRequest(_In):
-    debtors: list[DebtorRow] = []
-    invoices: list[Invoice] = []
-    payments: list[PaymentRow] = []
-    actions: list[ActionRow] = []
-    disputes: list[Dispute] = []
-
-
-class FeedbackResponse(BaseModel):
-    stored: dict[str, int]
-    duplicates: dict[str, int]
-
-
-class Health(BaseModel):
-    status: Literal["ok", "degraded"]
-    models_loaded: bool
-    model_version: str
-    #: a short code: ``ok``, ``no_model``, ``model_invalid``, ``model_output_not_finite``,
-    #: ``reload_failed``, ``registry_unreachable``, ``model_failing``
-    reason: str = "ok"
-    #: a fixed sentence for the reason; the operator's detail (credentials redacted) only to
-    #: a caller presenting the service's bearer token
-    detail: str
-    #: decision days whose stored book is ready (every stored debtor's features and forecasts
-    #: made for the models served): calls about stored debtors on them only look rows up
-    stored_days_ready: list[dt.date] = []
-
-
-class FieldProblem(BaseModel):
-    field: str
-    problem: str
-
-
-class Problem(BaseModel):
-    """Every 4xx/5xx answer: one sentence naming the problem (and, for 422, each field)."""
-
-    detail: str
-    errors: list[FieldProblem] | None = None
-
-
-#: The error answers every route documents (the app's handlers give them this shape).
-ERRORS = {code: {"model": Problem, "description": what} for code, what in (
-    (400, "the body is not JSON"),
-    (401, "missing or wrong bearer token (when the service has a token)"),
-    (403, "no token is set and the request arrived on a non-loopback address"),
-    (408, "the body did not arrive within PAYCADENCE_BODY_TIMEOUT_SECONDS"),
-    (413, "body larger than PAYCADENCE_MAX_BODY_BYTES"),
-    (415, "the body is not sent as JSON (Content-Type: application/json)"),
-    (422, "a field breaks the contract: `detail` names it"),
-)}
+    debtors: list[DebtorRow] = Field([], description="new or changed debtors")
+    invoices: list[Invoice] = Field([], description="new invoices (`debtor_id` required)")
+    payments: list[PaymentRow] = Field([], description="payments received")
+    actions: list[ActionRow] = Field([], description="actions carried out, with the "
+                                     "recommendation's `propensity`")
+    disputes: list[Dispute] = Field([], description="disputes raised or resolved")

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
 import polars as pl
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, Body, HTTPException, status
 
 from paycadence.data import COLUMNS, Tables, validate_rows
 from paycadence.errors import PaycadenceError
-from paycadence.serving.deps import Authorized, EngineDep, MetricsDep, StoreDep
-from paycadence.serving.schemas import (
-    ERRORS,
-    ROW_KINDS,
-    FeedbackRequest,
-    FeedbackResponse,
-    Problem,
-    row_dict,
-)
+from paycadence.serving.answers import ERRORS, FeedbackResponse, Problem
+from paycadence.serving.deps import Authorized, EngineDep, MetricsDep, SettingsDep, StoreDep
+from paycadence.serving.examples import FEEDBACK_REQUESTS, FEEDBACK_RESPONSE, answer
+from paycadence.serving.problems import Refused, refuse_unknown_keys
+from paycadence.serving.schemas import ROW_KINDS, FeedbackRequest, row_dict, unknown_keys
 from paycadence.serving.store import PAYMENT_KEY, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -43,24 +40,43 @@ router = APIRouter(tags=["feedback"], dependencies=[Authorized],
                    responses=ERRORS | UNAVAILABLE)
 
 
-@router.post("/feedback", response_model=FeedbackResponse)
-def post_feedback(body: FeedbackRequest, engine: EngineDep, store: StoreDep,
-                  metrics: MetricsDep) -> dict:
+#: What the OpenAPI document says of the endpoint (the docstring below is for developers).
+DESCRIPTION = """New invoices, payments, actions and disputes, stored durably: once the answer
+is 200, a crash loses none of them. Send each action carried out with the recommendation's
+`propensity`, so that the book's own log can be learnt from.
+
+Rows follow the contract's tables (extra columns are ignored). A re-post stores nothing twice
+(`duplicates` counts what was already stored); send `payment_id` when two identical payments may
+arrive in separate calls. A row that breaks a rule, or a payment, action or dispute of an invoice
+the service does not know, refuses the whole body with 422 naming the row: nothing is stored.
+So does a top-level key that names no table (`paymnts`).
+"""
+
+
+@router.post("/feedback", response_model=FeedbackResponse,
+             summary="Store what happened: new invoices, payments, actions, disputes",
+             description=DESCRIPTION, responses={200: answer(FEEDBACK_RESPONSE)})
+def post_feedback(body: Annotated[FeedbackRequest, Body(openapi_examples=FEEDBACK_REQUESTS)],
+                  engine: EngineDep, store: StoreDep, metrics: MetricsDep,
+                  settings: SettingsDep) -> dict:
     """Validate the rows, commit them to the store, then answer; a re-post stores nothing twice.
 
     Every row passes ingest's row rules (CONTRACT.md §1), and is normalised as ingest does
     (trimmed, channels lower-case, currency and country upper-case, currency ``EUR`` when
     absent). Payments, actions and disputes must name an invoice that is stored, known from
     the training data, or posted in the same body. A row that breaks a rule makes the answer a
-    422 naming the row and field, and nothing of the body is stored. The 200 comes only after
-    the database committed the rows (docs/api.md, "Feedback durability").
+    422 naming the row and field, and nothing of the body is stored; so does a top-level key
+    that names no table (``"paymnts"``), unless the service runs with
+    ``PAYCADENCE_UNKNOWN_KEYS=ignore``. The 200 comes only after the database committed the
+    rows (docs/api.md, "Feedback durability").
     """
+    refuse_unknown_keys(unknown_keys(body), settings.unknown_keys)
     rows = {"debtors": [r.model_dump() for r in body.debtors]} | {
         name: [row_dict(r, kind) for r in getattr(body, name)] for name, kind in ROW_KINDS}
     for i, inv in enumerate(rows["invoices"]):
         if not inv.get("debtor_id"):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                f"invoices[{i}].debtor_id: required in feedback")
+            raise Refused(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                          ["body", "invoices", i, "debtor_id"], "required in feedback")
     rows, repeated = _checked(rows)
     posted = {r["invoice_id"] for r in rows["invoices"]}
     referenced = {r["invoice_id"] for n in ("payments", "actions", "disputes") for r in rows[n]}
@@ -74,10 +90,9 @@ def post_feedback(body: FeedbackRequest, engine: EngineDep, store: StoreDep,
         for name in ("payments", "actions", "disputes"):
             for i, r in enumerate(rows[name]):
                 if r["invoice_id"] in unknown:
-                    raise HTTPException(
-                        status.HTTP_422_UNPROCESSABLE_CONTENT,
-                        f"{name}[{i}].invoice_id: unknown invoice '{r['invoice_id']}'",
-                    )
+                    raise Refused(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                  ["body", name, i, "invoice_id"],
+                                  f"unknown invoice '{r['invoice_id']}'")
     try:
         stored, dupes, new = store.add(rows)
     except StoreUnavailableError as exc:
@@ -121,8 +136,8 @@ def _checked(rows: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[s
         for i, r in enumerate(batch):
             for col, value in r.items():
                 if isinstance(value, str) and "\x00" in value:
-                    raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                                        f"{name}[{i}].{col}: contains a NUL character")
+                    raise Refused(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                                  ["body", name, i, col], "contains a NUL character")
         frame = pl.DataFrame([{c: r.get(c) for c in COLUMNS[name]} for r in batch],
                              schema=COLUMNS[name], orient="row")
         try:
@@ -134,8 +149,8 @@ def _checked(rows: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[s
             row, reason = bad["row"][0], bad["reason"][0]
             named = [c for c in COLUMNS[name] if c in reason]
             field = min(named, key=reason.find) if named else None
-            where = f"{name}[{row}]" + (f".{field}" if field else "")
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{where}: {reason}")
+            raise Refused(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                          ["body", name, row] + ([field] if field else []), reason)
         clean[name] = good.select(list(COLUMNS[name])).to_dicts()
         repeated[name] = len(batch) - good.height
     return clean, repeated

@@ -11,8 +11,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from paycadence.redact import redact
+from paycadence.serving.answers import Health
 from paycadence.serving.deps import EngineDep, token_matches
-from paycadence.serving.schemas import Health
+from paycadence.serving.examples import HEALTH_RESPONSE, answer
 
 router = APIRouter(tags=["health"])
 
@@ -30,7 +31,12 @@ REASONS = {
 }
 
 
-@router.get("/health", response_model=Health)
+@router.get("/health", response_model=Health,
+            summary="Whether the service is up and which model serves",
+            description="Answers while the process is up, without a token. `status` is "
+                        "`degraded` when the rule-based fallback (or an older model) serves; "
+                        "`reason` gives the code.",
+            responses={200: answer(HEALTH_RESPONSE)})
 def get_health(engine: EngineDep, request: Request) -> dict:
     code = engine.reason
     token = request.app.state.settings.api_token

@@ -221,7 +221,7 @@ def test_open_invoices_over_the_cap_are_refused_naming_the_debtor(make_client):
         {"debtor_id": "HUGE-BOOK", "open_invoices": many}]})
     assert answer.status_code == 422, answer.text[:300]
     detail = answer.json()["detail"]
-    assert detail.startswith("debtors.1") and f"limit of {MAX_OPEN_INVOICES}" in detail, detail
+    assert detail.startswith("debtors[1]") and f"limit of {MAX_OPEN_INVOICES}" in detail, detail
     ok = client.post("/recommend", json={"as_of": AS_OF.isoformat(), "debtors": [
         {"debtor_id": "HUGE-BOOK", "open_invoices": many[:MAX_OPEN_INVOICES]}]})
     assert ok.status_code == 200
@@ -266,14 +266,24 @@ def test_a_body_not_sent_as_json_says_so(make_client, content, headers, status, 
         assert says in answer.json()["detail"], answer.text
 
 
-def test_malformed_json_is_400_naming_the_character(make_client):
+def test_malformed_json_is_400_naming_the_line_and_column(make_client):
     client = make_client()
     for path in ("/recommend", "/feedback"):
         answer = client.post(path, content=b'{"as_of": "2026-11-22", "debtors": [}',
                              headers={"Content-Type": "application/json"})
         assert answer.status_code == 400, answer.text
         detail = answer.json()["detail"]
-        assert detail.startswith("body: not valid JSON at character offset 36"), detail
+        assert detail.startswith("body: not valid JSON at line 1, column 37 (character 36)"), \
+            detail
+        # a body over several lines (as a client pretty-prints it): the line, and the column
+        # within it, of the first fault, also as numbers
+        answer = client.post(path, content=b'{\n  "as_of": "2026-11-22",\n  "debtors": [\n'
+                                           b'    {"debtor_id": "a",}\n  ]\n}',
+                             headers={"Content-Type": "application/json"})
+        assert answer.status_code == 400, answer.text
+        (error,) = answer.json()["errors"]
+        assert (error["loc"], error["line"], error["column"]) == (["body"], 4, 23), error
+        assert "line 4, column 23" in error["msg"], error
 
 
 def _trickle(port: int, n: int, *, headers_done: bool, seconds: float) -> list[bytes | None]:

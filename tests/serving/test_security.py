@@ -288,7 +288,9 @@ def test_a_body_declared_over_the_limit_is_a_413_before_it_is_read(make_client):
         {"debtor_id": f"D-{k}", "open_invoices": [INVOICE]} for k in range(100)]}).encode()
     assert len(body) > 10_000
     r = client.post("/recommend", content=body, headers={"Content-Type": "application/json"})
-    assert r.status_code == 413 and r.json() == {"detail": "body over 10000 bytes"}, r.text
+    assert r.status_code == 413, r.text
+    assert r.json()["detail"] == "body: over 10000 bytes (PAYCADENCE_MAX_BODY_BYTES)"
+    assert r.json()["errors"][0]["loc"] == ["body"]
     # under the limit, the same route answers
     small = json.dumps({"as_of": "2026-01-15", "debtors": [
         {"debtor_id": "D-1", "open_invoices": [INVOICE]}]}).encode()
