@@ -229,3 +229,29 @@ def spark():
     yield session
     if created:
         session.stop()
+
+
+#: The browser the tests drive (Debian's chromium, installed by scripts/chromium.sh; playwright
+#: never downloads one).
+CHROMIUM = Path(os.environ.get("PAYCADENCE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                  "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """A headless Chromium browser context (1360 × 900); the test is skipped where the browser
+    or playwright is absent."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (bash scripts/chromium.sh install)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_FLAGS, viewport={"width": 1360, "height": 900})
+        try:
+            yield context
+        finally:
+            context.close()
+

@@ -27,10 +27,6 @@ from paycadence.serving.report import build_report
 from paycadence.training import MODEL_NAME
 
 BIN = Path(sys.executable).parent / "paycadence"
-CHROMIUM = Path(os.environ.get("PAYCADENCE_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 SECTIONS = ("overview", "dso", "ageing", "discipline", "changes", "worklist", "models",
             "drivers", "policy", "data")
 #: one worker builds the reports once for all the tests of this module
@@ -308,40 +304,31 @@ def served(built, hostile):
     server.server_close()
 
 
-def test_report_renders_in_headless_chromium(served, built, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (bash scripts/chromium.sh install)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_FLAGS, viewport={"width": 1360, "height": 900})
-        try:
-            for name in ("report.html", "hostile.html"):
-                page = browser.new_page()
-                problems, requests, dialogs = [], [], []
-                page.on("console", lambda m, out=problems: out.append(f"{m.type}: {m.text}")
-                        if m.type == "error" else None)
-                page.on("pageerror", lambda e, out=problems: out.append(f"page error: {e}"))
-                page.on("request", lambda q, out=requests: out.append(q.url))
-                page.on("dialog", lambda dlg, out=dialogs: (out.append(dlg.message),
-                                                           dlg.dismiss()))
-                page.goto(f"{served}/{name}", wait_until="load")
-                page.wait_for_function(
-                    "() => [...document.querySelectorAll('div.chart .js-plotly-plot')]"
-                    ".every(d => d.querySelector('svg.main-svg'))", timeout=60_000)
-                charts = page.evaluate("document.querySelectorAll('div.chart').length")
-                drawn = page.evaluate(
-                    "[...document.querySelectorAll('div.chart')].filter(c => "
-                    "c.querySelector('.js-plotly-plot svg.main-svg')).length")
-                assert problems == [], f"{name}: {problems}"
-                assert dialogs == [], f"{name}: data ran as script: {dialogs}"
-                assert [u for u in requests if not u.startswith(served)] == []
-                assert drawn == charts and charts >= (10 if name == "report.html" else 7)
-                shot = tmp_path / name.replace(".html", ".png")
-                page.screenshot(path=str(shot), full_page=True)
-                assert shot.stat().st_size > 50_000
-                print(f"screenshot of {name}: {shot}")  # noqa: T201 - where to look
-                page.close()
-        finally:
-            browser.close()
+def test_report_renders_in_headless_chromium(served, built, tmp_path, chromium):
+    browser = chromium
+    for name in ("report.html", "hostile.html"):
+        page = browser.new_page()
+        problems, requests, dialogs = [], [], []
+        page.on("console", lambda m, out=problems: out.append(f"{m.type}: {m.text}")
+                if m.type == "error" else None)
+        page.on("pageerror", lambda e, out=problems: out.append(f"page error: {e}"))
+        page.on("request", lambda q, out=requests: out.append(q.url))
+        page.on("dialog", lambda dlg, out=dialogs: (out.append(dlg.message),
+                                                   dlg.dismiss()))
+        page.goto(f"{served}/{name}", wait_until="load")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('div.chart .js-plotly-plot')]"
+            ".every(d => d.querySelector('svg.main-svg'))", timeout=60_000)
+        charts = page.evaluate("document.querySelectorAll('div.chart').length")
+        drawn = page.evaluate(
+            "[...document.querySelectorAll('div.chart')].filter(c => "
+            "c.querySelector('.js-plotly-plot svg.main-svg')).length")
+        assert problems == [], f"{name}: {problems}"
+        assert dialogs == [], f"{name}: data ran as script: {dialogs}"
+        assert [u for u in requests if not u.startswith(served)] == []
+        assert drawn == charts and charts >= (10 if name == "report.html" else 7)
+        shot = tmp_path / name.replace(".html", ".png")
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 50_000
+        print(f"screenshot of {name}: {shot}")  # noqa: T201 - where to look
+        page.close()
