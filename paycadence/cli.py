@@ -668,24 +668,66 @@ def _gain(value: dict[str, float]) -> str:
 
 
 def _pickup(alias: str, settings) -> str:
-    """When a running service serves the alias just moved (read from this process's
-    ``PAYCADENCE_*`` settings, which a service started alike shares)."""
+    """When a service started with this process's ``PAYCADENCE_*`` settings serves the alias
+    just moved: what these settings say, not what a running service did (``--service``)."""
     every = settings.model_refresh_seconds
     if alias != settings.model_alias:
-        return (f"a service serves it only with PAYCADENCE_MODEL_ALIAS={alias} (it serves "
-                f"{settings.model_alias})")
+        return (f"a service serves it only with PAYCADENCE_MODEL_ALIAS={alias} (with these "
+                f"settings it serves {settings.model_alias})")
     if every <= 0:
-        return "a running service picks it up on restart (PAYCADENCE_MODEL_REFRESH_SECONDS=0)"
-    return (f"a running service loads it within {every:g} s, without a restart "
-            "(PAYCADENCE_MODEL_REFRESH_SECONDS)")
+        return ("a service started with these settings picks it up on restart "
+                "(PAYCADENCE_MODEL_REFRESH_SECONDS=0)")
+    return (f"a service started with these settings loads it within {every:g} s, without a "
+            "restart (PAYCADENCE_MODEL_REFRESH_SECONDS); --service URL checks that it did")
+
+
+def _served_version(url: str) -> tuple[str | None, str]:
+    """``GET <url>/health``: the model version the running service says it serves, and its
+    reason code (``None`` and why, when it does not answer)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=5) as answer:
+            health = json.loads(answer.read())
+        return health.get("model_version"), health.get("reason", "")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return None, f"no answer from {url}/health ({type(exc).__name__})"
+
+
+def _await_service(url: str, version: str, seconds: float) -> str:
+    """Poll the running service until it serves ``risk:<version>`` or ``seconds`` pass; the
+    truth either way, in one sentence."""
+    want, deadline = f"risk:{version}", time.monotonic() + seconds
+    served, reason = _served_version(url)
+    while served != want and time.monotonic() < deadline:
+        time.sleep(1.0)
+        served, reason = _served_version(url)
+    if served == want:
+        return f"the service at {url} now serves {want}"
+    if served is None:
+        raise PaycadenceError(f"promoted, but {reason}: whether it serves {want} is unknown")
+    raise PaycadenceError(f"promoted, but the service at {url} still serves {served} "
+                          f"({reason}) after {seconds:g} s: it serves another alias or model, "
+                          "reloads less often (PAYCADENCE_MODEL_REFRESH_SECONDS), or refused "
+                          "the new version (its /health and log say why)")
 
 
 @app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="Model version to promote.")],
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+    service: Annotated[str | None, typer.Option(
+        "--service", help="A running service's URL (http://127.0.0.1:8000): wait until its "
+        "/health says it serves the new version, or fail saying what it serves.")] = None,
+    wait: Annotated[float | None, typer.Option(
+        min=0, help="Seconds to wait for --service (default: the refresh period + 30).")] = None,
 ):
-    """Move an alias (champion by default) to a model version on purpose."""
+    """Move an alias (champion by default) to a model version on purpose.
+
+    Without ``--service`` it says what a service started with these settings will do; with
+    it, what the running service did.
+    """
     from paycadence.config import get_settings
     from paycadence.training import tracking
 
@@ -693,8 +735,13 @@ def promote(
         settings = get_settings()
         name = settings.model_name
         was = tracking.promote(name, version, alias)
-        console.print(f"{name}@{alias} → version {version} (was {was or 'unset'}); "
-                      f"{_pickup(alias, settings)}", highlight=False)
+        console.print(f"{name}@{alias} → version {version} (was {was or 'unset'})",
+                      highlight=False)
+        if service is None:
+            console.print(_pickup(alias, settings), highlight=False)
+            return
+        seconds = wait if wait is not None else max(settings.model_refresh_seconds, 0) + 30
+        console.print(_await_service(service, version, seconds), highlight=False)
     _run(go)
 
 

@@ -97,6 +97,7 @@ def test_models_lists_versions_and_promote_moves_an_alias(trained, mlflow_uri):
     r = run("promote", trained.version)
     assert r.returncode == 0, r.stderr
     assert "loads it within 60 s, without a restart" in " ".join(r.stdout.split())
+    assert "--service URL checks that it did" in " ".join(r.stdout.split())
     from paycadence.training import tracking
     from paycadence.training.train import MODEL_NAME
 

@@ -120,3 +120,34 @@ def test_a_promotion_is_served_without_a_restart(trained, start_server, server_e
     finally:
         srv.stop()
     assert "moved to version" in (tmp_path / "server.log").read_text()
+
+
+@pytest.mark.xdist_group("registry")
+def test_promote_with_service_says_what_the_running_service_serves(
+        trained, start_server, server_env, clean_dir, tmp_path):
+    """``paycadence promote V --service URL`` waits for the running service's /health to
+    serve V and says so; where the service serves another alias, it fails saying what the
+    service still serves, instead of promising a reload that will not come."""
+    import subprocess
+    import sys
+
+    name = "paycadence-promote"
+    first = _register_copy(name, tmp_path / "first")
+    second = _register_copy(name, tmp_path / "second")  # the champion now
+    env = server_env | {"PAYCADENCE_MODEL_NAME": name, "PAYCADENCE_MODEL_REFRESH_SECONDS": "1"}
+    srv = start_server(env, clean_dir, tmp_path / "server.log")
+    cli = [str(Path(sys.executable).parent / "paycadence"), "promote"]
+    try:
+        assert httpx.get(f"{srv.url}/health").json()["model_version"] == f"risk:{second}"
+        moved = subprocess.run([*cli, first, "--service", srv.url], env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert moved.returncode == 0, moved.stderr
+        assert f"the service at {srv.url} now serves risk:{first}" in moved.stdout
+        elsewhere = subprocess.run([*cli, second, "--alias", "reviewed", "--service", srv.url,
+                                    "--wait", "3"], env=env, capture_output=True, text=True,
+                                   timeout=120)
+        assert elsewhere.returncode != 0, elsewhere.stdout
+        assert f"still serves risk:{first}" in elsewhere.stderr, elsewhere.stderr
+        assert elsewhere.stderr.strip().count("\n") == 0
+    finally:
+        srv.stop()
