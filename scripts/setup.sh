@@ -18,6 +18,9 @@ stamp=.venv/.paycadence-installed
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "installing paycadence and its pinned dependencies into .venv (a few minutes, once)"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip setuptools wheel
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+  # setuptools tells every editable install to "be careful with folders in your working
+  # directory" (an InformationOnly warning, printed even with --quiet): the layout is meant
+  .venv/bin/python -W "ignore:Editable installation:UserWarning" -m pip install --quiet \
+    --disable-pip-version-check -c constraints.txt -e ".[dev]"
   echo "$want" > "$stamp"
 fi

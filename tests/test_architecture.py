@@ -1,4 +1,5 @@
-"""Stages import one way: data ← features ← models ← training ← serving ← paycadence.cli."""
+"""Stages import one way: data ← features ← models ← training ← serving ← report ←
+paycadence.cli."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["data", "features", "models", "training", "serving"]
+ORDER = ["data", "features", "models", "training", "serving", "report"]
 CORE = {"config", "errors", "defaults", "guard"}
 
 
@@ -42,7 +43,23 @@ def test_stage_imports_only_earlier_stages(stage):
 
 def test_core_imports_no_stage():
     for path in (ROOT / "paycadence").rglob("*.py"):
-        if path.name == "cli.py":
-            continue
+        if "cli" in path.relative_to(ROOT / "paycadence").parts:
+            continue  # the commands call every stage
         for module in imports(path):
             assert stage_of(module) is None, f"{path} imports stage {module}"
+
+
+def test_the_cli_is_one_module_per_group_of_commands_none_over_300_lines():
+    modules = sorted((ROOT / "paycadence" / "cli").glob("*.py"))
+    assert {p.stem for p in modules} >= {"common", "data", "learn", "serving", "report",
+                                         "evaluation", "registry"}
+    for path in modules:
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        assert lines <= 300, f"{path}: {lines} lines"
+
+
+def test_the_report_is_a_stage_of_its_own():
+    """The managers' report beside the service for dunning engines (the import order is
+    checked above: serving never imports it)."""
+    assert not list((ROOT / "serving").glob("report*.py"))
+    assert (ROOT / "report" / "__init__.py").exists()

@@ -18,9 +18,9 @@ from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
 from paycadence.redact import redact
-from paycadence.serving import report_charts as C
-from paycadence.serving.report import ReportData
-from paycadence.serving.report_template import TEMPLATE
+from paycadence.report import charts as C
+from paycadence.report.build import ReportData
+from paycadence.report.template import TEMPLATE
 from paycadence.training.ope import verdict
 from paycadence.training.quality import ChampionInfo
 from paycadence.training.tracking import COMPARED_TAG, VALUE_TAGS

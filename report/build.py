@@ -6,7 +6,7 @@ quarantine beside the output), asks the champion (or the rule-based fallback) th
 measures (:mod:`paycadence.features.measures`), the debtors whose behaviour changed, the
 collector's worklist ranked by what a contact is worth, the models' quality and global SHAP
 importance, and the policy against the logging schedule (off-policy, and the latest logged
-backtest). :mod:`paycadence.serving.report_html` renders it. docs/report.md explains every part.
+backtest). :mod:`paycadence.report.html` renders it. docs/report.md explains every part.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def build_report(
         A bad output name, a missing directory, file or column (from ingest), or no invoice
         issued on or before ``as_of``.
     """
-    from paycadence.serving.report_html import render
+    from paycadence.report.html import render
 
     say = progress or (lambda msg: None)
     out = check_report_path(out)

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from paycadence.cli import app
 from paycadence.config import load_params, load_policy
 from paycadence.models import recommend
+from paycadence.report import build_report
 from paycadence.serving.engine import Engine
-from paycadence.serving.report import build_report
 from paycadence.training import MODEL_NAME
 
 BIN = Path(sys.executable).parent / "paycadence"
@@ -139,7 +139,7 @@ def test_models_section_shows_the_value_the_champion_was_promoted_on(built):
 
 
 def test_value_rows_name_the_champion_it_was_compared_with():
-    from paycadence.serving.report_html import value_rows
+    from paycadence.report.html import value_rows
     from paycadence.training.quality import ChampionInfo
 
     recorded = {"ope_dr": 10.0, "ope_dr_low": 8.0, "ope_dr_high": 12.0, "ope_decisions": 90.0,
@@ -179,7 +179,7 @@ def test_a_logged_backtest_run_is_shown(built, monkeypatch, tmp_path):
     import matplotlib.pyplot as plt
     import mlflow
 
-    from paycadence.serving.report_html import render
+    from paycadence.report.html import render
     from paycadence.training import tracking
     from paycadence.training.quality import latest_backtest
 

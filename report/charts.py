@@ -1,7 +1,7 @@
 """The report's charts: Plotly figures built from :class:`paycadence.serving.report.ReportData`.
 
 Every function returns a ``plotly.graph_objects.Figure`` (or None when there is nothing to
-draw); :mod:`paycadence.serving.report_html` embeds them with one inlined copy of plotly.js.
+draw); :mod:`paycadence.report.html` embeds them with one inlined copy of plotly.js.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The report's page: one Jinja template (autoescaped) with its own CSS, rendered by
-:func:`paycadence.serving.report_html.render`; docs/report.md explains each section."""
+:func:`paycadence.report.html.render`; docs/report.md explains each section."""
 
 TEMPLATE = r"""<!DOCTYPE html>
 <html lang="en">

@@ -1,0 +1,63 @@
+"""``report``: the manager's receivables report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from paycadence.cli.common import (
+    MapOpt,
+    NoStatus,
+    PolicyOpt,
+    Quiet,
+    app,
+    as_date,
+    console,
+    run_command,
+)
+
+
+@app.command()
+def report(
+    data: Annotated[Path, typer.Option("--data", help="Directory with the input tables (a "
+                                       "decisions.csv there adds the off-policy comparison).")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Report day (YYYY-MM-DD): the book as "
+                                       "known that morning.")],
+    out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
+    policy: PolicyOpt = None,
+    mapping: MapOpt = None,
+    quiet: Quiet = False,
+):
+    """Write the manager's receivables report: one self-contained HTML file (works offline).
+
+    DSO and its trend, countback and best possible DSO, ADD, CEI, ageing,
+    payment discipline by segment and country, debtors whose behaviour changed,
+    today's worklist ranked by what a contact is worth (with its reasons), the
+    models' quality and SHAP importance, and the policy against the fixed
+    schedule. docs/report.md defines every measure.
+    """
+    from paycadence.config import get_settings, load_params, load_policy
+    from paycadence.data.mapping import load_mapping
+    from paycadence.report import build_report, check_report_path
+
+    def go():
+        pol = load_policy(policy)
+        day = as_date(as_of, "--as-of")
+        check_report_path(out)
+        s = get_settings()
+        with console.status("building the report", spinner="dots") if not quiet else \
+                NoStatus() as status:
+            result = build_report(data, as_of=day, out=out, policy=pol, params=load_params(),
+                                  model_name=s.model_name, alias=s.model_alias,
+                                  mapping=load_mapping(mapping) if mapping else None,
+                                  progress=status.update if status else None)
+        if result.quarantined and not quiet:
+            console.print(f"{result.quarantined} input rows quarantined (reasons in "
+                          f"{result.data.quarantine_dir / 'quarantine.csv'})", highlight=False)
+        console.print(f"report as of {day} written to {result.out} "
+                      f"({result.size / 1e6:.1f} MB): {result.worklist} debtors in the worklist "
+                      f"of {result.recommendations} with open invoices; decisions by "
+                      f"{result.model_version}", highlight=False, soft_wrap=True)
+    run_command(go)
