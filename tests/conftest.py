@@ -96,10 +96,19 @@ def mlflow_uri(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained(tables, small_params, mlflow_uri, sim_dir):
-    """The champion, trained once per session into the temporary store."""
+    """The champion, trained once per session into the temporary store.
+
+    The store is named here, not read from the environment: a module's ``fallback_env``
+    (an empty store for in-process apps) may hold ``MLFLOW_TRACKING_URI`` when a test of
+    that module first asks for the champion, which then went to the empty store."""
     from paycadence.training import train
 
-    return train(tables, params=small_params, data_dir=str(sim_dir))
+    held = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_uri
+    try:
+        return train(tables, params=small_params, data_dir=str(sim_dir))
+    finally:
+        os.environ["MLFLOW_TRACKING_URI"] = held if held is not None else mlflow_uri
 
 
 def free_port() -> int:
