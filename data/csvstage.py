@@ -201,6 +201,48 @@ def normalise_header(names: list[str], contract: Collection[str] | None,
     return out, duplicated
 
 
+#: Delimiters an export may use besides the contract's comma.
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(path: Path, required: Collection[str]) -> str:
+    """The delimiter of the CSV file ``path``: the comma, unless its header line holds none of
+    the ``required`` columns read with commas and all of them read with one of
+    :data:`DELIMITERS` (a semicolon-separated export from a European Excel, a tab-separated
+    one). Only the first line is read."""
+    with path.open("rb") as fh:
+        head = fh.read(MAX_HEADER_BYTES).split(b"\n", 1)[0].rstrip(b"\r")
+    text = head.decode("utf-8-sig", errors="replace")
+
+    def names(sep: str) -> set[str]:
+        try:
+            fields = next(csv.reader([text], delimiter=sep))
+        except (csv.Error, StopIteration):
+            return set()
+        return {header_key(f.strip().lstrip("\ufeff")) for f in fields}
+
+    if not required or set(required) <= names(","):
+        return ","
+    for sep in DELIMITERS[1:]:
+        if set(required) <= names(sep):
+            return sep
+    return ","
+
+
+def delimiter_hint(columns: list[str], delimiter: str) -> str:
+    """What to say when a header read with ``delimiter`` is one column holding another
+    delimiter: ``" (the header reads as one column 'a;b;c': the file looks ';'-delimited)"``."""
+    if len(columns) != 1:
+        return ""
+    for sep in DELIMITERS:
+        if sep != delimiter and sep in columns[0]:
+            shown = columns[0] if len(columns[0]) <= 60 else columns[0][:57] + "..."
+            named = "tab" if sep == "\t" else f"'{sep}'"
+            return (f" (the header reads as one column '{shown}': the file looks "
+                    f"{named}-delimited)")
+    return ""
+
+
 def _blocks(src: BinaryIO, file: str, block_bytes: int):
     """(bytes, physical lines without their ending, at end of file, ends with a line break)
     per block of about ``block_bytes``; a line is never split between two blocks."""

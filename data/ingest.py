@@ -26,7 +26,13 @@ import polars as pl
 
 from paycadence.bounds import MAX_AMOUNT, MAX_DAY, MIN_DAY
 from paycadence.config import CHANNELS, OPTABLE_CHANNELS
-from paycadence.data.csvstage import normalise_header, stage_csv
+from paycadence.data.checks import WITHOUT, Span
+from paycadence.data.csvstage import (
+    delimiter_hint,
+    normalise_header,
+    sniff_delimiter,
+    stage_csv,
+)
 from paycadence.data.mapping import SOURCE_ROW, Export, Mapping, apply_table_map, read_export
 from paycadence.data.tables import COLUMNS, REQUIRED, TABLE_NAMES, Tables, conform, write_tables
 from paycadence.errors import InputError
@@ -48,6 +54,8 @@ class IngestResult:
     counts: dict[str, dict]
     debtors_created: int
     paths: list[Path] = field(default_factory=list)
+    #: the days the clean rows cover (what --as-of is checked against: paycadence.data.checks)
+    span: Span = Span(None, None)
 
 
 class _Debtors(pa.DataFrameModel):
@@ -346,6 +354,7 @@ class _Source:
     not_rows: int = 0  # source rows of a mapped export that are rows of another table
     unreadable: pl.DataFrame | None = None  # lines quarantined before the rules (no row)
     offset: int = 1  # number of the first row when rows carry no SOURCE_ROW
+    separator: str = ","  # a CSV file's delimiter, as sniffed
 
 
 def _source(name: str, data_dir: Path, mapping: Mapping | None, exports: dict,
@@ -375,7 +384,9 @@ def _source(name: str, data_dir: Path, mapping: Mapping | None, exports: dict,
         return _Source(None)
     if path.suffix == ".parquet":
         return _Source(_scan_parquet(path, name), path.name, 0, _unreadable(name, path.name, []))
+    separator = sniff_delimiter(path, REQUIRED[name])
     staged = stage_csv(path, staging / f"{name}.staged.csv", contract=COLUMNS[name],
+                       delimiter=separator,
                        on_header=lambda columns: _require(name, path.name, columns))
     if staged.rows == 0 and not staged.bad and name in REQUIRED_FILES:
         raise InputError(f"{path.name}: no rows below the header line ({name} cannot be "
@@ -385,13 +396,14 @@ def _source(name: str, data_dir: Path, mapping: Mapping | None, exports: dict,
         rows = rows.rename(dict(zip(rows.collect_schema().names(), staged.columns,
                                     strict=True)))
     return _Source(rows, path.name, 0, _unreadable(name, path.name, staged.bad),
-                   offset=2 if staged.plain else 1)
+                   offset=2 if staged.plain else 1, separator=separator)
 
 
 def _require(name: str, file: str, columns: list[str]) -> None:
     missing = [c for c in REQUIRED[name] if c not in columns]
     if missing:
-        raise InputError(f"{file or name}: required column '{missing[0]}' is missing")
+        raise InputError(f"{file or name}: required column '{missing[0]}' is missing"
+                         + delimiter_hint(columns, ","))
 
 
 def _unreadable(name: str, file: str, bad: list[tuple[int, str, str]]) -> pl.DataFrame:
@@ -450,7 +462,8 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None, *,
             src = _source(name, data_dir, mapping, exports, Path(staging))
             if src.rows is None:
                 clean[name] = conform(name, pl.DataFrame(schema=COLUMNS[name]))
-                counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
+                counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {},
+                                "absent": True}
                 continue
             good, bad = _collect(name, src.rows, known, src.offset, src.file)
             bad = _with_unreadable(bad, src.unreadable)
@@ -458,6 +471,8 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None, *,
             quarantined.append(bad)
             counts[name] = _counts(src.rows, src.file, good.height, bad, src.not_rows,
                                    src.unreadable.height)
+            if src.separator != ",":
+                counts[name]["delimiter"] = src.separator
     clean, created = _add_missing_debtors(clean)
     counts["debtors"]["created_for_unknown_debtor_id"] = created
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
@@ -469,7 +484,8 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None, *,
         out_dir = Path(out_dir)
         paths = write_tables(tables, out_dir)
         paths += _write_report(out_dir, data_dir, quarantine, counts, created)
-    return IngestResult(tables, quarantine, counts, created, paths)
+    return IngestResult(tables, quarantine, counts, created, paths,
+                        span_of({name: frame.lazy() for name, frame in tables.items()}))
 
 
 def _write_report(out_dir: Path, data_dir: Path, quarantine: pl.DataFrame, counts: dict,
@@ -518,7 +534,8 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
             src = _source(name, data_dir, mapping, exports, work)
             if src.rows is None:
                 conform(name, pl.DataFrame(schema=COLUMNS[name])).write_parquet(target)
-                counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {}}
+                counts[name] = {"read": 0, "kept": 0, "quarantined": 0, "by_reason": {},
+                                "absent": True}
                 paths.append(target)
                 continue
             try:
@@ -531,6 +548,8 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
             kept = pl.scan_parquet(target).select(pl.len()).collect().item()
             counts[name] = _counts(src.rows, src.file, kept, bad, src.not_rows,
                                    src.unreadable.height)
+            if src.separator != ",":
+                counts[name]["delimiter"] = src.separator
             paths.append(target)
     debtors = pl.read_parquet(out_dir / "debtors.parquet")
     invoice_debtors = pl.scan_parquet(out_dir / "invoices.parquet").select(
@@ -547,7 +566,18 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
             paths.append(out_dir / log)
     logger.info("ingest %s → %s (%d key buckets): %s", data_dir, out_dir, n_buckets,
                 {n: (c["kept"], c["quarantined"]) for n, c in counts.items()})
-    return IngestResult(None, quarantine, counts, created, paths)
+    return IngestResult(None, quarantine, counts, created, paths, span_of(
+        {name: pl.scan_parquet(out_dir / f"{name}.parquet") for name in TABLE_NAMES}))
+
+
+def span_of(tables: dict[str, pl.LazyFrame]) -> Span:
+    """The first invoice's issue day and the latest day any row carries."""
+    first = tables["invoices"].select(pl.col("issue_date").min()).collect().item()
+    last = [tables[name].select(pl.col(col).max()).collect().item() for name, col in (
+        ("invoices", "issue_date"), ("payments", "paid_on"), ("actions", "sent_on"),
+        ("disputes", "opened_on"))]
+    last = [d for d in last if d is not None]
+    return Span(first, max(last) if last else None)
 
 
 def _stream_table(name: str, source: pl.LazyFrame, file: str, target: Path, work: Path,
@@ -644,6 +674,13 @@ def summary_rows(result: IngestResult) -> list[tuple]:
     rows = []
     for name, c in result.counts.items():
         reasons = ", ".join(f"{r}: {n}" for r, n in list(c["by_reason"].items())[:3])
+        if c.get("delimiter"):
+            sep = "tab" if c["delimiter"] == "\t" else f"'{c['delimiter']}'"
+            reasons = f"read as {sep}-delimited" + (f"; {reasons}" if reasons else "")
+        if c.get("absent"):
+            reasons = f"absent (no file): {WITHOUT[name]}"
+        elif c["kept"] == 0 and name in WITHOUT and result.counts["invoices"]["kept"]:
+            reasons = (reasons + "; " if reasons else "") + f"no row: {WITHOUT[name]}"
         if name == "debtors" and result.debtors_created:
             reasons = (reasons + ", " if reasons else "") + \
                 f"created for unknown debtor_id: {result.debtors_created}"

@@ -10,6 +10,7 @@ docs/ingest.md documents the format; the shipped mappings live in ``paycadence/d
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,10 +25,12 @@ from pydantic import (
     model_validator,
 )
 
-from paycadence.data.csvstage import SOURCE_ROW, check_encoding, stage_csv
+from paycadence.data.csvstage import SOURCE_ROW, check_encoding, delimiter_hint, stage_csv
 from paycadence.data.tables import COLUMNS, TABLE_NAMES
 from paycadence.defaults import MAPPINGS_DIR
 from paycadence.errors import ConfigError, InputError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SOURCE_ROW", "Export", "FileFormat", "Mapping", "TableMap", "apply_table_map",
            "load_mapping", "read_export", "shipped_mappings"]
@@ -179,6 +182,75 @@ def _date(expr: pl.Expr, date_format: str) -> pl.Expr:
     return pl.when(parsed.is_not_null()).then(parsed.dt.to_string("%Y-%m-%d")).otherwise(text)
 
 
+#: Formats tried on a date column whose mapping gives none and whose values are not ISO dates.
+DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y",
+                "%Y/%m/%d", "%d/%m/%y", "%m/%d/%y", "%d.%m.%y")
+
+
+def _swapped(date_format: str) -> str | None:
+    """``date_format`` with day and month exchanged, where that is a reading someone writes
+    (``%d/%m/%Y`` ↔ ``%m/%d/%Y``); None for a year-first format (always year, month, day)."""
+    if "%d" not in date_format or "%m" not in date_format or date_format.startswith("%Y"):
+        return None
+    return date_format.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+
+
+def date_format_of(values: pl.Series, column: str, file: str, date_format: str, *,
+                   stated: bool) -> str:
+    """The format to read a date column with, checked against its values.
+
+    ``stated``: the mapping names the format (``date_format`` of the table or of the file);
+    otherwise it is the default ISO one.
+
+    - Not stated, and the values are not ISO dates: the one format of :data:`DATE_FORMATS` that
+      reads every value is used (logged);
+    - the stated format reads only some values while day and month exchanged reads them all:
+      an error (the mapping has them swapped; before, the values with a day above 12 were
+      quarantined and the others kept with day and month swapped);
+    - both readings read every value (no day above 12) and the mapping does not say which:
+      an error naming the column and both readings.
+
+    Raises
+    ------
+    InputError
+        As above, naming the file, the column, the readings and an example value.
+    """
+    text = values.cast(pl.String).str.strip_chars()
+    text = text.filter(text.is_not_null() & (text != ""))
+    if text.len() == 0:
+        return date_format
+
+    def reads(fmt: str) -> int:
+        return int(text.str.strptime(pl.Date, fmt, strict=False).is_not_null().sum())
+
+    n = text.len()
+    if not stated and reads(date_format) < n:
+        whole = [f for f in DATE_FORMATS if reads(f) == n]
+        if len(whole) == 1:
+            logger.info("%s: column '%s' read as %s (every value is)", file, column, whole[0])
+            return whole[0]
+        if whole:
+            date_format = whole[0]  # two readings: the check below names both
+    swapped = _swapped(date_format)
+    if swapped is None:
+        return date_format
+    given, other = reads(date_format), reads(swapped)
+    example = text[0]
+    if other == n and given < n:
+        wrong = text.filter(text.str.strptime(pl.Date, date_format, strict=False).is_null())[0]
+        raise InputError(f"{file}: column '{column}': {n - given:,} of {n:,} dates do not read "
+                         f"as {date_format} but every one reads as {swapped} (e.g. '{wrong}'): "
+                         f"day and month look swapped; set date_format: '{swapped}' in the "
+                         "mapping")
+    if given == n and other == n and not stated:
+        a = text[:1].str.strptime(pl.Date, date_format, strict=False)[0]
+        b = text[:1].str.strptime(pl.Date, swapped, strict=False)[0]
+        raise InputError(f"{file}: column '{column}': every date reads both as {date_format} "
+                         f"and as {swapped} (no day above 12; '{example}' is {a} or {b}): say "
+                         "which with date_format in the mapping")
+    return date_format
+
+
 def apply_table_map(name: str, source: Export | pl.DataFrame, table: TableMap,
                     fmt: FileFormat) -> tuple[pl.DataFrame, int]:
     """One contract table from an export: renamed, converted, defaulted.
@@ -199,10 +271,14 @@ def apply_table_map(name: str, source: Export | pl.DataFrame, table: TableMap,
         source = source.frame
     missing = [src for src in table.columns.values() if src not in source.columns]
     if missing:
+        header = [c for c in source.columns if c != SOURCE_ROW]
         raise InputError(f"{table.file}: column '{missing[0]}' named in the mapping for "
-                         f"{name} is missing")
+                         f"{name} is missing" + delimiter_hint(header, fmt.delimiter)
+                         + ("; set format.delimiter in the mapping"
+                            if delimiter_hint(header, fmt.delimiter) else ""))
     kept_extra = [c for c in table.keep if c in source.columns]
     date_format = table.date_format or fmt.date_format
+    stated = table.date_format is not None or "date_format" in fmt.model_fields_set
     exprs = []
     for target, src in table.columns.items():
         col = pl.col(src).cast(pl.String)
@@ -210,7 +286,8 @@ def apply_table_map(name: str, source: Export | pl.DataFrame, table: TableMap,
             col = col.replace(table.values[target])
         dtype = COLUMNS[name][target]
         if isinstance(dtype, pl.Date):
-            col = _date(col, date_format)
+            col = _date(col, date_format_of(source[src], src, table.file, date_format,
+                                            stated=stated))
         elif isinstance(dtype, pl.Float64 | pl.Int64):
             col = _number(col, fmt)
         exprs.append(col.alias(target))

@@ -172,6 +172,16 @@ class TrainParams(_Frozen):
     ope_max_debtors: int = Field(50_000, ge=1)
 
 
+class IngestParams(_Frozen):
+    """What every command accepts of its input (paycadence.data.checks)."""
+
+    #: Above this share of a table's rows quarantined, a command stops with the counts
+    #: (``--accept-quarantine`` goes on with the rows kept).
+    max_quarantine_share: float = Field(0.05, ge=0, le=1)
+    #: A decision day more than this many days after the data's last day is warned about.
+    stale_after_days: int = Field(7, ge=0)
+
+
 class RecommendParams(_Frozen):
     as_of: dt.date | None = None
 
@@ -180,6 +190,7 @@ class Params(_Frozen):
     """``params.yaml``: the pipeline's knobs by stage."""
 
     simulate: SimulateParams = SimulateParams()
+    ingest: IngestParams = IngestParams()
     features: FeatureParams = FeatureParams()
     train: TrainParams = TrainParams()
     recommend: RecommendParams = RecommendParams()

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from paycadence.config import Params, Policy
+from paycadence.data.checks import InputGuard
 from paycadence.data.ingest import IngestResult, ingest
 from paycadence.data.mapping import Mapping
 from paycadence.errors import InputError
@@ -123,6 +124,7 @@ def build_report(
     alias: str = "champion",
     mapping: Mapping | None = None,
     progress: Callable[[str], None] | None = None,
+    guard: InputGuard | None = None,
 ) -> ReportResult:
     """Build the report on ``as_of`` for the tables in ``data_dir`` and write it to ``out``.
 
@@ -135,6 +137,8 @@ def build_report(
         The report's day: everything is as known on its morning (CONTRACT.md §1).
     progress
         Called with a one-line status before each step.
+    guard
+        Checks the tables and ``as_of`` right after ingest (paycadence.data.checks).
 
     Raises
     ------
@@ -149,6 +153,9 @@ def build_report(
     say("ingesting and validating the tables")
     quarantine_dir = out.parent / f"{out.stem}-ingest"
     checked = ingest(data_dir, quarantine_dir, mapping=mapping)
+    if guard is not None:
+        guard.check_tables(checked.counts)
+        guard.check_day(as_of, checked.span)
     tables = cut_tables(checked.tables, as_of)
     if tables.invoices.height == 0:
         first = checked.tables.invoices["issue_date"].min()

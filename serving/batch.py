@@ -11,7 +11,9 @@ from pathlib import Path
 import polars as pl
 
 from paycadence.config import Policy
+from paycadence.data.checks import InputGuard
 from paycadence.data.ingest import IngestResult, ingest
+from paycadence.data.mapping import Mapping
 from paycadence.errors import InputError
 from paycadence.models import recommend
 from paycadence.models.recommend import book_cash_forecast, refuse_non_finite
@@ -52,15 +54,22 @@ def recommend_batch(
     policy: Policy,
     model_name: str,
     alias: str = "champion",
+    mapping: Mapping | None = None,
+    guard: InputGuard | None = None,
 ) -> BatchResult:
     """Recommend for every debtor with an open invoice on ``as_of`` and write ``out``.
 
-    The data directory is validated like ``ingest`` (its quarantine and summary go beside
-    ``out``); the champion model is used, or the rule-based fallback when none loads. The
-    book's expected cash per week for the next 13 weeks goes to ``<out>-cash-forecast.csv``.
+    The data directory (or an ERP export read through ``mapping``) is validated like
+    ``ingest`` (its quarantine and summary go beside ``out``), and ``guard`` checks the tables
+    and ``as_of`` before anything is decided; the champion model is used, or the rule-based
+    fallback when none loads. The book's expected cash per week for the next 13 weeks goes to
+    ``<out>-cash-forecast.csv``.
     """
     out = check_output(out)
-    checked = ingest(data_dir, out.parent / f"{out.stem}-ingest")
+    checked = ingest(data_dir, out.parent / f"{out.stem}-ingest", mapping=mapping)
+    if guard is not None:
+        guard.check_tables(checked.counts)
+        guard.check_day(as_of, checked.span)
     engine = Engine.load(policy, model_name=model_name, alias=alias)
     recs = recommend(checked.tables, as_of=as_of, policy=policy, models=engine.models,
                      model_version=engine.version)

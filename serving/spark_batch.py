@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from paycadence.config import Policy
 from paycadence.data import COLUMNS, TABLE_NAMES, Tables
+from paycadence.data.checks import InputGuard
 from paycadence.data.ingest import IngestResult, ingest_files
 from paycadence.errors import PaycadenceError
 from paycadence.models import FALLBACK_VERSION, RiskModels, recommend
@@ -323,6 +324,7 @@ def recommend_spark(
     alias: str = "champion",
     master: str | None = None,
     buckets: int | None = None,
+    guard: InputGuard | None = None,
 ) -> SparkBatchResult:
     """:func:`paycadence.serving.batch.recommend_batch` on Spark: the same file, rows and cash
     forecast.
@@ -343,6 +345,9 @@ def recommend_spark(
     buckets
         Hash buckets of debtors (default: about :data:`BUCKET_INVOICES` invoices per bucket,
         at least twice the default parallelism). The answers do not depend on it.
+    guard
+        Checks raw input's tables and ``as_of`` once ingest has read them (clean tables were
+        checked when they were ingested).
     """
     out = check_output(out)
     if buckets is not None and buckets < 1:
@@ -351,16 +356,20 @@ def recommend_spark(
     spark, created = spark_session(master)
     try:
         with _quiet():
-            return _run(spark, data_dir, as_of, out, policy, model_name, alias, buckets)
+            return _run(spark, data_dir, as_of, out, policy, model_name, alias, buckets, guard)
     finally:
         if created:
             spark.stop()
 
 
-def _run(spark, data_dir, as_of, out, policy, model_name, alias, buckets) -> SparkBatchResult:
+def _run(spark, data_dir, as_of, out, policy, model_name, alias, buckets,
+         guard) -> SparkBatchResult:
     from pyspark.sql import functions as F
 
     source, checked = clean_source(data_dir, out.parent / f"{out.stem}-ingest")
+    if guard is not None and checked is not None:
+        guard.check_tables(checked.counts)
+        guard.check_day(as_of, checked.span)
     bundle, version, detail = champion_bundle(model_name, alias)
     if buckets is None:
         n_invoices = spark.read.parquet(f"{source}/invoices.parquet").count()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from paycadence.data import COLUMNS, TABLE_NAMES, Tables, conform, known_as_of
+from paycadence.data.checks import InputGuard
 from paycadence.data.ingest import ingest_files
 from paycadence.data.mapping import Mapping
 
@@ -69,15 +71,24 @@ def is_clean(folder: Path) -> bool:
 
 
 def clean_tables(data_dir: str | Path, staging: str | Path,
-                 mapping: Mapping | None = None) -> Path:
+                 mapping: Mapping | None = None, guard: InputGuard | None = None) -> Path:
     """Where the clean Parquet tables of ``data_dir`` are: ``data_dir`` itself when it is
     ``paycadence ingest``'s output (and no ``mapping`` is given; its tables are trusted, as
     ``features --engine spark`` trusts them), else ``staging`` after the streamed
-    :func:`paycadence.data.ingest.ingest_files` checked the raw files into it."""
+    :func:`paycadence.data.ingest.ingest_files` checked the raw files into it.
+
+    ``guard`` checks the tables' counts (those ingest recorded in ``summary.json`` for a clean
+    folder) and raises :class:`paycadence.errors.InputError` as it says.
+    """
     folder = Path(data_dir)
     if mapping is None and is_clean(folder):
+        if guard is not None:
+            summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+            guard.check_tables(summary.get("tables", {}))
         return folder
     result = ingest_files(folder, staging, mapping=mapping)
+    if guard is not None:
+        guard.check_tables(result.counts)
     bad = sum(c["quarantined"] for c in result.counts.values())
     if bad:
         logger.warning("%d input rows quarantined (reasons in %s)", bad,

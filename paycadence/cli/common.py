@@ -50,6 +50,34 @@ ParamsOpt = Annotated[Path | None, typer.Option("--params", help="params.yaml (d
                                                 )]
 
 
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="Make every warning about the input an error (docs/ingest.md, 'What every "
+    "command checks').")]
+
+
+AcceptQuarantineOpt = Annotated[bool, typer.Option(
+    "--accept-quarantine", help="Go on with the rows kept when more than "
+    "ingest.max_quarantine_share (params) of a table is quarantined.")]
+
+
+NoPaymentsOkOpt = Annotated[bool, typer.Option(
+    "--no-payments-ok", help="Go on with invoices but not one payment (every invoice then "
+    "reads as unpaid).")]
+
+
+def input_guard(params: Path | None = None, *, strict: bool = False,
+                accept_quarantine: bool = False, no_payments_ok: bool = False):
+    """The :class:`paycadence.data.checks.InputGuard` of a command's flags, with the
+    ``ingest`` section of ``params`` (shipped by default); its warnings go to stderr."""
+    from paycadence.config import load_params
+    from paycadence.data.checks import InputGuard
+
+    cfg = load_params(params).ingest
+    return InputGuard(cfg.max_quarantine_share, cfg.stale_after_days, strict=strict,
+                      accept_quarantine=accept_quarantine, no_payments_ok=no_payments_ok,
+                      warn=lambda text: typer.echo(f"warning: {redact(text)}", err=True))
+
+
 def as_date(value: str | None, name: str) -> dt.date | None:
     if value is None:
         return None

@@ -9,20 +9,24 @@ from typing import Annotated
 import typer
 
 from paycadence.cli.common import (
+    AcceptQuarantineOpt,
     EngineName,
     MapOpt,
     MasterOpt,
+    NoPaymentsOkOpt,
     NoStatus,
     ParamsOpt,
     PartitionsOpt,
     PolicyOpt,
     Progress,
     Quiet,
+    StrictOpt,
     WorldOpt,
     WorldSeedOpt,
     app,
     as_date,
     console,
+    input_guard,
     make_table,
     run_command,
     spark_only,
@@ -73,9 +77,16 @@ def ingest(
     data: Annotated[Path, typer.Option("--data", help="Directory with the input tables.")],
     out: Annotated[Path, typer.Option("--out", help="Directory for clean tables + quarantine.")],
     mapping: MapOpt = None,
+    params: ParamsOpt = None,
+    strict: StrictOpt = False,
+    accept_quarantine: AcceptQuarantineOpt = False,
     quiet: Quiet = False,
 ):
-    """Validate a data directory into clean tables, a quarantine file and a summary."""
+    """Validate a data directory into clean tables, a quarantine file and a summary.
+
+    Everything is written, and then the run fails (exit 2) when more than
+    ``ingest.max_quarantine_share`` of a table was quarantined, unless --accept-quarantine.
+    """
     from paycadence.data.ingest import ingest_files as run
     from paycadence.data.ingest import summary_rows
     from paycadence.data.mapping import load_mapping
@@ -91,6 +102,8 @@ def ingest(
         bad = sum(c["quarantined"] for c in result.counts.values())
         console.print(f"{kept:,} rows kept, {bad:,} quarantined: clean tables, quarantine.csv "
                       f"and summary.json in {out}", highlight=False)
+        input_guard(params, strict=strict, accept_quarantine=accept_quarantine).check_tables(
+            result.counts, decides=False)
     run_command(go)
 
 
@@ -108,6 +121,9 @@ def features(
         "Spark, the same snapshots (docs/scaling.md).")] = EngineName.local,
     master: MasterOpt = None,
     partitions: PartitionsOpt = None,
+    strict: StrictOpt = False,
+    accept_quarantine: AcceptQuarantineOpt = False,
+    no_payments_ok: NoPaymentsOkOpt = False,
     quiet: Quiet = False,
 ):
     """Build the point-in-time training snapshots once (``train --features`` uses them)."""
@@ -135,8 +151,13 @@ def features(
                           f"({time.perf_counter() - t:.1f} s; Spark, {result.buckets} buckets; "
                           f"kept: {shares})", highlight=False)
             return
+        guard = input_guard(params, strict=strict, accept_quarantine=accept_quarantine,
+                            no_payments_ok=no_payments_ok)
         with Progress(quiet, "ingesting") as step:
-            tables = run_ingest(data, mapping=load_mapping(mapping) if mapping else None).tables
+            checked = run_ingest(data, mapping=load_mapping(mapping) if mapping else None)
+            guard.check_tables(checked.counts)
+            guard.check_day(day, checked.span)
+            tables = checked.tables
             if step:
                 step("building point-in-time snapshots and their labels")
             folder, rows = save_snapshots(tables, cfg, out, day)

@@ -10,14 +10,19 @@ from typing import Annotated
 import typer
 
 from paycadence.cli.common import (
+    AcceptQuarantineOpt,
+    NoPaymentsOkOpt,
     NoStatus,
+    ParamsOpt,
     PolicyOpt,
     Progress,
     Quiet,
+    StrictOpt,
     WorldOpt,
     WorldSeedOpt,
     app,
     console,
+    input_guard,
     make_table,
     run_command,
 )
@@ -30,6 +35,10 @@ def evaluate(
     policy: PolicyOpt = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Also write the estimates as JSON (for DVC metrics).")] = None,
+    params: ParamsOpt = None,
+    strict: StrictOpt = False,
+    accept_quarantine: AcceptQuarantineOpt = False,
+    no_payments_ok: NoPaymentsOkOpt = False,
     quiet: Quiet = False,
 ):
     """Estimate off-policy what the current policy would have earned on the logged decisions."""
@@ -42,6 +51,8 @@ def evaluate(
         pol = load_policy(policy)
         decisions = read_decisions(data)
         checked = run_ingest(data)
+        input_guard(params, strict=strict, accept_quarantine=accept_quarantine,
+                    no_payments_ok=no_payments_ok).check_tables(checked.counts)
         s = get_settings()
         engine = Engine.load(pol, model_name=s.model_name, alias=s.model_alias)
         with console.status(f"asking {engine.version} about {decisions.height} logged "

@@ -10,14 +10,18 @@ from typing import Annotated
 import typer
 
 from paycadence.cli.common import (
+    AcceptQuarantineOpt,
     MapOpt,
+    NoPaymentsOkOpt,
     ParamsOpt,
     PolicyOpt,
     Progress,
     Quiet,
+    StrictOpt,
     app,
     as_date,
     console,
+    input_guard,
     make_table,
     run_command,
 )
@@ -43,6 +47,9 @@ def train(
     feedback: Annotated[bool, typer.Option(
         "--feedback/--no-feedback", help="Also learn from the rows posted to /feedback "
         "(PAYCADENCE_DATABASE_URL, when that store exists).")] = True,
+    strict: StrictOpt = False,
+    accept_quarantine: AcceptQuarantineOpt = False,
+    no_payments_ok: NoPaymentsOkOpt = False,
     quiet: Quiet = False,
 ):
     """Ingest, build features, train and evaluate the forecasts; register them in MLflow.
@@ -51,8 +58,12 @@ def train(
     ``paycadence ingest``) are scanned as they are, raw input is first checked by the
     streamed ingest into a temporary folder (docs/scaling.md, "Training at scale").
     """
+    import polars as pl
+
     from paycadence.config import load_params, load_policy
+    from paycadence.data import TABLE_NAMES
     from paycadence.data.ingest import ingest as run_ingest
+    from paycadence.data.ingest import span_of
     from paycadence.data.mapping import load_mapping
     from paycadence.training import train as run_train
     from paycadence.training.bounded import ScannedTables, clean_tables
@@ -64,16 +75,24 @@ def train(
         cfg = load_params(params)
         day = as_date(as_of, "--as-of")
         mapped = load_mapping(mapping) if mapping else None
+        guard = input_guard(params, strict=strict, accept_quarantine=accept_quarantine,
+                            no_payments_ok=no_payments_ok)
         with Progress(quiet, "ingesting") as step, \
                 tempfile.TemporaryDirectory(prefix="paycadence-train-") as tmp:
             if snapshot_dir is not None and not (feedback and _feedback_rows()):
-                tables = ScannedTables(clean_tables(data, Path(tmp) / "clean", mapped))
+                folder = clean_tables(data, Path(tmp) / "clean", mapped, guard)
+                guard.check_day(day, span_of({name: pl.scan_parquet(folder / f"{name}.parquet")
+                                              for name in TABLE_NAMES}))
+                tables = ScannedTables(folder)
             else:
                 if snapshot_dir is not None:
                     console.print("the /feedback store holds rows: reading the whole tables "
                                   "to merge them (memory not bounded; --no-feedback skips "
                                   "them)", highlight=False)
-                tables = run_ingest(data, mapping=mapped).tables
+                checked = run_ingest(data, mapping=mapped)
+                guard.check_tables(checked.counts)
+                guard.check_day(day, checked.span)
+                tables = checked.tables
                 if feedback:
                     tables = _with_feedback(tables)
             result = run_train(tables, params=cfg, as_of=day, data_dir=str(data), policy=pol,

@@ -8,13 +8,18 @@ from typing import Annotated
 import typer
 
 from paycadence.cli.common import (
+    AcceptQuarantineOpt,
     MapOpt,
+    NoPaymentsOkOpt,
     NoStatus,
+    ParamsOpt,
     PolicyOpt,
     Quiet,
+    StrictOpt,
     app,
     as_date,
     console,
+    input_guard,
     run_command,
 )
 
@@ -28,6 +33,10 @@ def report(
     out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
     policy: PolicyOpt = None,
     mapping: MapOpt = None,
+    params: ParamsOpt = None,
+    strict: StrictOpt = False,
+    accept_quarantine: AcceptQuarantineOpt = False,
+    no_payments_ok: NoPaymentsOkOpt = False,
     quiet: Quiet = False,
 ):
     """Write the manager's receivables report: one self-contained HTML file (works offline).
@@ -49,10 +58,14 @@ def report(
         s = get_settings()
         with console.status("building the report", spinner="dots") if not quiet else \
                 NoStatus() as status:
-            result = build_report(data, as_of=day, out=out, policy=pol, params=load_params(),
-                                  model_name=s.model_name, alias=s.model_alias,
+            result = build_report(data, as_of=day, out=out, policy=pol,
+                                  params=load_params(params), model_name=s.model_name,
+                                  alias=s.model_alias,
                                   mapping=load_mapping(mapping) if mapping else None,
-                                  progress=status.update if status else None)
+                                  progress=status.update if status else None,
+                                  guard=input_guard(params, strict=strict,
+                                                    accept_quarantine=accept_quarantine,
+                                                    no_payments_ok=no_payments_ok))
         if result.quarantined and not quiet:
             console.print(f"{result.quarantined} input rows quarantined (reasons in "
                           f"{result.data.quarantine_dir / 'quarantine.csv'})", highlight=False)

@@ -13,15 +13,21 @@ from typing import Annotated
 import typer
 
 from paycadence.cli.common import (
+    AcceptQuarantineOpt,
     EngineName,
+    MapOpt,
     MasterOpt,
+    NoPaymentsOkOpt,
     NoStatus,
+    ParamsOpt,
     PartitionsOpt,
     PolicyOpt,
     Quiet,
+    StrictOpt,
     app,
     as_date,
     console,
+    input_guard,
     make_table,
     run_command,
     spark_only,
@@ -41,29 +47,49 @@ def recommend(
         "Spark, the same answers (docs/scaling.md).")] = EngineName.local,
     master: MasterOpt = None,
     partitions: PartitionsOpt = None,
+    mapping: MapOpt = None,
+    params: ParamsOpt = None,
+    strict: StrictOpt = False,
+    accept_quarantine: AcceptQuarantineOpt = False,
+    no_payments_ok: NoPaymentsOkOpt = False,
     quiet: Quiet = False,
 ):
-    """Write the next action for every debtor with an open invoice (no server needed)."""
+    """Write the next action for every debtor with an open invoice (no server needed).
+
+    Refused before anything is decided: invoices without a single payment (unless
+    --no-payments-ok), a table quarantined over ingest.max_quarantine_share (unless
+    --accept-quarantine), --as-of before the data's first day; warned: --as-of long after its
+    last day.
+    """
     from paycadence.config import get_settings, load_policy
+    from paycadence.data.mapping import load_mapping
     from paycadence.serving.batch import check_output, recommend_batch
 
     def go():
         spark_only(engine, master, partitions)
+        if engine is EngineName.spark and mapping is not None:
+            raise PaycadenceError("--map needs --engine local: ingest with it first "
+                                  "(paycadence ingest --map) and give --engine spark the "
+                                  "clean tables")
         pol = load_policy(policy)
         day = as_date(as_of, "--as-of")
         check_output(out)
         s = get_settings()
+        guard = input_guard(params, strict=strict, accept_quarantine=accept_quarantine,
+                            no_payments_ok=no_payments_ok)
         if engine is EngineName.spark:
             from paycadence.serving.spark_batch import recommend_spark
 
             result = recommend_spark(data, as_of=day, out=out, policy=pol,
                                      model_name=s.model_name, alias=s.model_alias,
-                                     master=master, buckets=partitions)
+                                     master=master, buckets=partitions, guard=guard)
             top, count = result.top, result.count
             where = f"{result.out} (Spark output: {result.parts}, {result.buckets} buckets)"
         else:
             result = recommend_batch(data, as_of=day, out=out, policy=pol,
-                                     model_name=s.model_name, alias=s.model_alias)
+                                     model_name=s.model_name, alias=s.model_alias,
+                                     mapping=load_mapping(mapping) if mapping else None,
+                                     guard=guard)
             top, count, where = result.recommendations, len(result.recommendations), result.out
         if not quiet:
             _print_recommendations(top, f"recommendations as of {day}")

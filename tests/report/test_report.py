@@ -244,7 +244,8 @@ def _bad_invoices(folder: Path, sim_dir: Path) -> None:
     [
         (["--as-of", "yesterday", "--out", "{tmp}/r.html"], "--as-of: 'yesterday' is not a date"),
         (["--as-of", "2025-01-01", "--out", "{tmp}/r.pdf"], "give --out a name ending in .html"),
-        (["--as-of", "1999-01-01", "--out", "{tmp}/r.html"], "no invoice issued on or before"),
+        (["--as-of", "1999-01-01", "--out", "{tmp}/r.html"],
+         "--as-of 1999-01-01: before the data's first day"),
         (["--as-of", "2025-01-01", "--out", "{tmp}/r.html", "--data", "{tmp}/nowhere"],
          "no such data directory"),
         (["--as-of", "2025-01-01", "--out", "{tmp}/r.html", "--data", "{tmp}/bad"],
