@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -125,14 +127,33 @@ def log_model(risk_dir: str | Path, *, model_name: str, example=None, signature=
     if sums is None:
         raise ValueError(f"{Path(risk_dir).name}: no {files.CHECKSUMS}; save it with "
                          "RiskModels.save")
-    info = mlflow.pyfunc.log_model(
-        name="risk", python_model=find_spec("paycadence.models.pyfunc").origin,
-        artifacts={"risk": str(risk_dir)}, signature=signature, input_example=example,
-        registered_model_name=model_name, pip_requirements=model_requirements())
+    with _mlflow_prints_logged():
+        info = mlflow.pyfunc.log_model(
+            name="risk", python_model=find_spec("paycadence.models.pyfunc").origin,
+            artifacts={"risk": str(risk_dir)}, signature=signature, input_example=example,
+            registered_model_name=model_name, pip_requirements=model_requirements())
     version = str(info.registered_model_version)
     setup().set_model_version_tag(model_name, version, CHECKSUM_TAG,
                                   json.dumps(sums, sort_keys=True))
     return version
+
+
+@contextlib.contextmanager
+def _mlflow_prints_logged():
+    """MLflow prints "Successfully registered model …" and "Created version …" on stderr itself
+    (``eprint``, not a logger), through ``--quiet`` and into every caller's output: here they go
+    to this module's log at INFO instead (the commands say what was registered)."""
+    from mlflow.utils import logging_utils
+
+    held, buffer = logging_utils.MLFLOW_LOGGING_STREAM, io.StringIO()
+    logging_utils.MLFLOW_LOGGING_STREAM = buffer
+    try:
+        yield
+    finally:
+        logging_utils.MLFLOW_LOGGING_STREAM = held
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                logger.info("mlflow: %s", line.strip())
 
 
 def model_requirements() -> list[str]:
