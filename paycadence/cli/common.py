@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from paycadence.errors import PaycadenceError
+from paycadence.quiet import quiet_libraries
 from paycadence.redact import redact, redact_log_handlers
 
 app = typer.Typer(help="paycadence: learn how each debtor pays and choose the next reminder.",
@@ -89,8 +89,7 @@ def as_date(value: str | None, name: str) -> dt.date | None:
 
 def run_command(fn, *args, **kwargs):
     """Call a stage; a PaycadenceError becomes one line on stderr and exit code 2."""
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    quiet_libraries()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     redact_log_handlers()  # no credential of a URI in a warning line
     try:
