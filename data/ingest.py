@@ -26,6 +26,7 @@ import polars as pl
 
 from paycadence.bounds import MAX_AMOUNT, MAX_DAY, MIN_DAY
 from paycadence.config import CHANNELS, OPTABLE_CHANNELS
+from paycadence.currencies import ISO_4217
 from paycadence.data.checks import WITHOUT, Span
 from paycadence.data.csvstage import (
     delimiter_hint,
@@ -152,6 +153,9 @@ def _rules(name: str, frame: pl.Schema) -> dict[str, pl.Expr]:
     p = _parsed
     if name == "invoices":
         rules["due_date before issue_date"] = pl.col(p("due_date")) < pl.col(p("issue_date"))
+        if "currency" in frame:  # upper-cased by _normalise; absent: EUR
+            rules["not an ISO 4217 currency"] = ~_blank("currency") & ~pl.col(
+                p("currency")).is_in(sorted(ISO_4217))
     if name in ("invoices", "payments"):
         rules["non-positive amount"] = pl.col(p("amount")) <= 0
         rules["amount not finite"] = ~pl.col(p("amount")).is_finite()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from paycadence.defaults import PARAMS_FILE, POLICY_FILE
@@ -103,12 +103,22 @@ class Learning(_Frozen):
 
 
 class Schedule(_Frozen):
-    """The fixed reference schedule, in days past the due date."""
+    """The fixed reference schedule, in days past the due date: each step after the one
+    before (a hand-over before the final notice, or two steps on one day, is refused)."""
 
     first_reminder: int = 2
     second_reminder: int = 18
     final_notice: int = 34
     collection: int = 50
+
+    @model_validator(mode="after")
+    def _in_order(self):
+        steps = list(type(self).model_fields)
+        for before, after in zip(steps, steps[1:], strict=False):
+            if getattr(self, after) <= getattr(self, before):
+                raise ValueError(f"{after} (day {getattr(self, after)}) must come after "
+                                 f"{before} (day {getattr(self, before)})")
+        return self
 
 
 class Policy(_Frozen):
@@ -217,6 +227,8 @@ def _explain(exc: ValidationError, path: Path) -> ConfigError:
     key = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return ConfigError(f"{path}: unknown key '{key}'")
+    if first["type"] == "value_error":  # a check across keys: its own words
+        return ConfigError(f"{path}: key '{key}': {first['msg'].removeprefix('Value error, ')}")
     return ConfigError(f"{path}: key '{key}': {first['msg'].lower()}")
 
 

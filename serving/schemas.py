@@ -18,6 +18,7 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from paycadence.bounds import MAX_AMOUNT, MAX_DAY, MIN_DAY
+from paycadence.currencies import ISO_4217
 
 Channel = Literal["email", "sms", "letter", "phone", "payment_plan", "collection"]
 Action = Literal["wait", "email", "sms", "letter", "phone", "payment_plan", "collection"]
@@ -30,6 +31,21 @@ DAY_PATTERN = r"^(19[7-9][0-9]|2[01][0-9][0-9]|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12
 assert (MIN_DAY.isoformat(), MAX_DAY.isoformat()) == ("1970-01-01", "2200-12-31"), \
     "DAY_PATTERN spells out the years of paycadence.bounds: change both together"
 Day = Annotated[dt.date, Field(ge=MIN_DAY, le=MAX_DAY, json_schema_extra={"pattern": DAY_PATTERN})]
+
+
+
+def _currency(value: str | None) -> str | None:
+    if value is None:
+        return None
+    code = value.strip().upper()
+    if code not in ISO_4217:
+        raise ValueError(f"'{value[:40]}' is not an ISO 4217 currency code (EUR, USD, GBP, ...)")
+    return code
+
+
+#: An ISO 4217 code, any case (``eur`` is EUR); the schema lists the codes.
+Currency = Annotated[str, AfterValidator(_currency),
+                     Field(json_schema_extra={"enum": sorted(ISO_4217)})]
 MAX_DEBTORS = 1000
 #: Open invoices one debtor may list (``open_invoices``) and invoices its ``history`` may
 #: carry; above, the request is refused with 422 naming the debtor. A call's work is linear in
@@ -82,7 +98,7 @@ class InvoiceRow(TypedDict):
     issue_date: _d(Day, "the day it was issued")
     due_date: _d(Day, "the day it falls due (not before issue_date)")
     amount: _d(Amount, "its amount, in its currency")
-    currency: NotRequired[_d(str | None, "ISO 4217 code (EUR when absent)")]
+    currency: NotRequired[_d(Currency | None, "ISO 4217 code (EUR when absent)")]
 
 
 def _due_after_issue(row: dict) -> dict:
@@ -177,7 +193,7 @@ class OpenInvoice(_Strict):
     amount_paid: Annotated[float, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False)] = Field(
         0.0, description="what has been paid of it: authoritative, it replaces the history's "
         "payments of this invoice (below amount: the invoice is open)")
-    currency: str | None = Field(None, description="ISO 4217 code (EUR when absent)")
+    currency: Currency | None = Field(None, description="ISO 4217 code (EUR when absent)")
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -50,11 +50,17 @@ def test_recommend_writes_every_format(trained, sim_dir, tmp_path, mlflow_uri, t
         (["train", "--data", "{tmp}/nowhere"], "nowhere"),
         (["train", "--data", "{sim}", "--policy", "{tmp}/bad-policy.yaml"], "unknown key"),
         (["train", "--data", "{sim}", "--features", "{tmp}"], "no snapshots.parquet"),
+        (["recommend", "--data", "{sim}", "--as-of", "2025-01-01", "--out", "{tmp}/r.csv",
+          "--policy", "{tmp}/late-notice.yaml"],
+         "key 'schedule': collection (day 30) must come after final_notice (day 34)"),
     ],
-    ids=["bad-date", "bad-format", "missing-dir", "bad-policy", "no-snapshots"],
+    ids=["bad-date", "bad-format", "missing-dir", "bad-policy", "no-snapshots",
+         "collection-before-final-notice"],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, sim_dir, tmp_path, mlflow_uri):
     (tmp_path / "bad-policy.yaml").write_text("rules:\n  min_days_between_contact: 3\n")
+    (tmp_path / "late-notice.yaml").write_text("schedule:\n  final_notice: 34\n"
+                                              "  collection: 30\n")
     r = run(*[a.format(sim=sim_dir, tmp=tmp_path) for a in args])
     assert r.returncode == 2, r.stdout + r.stderr
     assert message in r.stderr

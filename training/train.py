@@ -198,7 +198,7 @@ def _value_rule(scores: dict, champion: dict, params: Params) -> tuple[bool | No
     less = f" − {100 * margin:g}%" if margin else ""
     n = scores.get("ope_decisions", float("nan"))
     text = (f"doubly robust lower bound {mine:,.2f} {'≥' if mine >= floor else '<'} champion's "
-            f"{theirs:,.2f}{less} per decision on the same {n:.0f} holdout decisions")
+            f"{theirs:,.2f}{less} per decision on the same {n:,.0f} holdout decisions")
     return bool(mine >= floor), text
 
 

@@ -64,11 +64,12 @@ def simulate(
             result = run(debtors, days=days, seed=seed, start=as_date(start, "--start"),
                          world=resolve_world(world, world_seed), policy=pol)
             paths = write_simulation(result, out)
-        rows = [(name, frame.height) for name, frame in result.tables.items()]
+        rows = [(name, f"{frame.height:,}") for name, frame in result.tables.items()]
         if not quiet:
-            console.print(make_table(f"simulated {debtors} debtors, seed {seed}",
+            console.print(make_table(f"simulated {debtors:,} debtors, seed {seed}",
                                      ["table", "rows"], rows))
-            console.print(f"wrote {len(paths)} files to {out} in {time.perf_counter() - t:.1f} s")
+        console.print(f"wrote {len(paths)} files to {out} in {time.perf_counter() - t:.1f} s: "
+                      + ", ".join(sorted(Path(p).name for p in paths)), highlight=False)
     run_command(go)
 
 

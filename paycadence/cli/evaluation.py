@@ -55,7 +55,7 @@ def evaluate(
                     no_payments_ok=no_payments_ok).check_tables(checked.counts)
         s = get_settings()
         engine = Engine.load(pol, model_name=s.model_name, alias=s.model_alias)
-        with console.status(f"asking {engine.version} about {decisions.height} logged "
+        with console.status(f"asking {engine.version} about {decisions.height:,} logged "
                             "decisions") if not quiet else NoStatus():
             r = evaluate_policy(checked.tables, decisions, pol, engine.models)
         if out is not None:
@@ -69,7 +69,7 @@ def evaluate(
                    for k in ("value", "low", "high")}}, indent=2), encoding="utf-8")
         if quiet:
             console.print(f"doubly robust value per decision {r.dr.value:,.2f} vs logging "
-                          f"policy {r.logged.value:,.2f} ({r.decisions} decisions): the "
+                          f"policy {r.logged.value:,.2f} ({r.decisions:,} decisions): the "
                           f"candidate {verdict(r.gain)}", highlight=False)
             return
         rows = [(name, f"{e.value:,.2f}", f"{e.low:,.2f} … {e.high:,.2f}")
@@ -78,10 +78,10 @@ def evaluate(
                                 ("candidate, doubly robust", r.dr))]
         console.print(make_table(
             f"value per decision: money in within {REWARD_DAYS} days (discounted) − costs; "
-            f"{r.decisions} logged decisions, candidate {engine.version}",
+            f"{r.decisions:,} logged decisions, candidate {engine.version}",
             ["estimate", "value", "95% interval (bootstrap over debtors)"], rows))
         console.print(f"support: the candidate would have taken the logged action in "
-                      f"{r.supported} decisions ({r.agreement:.0%}); effective sample size "
+                      f"{r.supported:,} decisions ({r.agreement:.0%}); effective sample size "
                       f"{r.effective_n:,.0f}; its choices: "
                       + ", ".join(f"{a} {n}" for a, n in sorted(r.by_action.items())),
                       highlight=False)
@@ -133,8 +133,8 @@ def backtest(
                 for o in [*result.outcomes, *filter(None, [result.oracle])]]
         if not quiet:
             console.print(make_table(
-                f"backtest: {debtors} debtors, seed {seed}: {history_days} days logged, then "
-                f"{days} days from {result.switch_on} ({fixed.invoices_scored} invoices open "
+                f"backtest: {debtors:,} debtors, seed {seed}: {history_days:,} days logged, then "
+                f"{days:,} days from {result.switch_on} ({fixed.invoices_scored:,} invoices open "
                 "on that day or issued later, due ≥ 90 days before the end, scored)",
                 ["policy", "net value", "vs fixed", "mean days late", "days late (paid)",
                  "unpaid at due+90", "contacts / invoice", "reminders / invoice", "hand-overs",
@@ -144,12 +144,12 @@ def backtest(
         worth = fixed.net_value - none.net_value
         console.print(f"learnt policy vs fixed schedule: net value "
                       f"{relative(learnt.net_value, fixed.net_value):+.2%} (95% interval over "
-                      f"debtors {m.low:+.2%} to {m.high:+.2%}; {m.debtors_better} debtors "
-                      f"better off, {m.debtors_worse} worse; {m.difference:+,.0f} on top of the "
+                      f"debtors {m.low:+.2%} to {m.high:+.2%}; {m.debtors_better:,} debtors "
+                      f"better off, {m.debtors_worse:,} worse; {m.difference:+,.0f} on top of the "
                       f"{worth:,.0f} the fixed schedule earns over no dunning), mean days late "
                       f"{relative(learnt.mean_days_late, fixed.mean_days_late):+.1%}, contacts "
                       f"per invoice {learnt.contacts_per_invoice:.2f} vs "
-                      f"{fixed.contacts_per_invoice:.2f} ({result.learnt_calls} decisions asked "
+                      f"{fixed.contacts_per_invoice:.2f} ({result.learnt_calls:,} decisions asked "
                       "of recommend)", highlight=False)
         k = result.captured
         if k is not None:
@@ -163,7 +163,7 @@ def backtest(
         c = result.ope
         if c is not None:
             console.print(
-                f"off-policy check on the logged past ({c.decisions} logged "
+                f"off-policy check on the logged past ({c.decisions:,} logged "
                 f"decisions, value per decision = money in within 30 days − costs): learnt policy "
                 f"estimated DR {c.dr:,.2f} (95% interval {c.dr_low:,.2f} … {c.dr_high:,.2f}, "
                 f"effective n {c.effective_n:,.0f}; IPS {c.ips:,.2f}, SNIPS {c.snips:,.2f}) vs "

@@ -126,8 +126,8 @@ def train(
                              f"{f(f'naive_late_ece_{stage}', 3)}"))
         if not quiet:
             console.print(make_table(
-                f"holdout from {result.split_date} ({result.holdout_rows} snapshots; "
-                f"trained on {result.train_rows})",
+                f"holdout from {result.split_date} ({result.holdout_rows:,} snapshots; "
+                f"trained on {result.train_rows:,})",
                 ["forecast", "metric", "model", "naive reference"], rows))
         if "ope_dr" in m and not quiet:
             of = (f" of {m['ope_debtors']:.0f} of its {m['ope_debtors_decided']:.0f} decided "

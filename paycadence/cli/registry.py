@@ -49,7 +49,8 @@ def models():
             if theirs != "-" and v["compared_with"]:
                 theirs = f"v{v['compared_with']}: {theirs}"
             rows.append((v["version"], ", ".join(v["aliases"]) or "-", created,
-                         *(f"{m[k]:.4f}" if k in m else "-" for k in tracking.METRIC_TAGS),
+                         *(f"{m[k]:.4f}" if k in m and m[k] == m[k] else "-"
+                           for k in tracking.METRIC_TAGS),
                          _dr(value, "ope_") + _gain(value), n, theirs,
                          _gist(redact(v["promotion"]))))
         console.print(make_table(
@@ -57,6 +58,9 @@ def models():
             ["version", "aliases", "created (UTC)", "p_late AUC", "Brier", "ECE", "days MAE",
              "unpaid AUC", "DR value (95%)", "decisions", "champion's DR, same decisions", "why"],
             rows, whole=("DR value (95%)", "champion's DR, same decisions")))
+        for v in versions:  # the table cuts the reason to its verdict: here it is whole
+            console.print(f"v{v['version']}: {redact(v['promotion'])}", highlight=False,
+                          soft_wrap=True)
         if any(v["value"] for v in versions):
             console.print("DR value: the policy's doubly robust value per decision on the "
                           "logged decisions of its holdout (95% bootstrap interval over "

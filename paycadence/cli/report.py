@@ -67,10 +67,10 @@ def report(
                                                     accept_quarantine=accept_quarantine,
                                                     no_payments_ok=no_payments_ok))
         if result.quarantined and not quiet:
-            console.print(f"{result.quarantined} input rows quarantined (reasons in "
+            console.print(f"{result.quarantined:,} input rows quarantined (reasons in "
                           f"{result.data.quarantine_dir / 'quarantine.csv'})", highlight=False)
         console.print(f"report as of {day} written to {result.out} "
-                      f"({result.size / 1e6:.1f} MB): {result.worklist} debtors in the worklist "
-                      f"of {result.recommendations} with open invoices; decisions by "
+                      f"({result.size / 1e6:.1f} MB): {result.worklist:,} debtors in the worklist "
+                      f"of {result.recommendations:,} with open invoices; decisions by "
                       f"{result.model_version}", highlight=False, soft_wrap=True)
     run_command(go)

@@ -93,7 +93,7 @@ def recommend(
             top, count, where = result.recommendations, len(result.recommendations), result.out
         if not quiet:
             _print_recommendations(top, f"recommendations as of {day}")
-        console.print(f"{count} recommendations ({result.model_version}) written to {where}",
+        console.print(f"{count:,} recommendations ({result.model_version}) written to {where}",
                       highlight=False)
         weeks = result.cash_forecast
         console.print(f"expected cash, next 4 weeks: {sum(w['expected'] for w in weeks[:4]):,.2f}"

@@ -227,3 +227,15 @@ def test_streaming_ingest_errors_are_one_line(tmp_path):
     (tmp_path / "actions.parquet").write_bytes(b"nope")
     with pytest.raises(InputError, match="actions.parquet: cannot be read"):
         ingest_files(tmp_path, tmp_path / "out")
+
+
+def test_a_currency_that_is_not_iso_4217_is_quarantined(tmp_path):
+    invoices = ("invoice_id,debtor_id,issue_date,due_date,amount,currency\n"
+                "I1,A,2025-01-01,2025-01-31,100,eur\nI2,A,2025-01-01,2025-01-31,100,EURO\n"
+                "I3,A,2025-01-01,2025-01-31,100,\nI4,A,2025-01-01,2025-01-31,100,gbp\n")
+    result = ingest(write(tmp_path, invoices=invoices, payments=None, actions=None,
+                          disputes=None), tmp_path / "out")
+    assert result.quarantine["reason"].to_list() == ["not an ISO 4217 currency"]
+    kept = result.tables.invoices.sort("invoice_id")
+    assert kept["currency"].to_list() == ["EUR", "EUR", "GBP"]  # blank: EUR
+

@@ -143,3 +143,19 @@ def test_over_real_http_a_typo_is_refused(server):
         "as_of": "2026-01-15", "debtors": [{"debtor_id": "D-x", "open_invoice": [OPEN]}]})
     assert answer.status_code == 422, answer.text
     assert "unknown key 'open_invoice'" in answer.json()["detail"]
+
+
+def test_a_currency_must_be_iso_4217(client):
+    answer = client.post("/recommend", json={"as_of": "2026-01-15", "debtors": [{
+        "debtor_id": "D-x", "open_invoices": [OPEN | {"currency": "EURO"}]}]})
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["loc"] == ["body", "debtors", 0, "open_invoices", 0,
+                                                 "currency"]
+    assert "'EURO' is not an ISO 4217 currency code" in answer.json()["detail"]
+    answer = client.post("/recommend", json={"as_of": "2026-01-15", "debtors": [{
+        "debtor_id": "D-x", "open_invoices": [OPEN | {"currency": "gbp"}]}]})
+    assert answer.status_code == 200, answer.text
+    answer = client.post("/feedback", json={"invoices": [OPEN | {"debtor_id": "F-9",
+                                                                 "currency": "XYZ"}]})
+    assert answer.status_code == 422 and "XYZ" in answer.json()["detail"]
+
