@@ -470,15 +470,32 @@ def _points(models: RiskModels, raw: np.ndarray, contribution: np.ndarray) -> np
     return 100.0 * (calibrated[0::2] - calibrated[1::2])
 
 
+#: Features whose value is read against a natural zero that says "worse than usual" when
+#: positive: a factor of theirs that lowers the risk while the value says worse (or raises it
+#: while the value says better) is worded as the model's finding despite the fact ("…, yet
+#: this lowers …"), never as a reason that reads backwards.
+WORSE_WHEN_POSITIVE = frozenset({"late_trend", "days_late_trend", "behaviour_change"})
+
+
 def _reason(feature: str, contribution: float, row: dict, size: float) -> dict:
     """One explanation entry: the feature, its value, its SHAP contribution (log-odds), its
-    size in points of risk and its words ("paid 4 of the last 5 invoices late: +21 points of
-    risk")."""
+    size in points and its words, in the terms of the figure it moves: "paid 4 of the last 5
+    invoices late: raises the risk of paying late by 21 points" for an invoice not yet due,
+    "… the chance it is still unpaid a week from now …" for one past due (``p_late``'s meaning
+    there, docs/models.md)."""
     effect = "raises" if contribution > 0 else "lowers"
     size = round(size, 2)
-    shown = f"{size:+.1f}" if abs(size) < 1 else f"{size:+.0f}"
+    amount = f"{abs(size):.1f}" if abs(size) < 1 else f"{abs(size):.0f}"
+    unit = "point" if amount == "1" else "points"
+    figure = ("the chance it is still unpaid a week from now"
+              if (row.get("days_past_due") or 0) > 0 else "the risk of paying late")
+    fact = describe(feature, row)
+    value = row.get(feature)
+    against = (feature in WORSE_WHEN_POSITIVE and value is not None and value == value
+               and value != 0 and (value > 0) != (contribution > 0))
+    joint = ", yet this " if against else ": "
     return {"feature": feature,
-            "value": None if row.get(feature) is None else round(float(row[feature]), 4),
+            "value": None if value is None else round(float(value), 4),
             "contribution": round(contribution, 4), "effect": effect,
             "points": size,
-            "text": f"{describe(feature, row)}: {shown} points of risk of paying late"}
+            "text": f"{fact}{joint}{effect} {figure} by {amount} {unit}"}

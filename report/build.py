@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,6 +269,12 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
     return out
 
 
+#: The size part of a reason's text (models/recommend.py ``_reason``), which the report shows
+#: as an arrow and points beside the fact; a factor worded "…, yet this lowers …" keeps it.
+_SIZE = re.compile(r": (raises|lowers) (the risk of paying late|the chance it is still unpaid "
+                   r"a week from now) by [0-9.]+ points?$")
+
+
 def reasons(rec: dict) -> list[dict]:
     """The recommendation's top factors with direction and size: ``text`` (the factor's own
     words), ``effect`` (``raises``/``lowers``/``None``) and ``points``, the change in points
@@ -278,8 +285,8 @@ def reasons(rec: dict) -> list[dict]:
         c = float(e.get("contribution") or 0.0)
         effect = e.get("effect") or ((c > 0 and "raises") or (c < 0 and "lowers") or None)
         text = e.get("text", "")
-        if e.get("points") is not None:  # "…: +21 points of risk of paying late": shown apart
-            text = text.rsplit(": ", 1)[0]
+        if e.get("points") is not None:  # "…: raises the risk … by 21 points": shown apart
+            text = _SIZE.sub("", text)
         out.append({"feature": e.get("feature"), "text": text, "effect": effect,
                     "points": e.get("points")})
     return out

@@ -67,8 +67,8 @@ RECOMMEND_RESPONSE = {
                          {"action": "wait", "probability": 0.035, "invoice_ids": []}],
         "explanation": [{"feature": "share_paid_late_last_5", "value": 0.8, "contribution": 0.21,
                          "effect": "raises", "points": 4.1,
-                         "text": "paid 4 of the last 5 invoices late: +4 points of risk of "
-                                 "paying late"}],
+                         "text": "paid 4 of the last 5 invoices late: raises the risk of "
+                                 "paying late by 4 points"}],
         "model_version": "risk:7",
         "reason": "learnt from this book's log: sms is worth +6.30 against waiting (lower "
                   "bound +1.10), over the schedule's email",

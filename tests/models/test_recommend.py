@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import jsonschema
 import numpy as np
@@ -121,9 +122,12 @@ def test_each_reason_says_its_size_in_points_of_risk(trained, tables):
                 continue  # "no open invoice"
             seen += 1
             assert (e["points"] > 0) == (e["effect"] == "raises") or e["points"] == 0
-            assert e["text"].endswith("points of risk of paying late")
-            shown = f"{e['points']:+.1f}" if abs(e["points"]) < 1 else f"{e['points']:+.0f}"
-            assert f": {shown} points" in e["text"]
+            # the words say the direction and the figure the reason moves
+            shown = f"{abs(e['points']):.1f}" if abs(e["points"]) < 1 else \
+                f"{abs(e['points']):.0f}"
+            assert re.search(rf"(: |, yet this ){e['effect']} (the risk of paying late|the "
+                             rf"chance it is still unpaid a week from now) by {re.escape(shown)} "
+                             r"points?$", e["text"]), e["text"]
     assert seen
     p = models.calibrator.apply
     raw, c = 0.4, 0.9
@@ -131,6 +135,27 @@ def test_each_reason_says_its_size_in_points_of_risk(trained, tables):
                       - p(np.array([1 / (1 + np.exp(-(raw - c)))]))[0])
     assert points(models, raw, c) == pytest.approx(expected)
     assert points(models, raw, 0.0) == 0.0
+
+
+def test_a_reason_reads_in_the_direction_of_its_sign_and_the_terms_of_its_figure():
+    """Before: "pays late more often lately: 57 points above its long-run rate: −4 points of
+    risk" and "481 days past due: −1 points of risk of paying late" (p_late of an overdue
+    invoice is the chance it is still unpaid a week from now)."""
+    from paycadence.models.recommend import _reason
+
+    due = {"days_past_due": -5, "n_settled": 5, "n_late_last_5": 4}
+    assert _reason("n_late_last_5", 0.8, due, 21.3)["text"] == (
+        "paid 4 of the last 5 invoices late: raises the risk of paying late by 21 points")
+    overdue = {"days_past_due": 481}
+    assert _reason("days_past_due", -0.02, overdue, -1.04)["text"] == (
+        "481 days past due: lowers the chance it is still unpaid a week from now by 1 point")
+    trend = {"days_past_due": 0, "late_trend": 0.57}
+    entry = _reason("late_trend", -0.1, trend, -4.2)
+    assert entry["effect"] == "lowers" and entry["text"] == (
+        "pays late more often lately: 57 points above its long-run rate, yet this lowers the "
+        "risk of paying late by 4 points")
+    assert _reason("late_trend", 0.1, trend, 4.2)["text"].endswith(
+        "long-run rate: raises the risk of paying late by 4 points")
 
 
 def test_disputed_invoices_are_never_named(trained, tables):
