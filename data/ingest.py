@@ -24,6 +24,7 @@ from pathlib import Path
 import pandera.polars as pa
 import polars as pl
 
+from paycadence.books import derived_book
 from paycadence.bounds import MAX_AMOUNT, MAX_DAY, MIN_DAY
 from paycadence.config import CHANNELS, OPTABLE_CHANNELS
 from paycadence.currencies import ISO_4217
@@ -493,10 +494,12 @@ def ingest(data_dir: str | Path, out_dir: str | Path | None = None, *,
 
 
 def _write_report(out_dir: Path, data_dir: Path, quarantine: pl.DataFrame, counts: dict,
-                  created: int) -> list[Path]:
-    """``quarantine.csv`` and ``summary.json`` beside the clean tables."""
+                  created: int, book: str | None = None) -> list[Path]:
+    """``quarantine.csv`` and ``summary.json`` beside the clean tables; the summary names the
+    book (given, or the input folder's: paycadence.books), which the clean folder keeps."""
     quarantine.write_csv(out_dir / "quarantine.csv")
-    summary = {"data_dir": str(data_dir), "tables": counts, "debtors_created": created}
+    summary = {"data_dir": str(data_dir), "book": book or derived_book(data_dir),
+               "tables": counts, "debtors_created": created}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return [out_dir / "quarantine.csv", out_dir / "summary.json"]
 
@@ -508,7 +511,8 @@ MAX_BUCKETS = 256
 
 def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
                  mapping: Mapping | None = None, bucket_bytes: int = BUCKET_BYTES,
-                 progress: Callable[..., None] | None = None) -> IngestResult:
+                 progress: Callable[..., None] | None = None,
+                 book: str | None = None) -> IngestResult:
     """:func:`ingest` for large inputs: the same rules, streamed from the files to Parquet.
     ``progress(what, done, total)`` hears each table as it is checked.
 
@@ -563,7 +567,7 @@ def ingest_files(data_dir: str | Path, out_dir: str | Path, *,
         fixed["debtors"].write_parquet(out_dir / "debtors.parquet")
     counts["debtors"]["created_for_unknown_debtor_id"] = created
     quarantine = pl.concat(quarantined) if quarantined else pl.DataFrame(schema=QUARANTINE_SCHEMA)
-    paths += _write_report(out_dir, data_dir, quarantine, counts, created)
+    paths += _write_report(out_dir, data_dir, quarantine, counts, created, book)
     for log in DECISION_LOGS:  # not a contract table: kept as is for off-policy evaluation
         if (data_dir / log).is_file():
             shutil.copyfile(data_dir / log, out_dir / log)

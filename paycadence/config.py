@@ -290,6 +290,9 @@ class Settings(BaseSettings):
     #: extra keys on purpose. Table rows (``history``, ``/feedback``) ignore extra columns
     #: either way (CONTRACT.md §1).
     unknown_keys: Literal["refuse", "ignore"] = "refuse"
+    #: The book this process works on (``--book``): its registered model is
+    #: ``<model_name>.<book>`` and a champion of another book is refused (paycadence.books).
+    book: str | None = None
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from paycadence.books import BookChoice
 from paycadence.config import Params, Policy
 from paycadence.data.checks import InputGuard
 from paycadence.data.ingest import IngestResult, ingest
@@ -89,6 +90,8 @@ class ReportData:
     shap: pl.DataFrame | None
     ope: Ope
     backtest: BacktestRun | None
+    #: the book reported on (paycadence.books), shown in the title
+    book: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ def build_report(
     mapping: Mapping | None = None,
     progress: Callable[[str], None] | None = None,
     guard: InputGuard | None = None,
+    book: BookChoice | None = None,
 ) -> ReportResult:
     """Build the report on ``as_of`` for the tables in ``data_dir`` and write it to ``out``.
 
@@ -140,6 +144,9 @@ def build_report(
         Called with a one-line status before each step.
     guard
         Checks the tables and ``as_of`` right after ingest (paycadence.data.checks).
+    book
+        The report's book: a champion trained on another is refused (paycadence.books); the
+        report names the book.
 
     Raises
     ------
@@ -165,6 +172,9 @@ def build_report(
                          f"{data_dir}: no invoices to report on")
     say("loading the champion models")
     engine = Engine.load(policy, model_name=model_name, alias=alias)
+    if book is not None and engine.models is not None:
+        book.check(engine.tags, checked.tables.debtors["debtor_id"].to_list(),
+                   what=engine.named(model_name))
     say(f"recommending the next action for every debtor as of {as_of} ({engine.version})")
     recs = recommend(tables, as_of=as_of, policy=policy, models=engine.models,
                      model_version=engine.version)
@@ -191,6 +201,7 @@ def build_report(
     data = ReportData(
         as_of=as_of, data_dir=str(data_dir), currency=currency(tables),
         model_version=engine.version, model_detail=redact(engine.detail), ingest=checked,
+        book=book.name if book is not None else None,
         quarantine_dir=quarantine_dir, kpis=data_kpis, unpaid_90d=unpaid, trend=trend,
         ageing=ageing, by_segment=by_segment, by_country=by_country, by_month=by_month,
         worklist=work, recommendations=len(recs), changed=changed_debtors(features, recs),

@@ -84,7 +84,7 @@ code { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-si
 </head>
 <body>
 <header><div class="wrap">
-  <h1>Receivables report</h1>
+  <h1>Receivables report{% if d.book %}: {{ d.book }}{% endif %}</h1>
   <p class="meta">As of <b>{{ d.as_of }}</b>: the book as known that morning (invoices issued
   up to that day, payments up to {{ last_closed }}) · data
   <code class="path">{{ d.data_dir }}</code> · amounts in {{ currencies|join(' and ') }}

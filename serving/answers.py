@@ -114,6 +114,8 @@ class Health(BaseModel):
                         "`model_failing`")
     detail: str = Field(description="a fixed sentence for the reason; the operator's detail "
                         "(credentials redacted) only to a caller with the bearer token")
+    book: str | None = Field(None, description="the book (company) the serving model was "
+                             "trained on (paycadence.books); null for the fallback")
     stored_days_ready: list[dt.date] = Field(
         [], description="decision days whose stored book is ready (every stored debtor's "
         "features and forecasts made): calls about stored debtors on them only look rows up")

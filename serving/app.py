@@ -26,6 +26,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from paycadence import __version__
+from paycadence.books import registered_name
 from paycadence.config import Settings, get_settings, load_policy
 from paycadence.errors import ConfigError
 from paycadence.serving import problems
@@ -292,7 +293,8 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
     async def lifespan(app: FastAPI):
         policy = load_policy(settings.policy_file)
         store = FeedbackStore(settings.database_url)
-        engine = Engine.load(policy, model_name=settings.model_name,
+        model_name = registered_name(settings.model_name, settings.book)
+        engine = Engine.load(policy, model_name=model_name,
                              alias=settings.model_alias,
                              data_dir=data_dir or settings.data_dir, stored=True)
         # every stored row now; then, before each stored-debtor call, those stored since by
@@ -302,7 +304,7 @@ def create_app(settings: Settings, *, data_dir: str | Path | None = None) -> Fas
         # midnight), made in the background
         engine.warm_each_day()
         if settings.model_refresh_seconds > 0:  # a promotion is served without a restart
-            engine.watch(settings.model_name, settings.model_alias,
+            engine.watch(model_name, settings.model_alias,
                          settings.model_refresh_seconds)
         app.state.engine, app.state.store, app.state.settings = engine, store, settings
         # what is loaded now (modules, models, settings: ~450,000 objects) lives as long as

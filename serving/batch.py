@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
+from paycadence.books import BookChoice
 from paycadence.config import Policy
 from paycadence.data.checks import InputGuard
 from paycadence.data.ingest import IngestResult, ingest
@@ -56,6 +57,7 @@ def recommend_batch(
     alias: str = "champion",
     mapping: Mapping | None = None,
     guard: InputGuard | None = None,
+    book: BookChoice | None = None,
 ) -> BatchResult:
     """Recommend for every debtor with an open invoice on ``as_of`` and write ``out``.
 
@@ -63,7 +65,8 @@ def recommend_batch(
     ``ingest`` (its quarantine and summary go beside ``out``), and ``guard`` checks the tables
     and ``as_of`` before anything is decided; the champion model is used, or the rule-based
     fallback when none loads. The book's expected cash per week for the next 13 weeks goes to
-    ``<out>-cash-forecast.csv``.
+    ``<out>-cash-forecast.csv``. A champion trained on another ``book`` is refused
+    (:class:`paycadence.books.BookChoice`) before anything is decided.
     """
     out = check_output(out)
     checked = ingest(data_dir, out.parent / f"{out.stem}-ingest", mapping=mapping)
@@ -71,6 +74,9 @@ def recommend_batch(
         guard.check_tables(checked.counts)
         guard.check_day(as_of, checked.span)
     engine = Engine.load(policy, model_name=model_name, alias=alias)
+    if book is not None and engine.models is not None:
+        book.check(engine.tags, checked.tables.debtors["debtor_id"].to_list(),
+                   what=engine.named(model_name))
     recs = recommend(checked.tables, as_of=as_of, policy=policy, models=engine.models,
                      model_version=engine.version)
     cash = book_cash_forecast(recs, as_of)

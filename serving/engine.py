@@ -50,6 +50,8 @@ class Engine:
     detail: str = "no model loaded"
     stored: Tables = field(default_factory=lambda: Tables.from_frames())
     trained_on: str | None = None
+    #: the loaded version's tags: its book and the data it learnt from (paycadence.books)
+    tags: dict[str, str] = field(default_factory=dict)
     #: why the service is degraded though a model is loaded (it failed at predict time)
     failing: str | None = None
     #: the reason code of ``failing`` (``model_output_not_finite`` or ``model_failing``)
@@ -86,6 +88,10 @@ class Engine:
         if self.models is None:
             return "no_model"
         return "registry_unreachable" if self.registry_down else "ok"
+
+    def named(self, model_name: str) -> str:
+        """The loaded champion in words: "the champion paycadence-risk version 3"."""
+        return f"the champion {model_name} version {self.version.removeprefix('risk:')}"
 
     @classmethod
     def load(cls, policy: Policy, *, model_name: str, alias: str,
@@ -128,6 +134,7 @@ class Engine:
                 model_name, version), probe=tracking.input_example(path))
             models.warm()
             trained_on = tracking.version_data_dir(model_name, version)
+            tags = tracking.version_tags(model_name, version)
         except Exception as exc:  # noqa: BLE001 - any failure means: keep what serves
             if isinstance(exc, ModelFilesError | NonFiniteForecastError):
                 # the files or the outputs: the same bytes would fail again
@@ -145,7 +152,7 @@ class Engine:
         with self._lock:
             self.models, self.version = models, f"risk:{version}"
             self.detail = f"{where} = version {version}"
-            self.trained_on = trained_on
+            self.trained_on, self.tags = trained_on, tags
             self.failing = self.failing_reason = self.load_reason = self.refused = None
             self.registry_down = False
         logger.info("loaded %s version %s", where, version)

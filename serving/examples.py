@@ -99,7 +99,7 @@ FEEDBACK_RESPONSE = {"stored": {"invoices": 1, "payments": 1, "actions": 1, "dis
 
 HEALTH_RESPONSE = {"status": "ok", "models_loaded": True, "model_version": "risk:7",
                    "reason": "ok", "detail": "serving the registered champion",
-                   "stored_days_ready": ["2026-11-22"]}
+                   "stored_days_ready": ["2026-11-22"], "book": "acme-nl"}
 
 REFUSED = {"detail": "debtors[0].open_invoice: unknown key 'open_invoice': no field of this "
                      "object has that name (a typo? the fields are in GET /openapi.json)",

@@ -410,13 +410,22 @@ def merge_feedback(tables: Tables, url: str) -> tuple[Tables, dict[str, int]]:
     """``tables`` plus the rows the feedback store holds that they lack (by natural key, the
     stored row winning for a dispute's resolution); returns the merged tables and the number of
     rows added per table. Used by ``paycadence train`` so that outcomes posted to
-    ``/feedback`` are learnt from."""
+    ``/feedback`` are learnt from.
+
+    Only this book's rows are merged: invoices of the tables' own debtors, and payments,
+    actions and disputes of the tables' invoices or of those. A store that also holds another
+    company's rows (posted to a service of another book) lends none of them; how many were left
+    out is logged and counted as ``left_out`` (:func:`book_rows`).
+    """
     store = FeedbackStore(url)
     try:
         stored = store.changes(None)[0]
     finally:
         store.close()
-    out, added = {}, {}
+    stored, left_out = book_rows(stored, tables)
+    if left_out:
+        logger.warning("%d /feedback rows of debtors not in this book left out", left_out)
+    out, added = {}, {"left_out": left_out} if left_out else {}
     for name, frame in tables.items():
         cols = list(COLUMNS[name])
         extra = getattr(stored, name).select(_stored_columns(name))
@@ -437,3 +446,18 @@ def merge_feedback(tables: Tables, url: str) -> tuple[Tables, dict[str, int]]:
         added[name] = new.height
         out[name] = pl.concat([frame.select(cols), new]) if new.height else frame.select(cols)
     return Tables(**out), added
+
+
+def book_rows(stored: Tables, tables: Tables) -> tuple[Tables, int]:
+    """The rows of ``stored`` that belong to the book of ``tables`` (its debtors, their
+    invoices), and how many did not."""
+    debtors = pl.concat([tables.debtors["debtor_id"], tables.invoices["debtor_id"]]).unique()
+    invoices = stored.invoices.filter(pl.col("debtor_id").is_in(debtors.implode()))
+    known = pl.concat([tables.invoices["invoice_id"], invoices["invoice_id"]]).unique()
+    kept = {"debtors": stored.debtors.filter(pl.col("debtor_id").is_in(debtors.implode())),
+            "invoices": invoices}
+    for name in ("payments", "actions", "disputes"):
+        frame = getattr(stored, name)
+        kept[name] = frame.filter(pl.col("invoice_id").is_in(known.implode()))
+    left_out = sum(getattr(stored, n).height - kept[n].height for n in kept)
+    return Tables(**kept), left_out

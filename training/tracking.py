@@ -209,6 +209,11 @@ def input_example(risk_dir: str | Path):
         return None
 
 
+def version_tags(name: str, version: str) -> dict[str, str]:
+    """The tags of ``name`` version ``version`` (its book, data, metrics, promotion)."""
+    return dict(setup().get_model_version(name, version).tags or {})
+
+
 def version_data_dir(name: str, version: str) -> str | None:
     """The data directory the run behind ``name`` version ``version`` was trained on."""
     client = setup()
@@ -244,10 +249,13 @@ def list_versions(name: str) -> list[dict]:
                     "metrics": {k: float(tags[k]) for k in METRIC_TAGS if k in tags},
                     "value": {k: float(tags[k]) for k in VALUE_TAGS if k in tags},
                     "compared_with": tags.get(COMPARED_TAG),
-                    "promotion": tags.get("promotion", "")})
+                    "promotion": tags.get("promotion", ""),
+                    "data": {k: tags[k] for k in DATA_TAGS if k in tags}})
     return out
 
 
+#: What each model version records of the data it learnt from (training/lineage.py).
+DATA_TAGS = ("book", "data_fingerprint", "data_first_day", "data_last_day", "data_rows")
 #: Holdout metrics recorded on each model version (train.py sets them).
 METRIC_TAGS = ("late_auc", "late_brier", "late_ece", "days_mae", "unpaid_auc")
 #: The off-policy values recorded on a version trained with a decision log: its policy's

@@ -30,6 +30,10 @@ import numpy as np
 import polars as pl
 
 from paycadence import __version__
+from paycadence.books import (
+    check_champion_book,
+    derived_book,
+)
 from paycadence.config import Params, Policy
 from paycadence.data import Tables
 from paycadence.errors import PaycadenceError
@@ -58,6 +62,7 @@ from paycadence.training.fitting import (  # noqa: F401  (re-exported)
     value_rounds,
     with_value,
 )
+from paycadence.training.lineage import book_tags, debtor_ids_of
 from paycadence.training.snapshots import (  # noqa: F401  (re-exported)
     LABELS,
     ROW_ORDER,
@@ -249,8 +254,17 @@ def train(
     policy: Policy | None = None,
     snapshot_dir: str | Path | None = None,
     progress: Callable[..., None] | None = None,
+    book: str | None = None,
+    book_named: bool = False,
+    allow_other_book: bool = False,
 ) -> TrainResult:
     """Build snapshots, fit, evaluate against the naive reference, log and register in MLflow.
+
+    The version records its book (``book``, else derived from ``data_dir``: paycadence.books),
+    a sample of the book's debtors, the data's fingerprint, first and last day and rows. A
+    champion of ``model_name`` trained on another book is not replaced (nor compared with):
+    the run stops before fitting (:func:`paycadence.books.check_champion_book`; ``book_named``:
+    the user named the book, compared by name) unless ``allow_other_book``.
 
     When ``data_dir`` holds a decision log (``decisions.csv``), the new model's policy is also
     evaluated off-policy on the logged decisions of the holdout period (``ope_*`` metrics),
@@ -289,6 +303,13 @@ def train(
 
     if isinstance(tables, ScannedTables) and snapshot_dir is None:
         raise ValueError("scanned tables train only on saved snapshots (snapshot_dir)")
+    book = book or (derived_book(data_dir) if data_dir else None)
+    debtor_ids = debtor_ids_of(tables)
+    held = tracking.alias_version(tracking.setup(), model_name, "champion")
+    if held is not None:
+        check_champion_book(dict(held.tags or {}), book=book, named=book_named,
+                            debtor_ids=debtor_ids, allow=allow_other_book,
+                            what=f"the champion {model_name} version {held.version}")
     phases = 6
     step = progress or (lambda what, done=None, total=None: None)
     step("building point-in-time snapshots" if snapshot_dir is None else "reading snapshots",
@@ -394,6 +415,9 @@ def train(
                                      signature=infer_signature(example, out))
         alias = "champion" if promote else "challenger"
         client.set_registered_model_alias(model_name, alias, version)
+        for key, value in book_tags(tables, book, debtor_ids).items():
+            client.set_model_version_tag(model_name, version, key, value)
+            mlflow.set_tag(key, value)
         for key in tracking.METRIC_TAGS:
             client.set_model_version_tag(model_name, version, key, f"{scores[key]:.6f}")
         for key in tracking.VALUE_TAGS:  # both policies' value on the holdout's decisions

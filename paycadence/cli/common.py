@@ -65,6 +65,31 @@ NoPaymentsOkOpt = Annotated[bool, typer.Option(
     "reads as unpaid).")]
 
 
+BookOpt = Annotated[str | None, typer.Option(
+    "--book", help="The book (company) this is: its own registered model, '<model>.<book>', "
+    "and a champion of another book is refused (default: PAYCADENCE_BOOK, else derived from "
+    "the data; docs/operations.md, 'Books').")]
+
+
+AllowOtherBookOpt = Annotated[bool, typer.Option(
+    "--allow-other-book", help="Use (or replace) a champion trained on another book, on "
+    "purpose.")]
+
+
+def book_choice(data, given: str | None, allow_other: bool = False):
+    """The command's :class:`paycadence.books.BookChoice` and the registered model it uses:
+    ``--book`` (or ``PAYCADENCE_BOOK``) names the book and its own model; otherwise the book
+    is derived from ``data`` and the model is ``PAYCADENCE_MODEL_NAME``'s."""
+    from paycadence.books import BookChoice, registered_name
+    from paycadence.config import get_settings
+
+    settings = get_settings()
+    given = given or settings.book
+    local = data if data is None or "://" not in str(data) else None
+    return (BookChoice.of(local, given, allow_other),
+            registered_name(settings.model_name, given))
+
+
 def input_guard(params: Path | None = None, *, strict: bool = False,
                 accept_quarantine: bool = False, no_payments_ok: bool = False):
     """The :class:`paycadence.data.checks.InputGuard` of a command's flags, with the

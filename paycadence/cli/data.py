@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from paycadence.books import valid_book
 from paycadence.cli.common import (
     AcceptQuarantineOpt,
     EngineName,
@@ -81,6 +82,9 @@ def ingest(
     params: ParamsOpt = None,
     strict: StrictOpt = False,
     accept_quarantine: AcceptQuarantineOpt = False,
+    book: Annotated[str | None, typer.Option(
+        "--book", help="The book (company) these tables are, recorded in summary.json "
+        "(default: the input folder's name).")] = None,
     quiet: Quiet = False,
 ):
     """Validate a data directory into clean tables, a quarantine file and a summary.
@@ -95,7 +99,7 @@ def ingest(
     def go():
         with Progress(quiet, "ingest") as step:
             result = run(data, out, mapping=load_mapping(mapping) if mapping else None,
-                         progress=step)
+                         progress=step, book=valid_book(book) if book else None)
         if not quiet:
             console.print(make_table("ingest", ["table", "read", "kept", "quarantined",
                                                 "reasons"], summary_rows(result)))

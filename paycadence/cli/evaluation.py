@@ -11,6 +11,8 @@ import typer
 
 from paycadence.cli.common import (
     AcceptQuarantineOpt,
+    AllowOtherBookOpt,
+    BookOpt,
     NoPaymentsOkOpt,
     NoStatus,
     ParamsOpt,
@@ -21,6 +23,7 @@ from paycadence.cli.common import (
     WorldOpt,
     WorldSeedOpt,
     app,
+    book_choice,
     console,
     input_guard,
     make_table,
@@ -39,6 +42,8 @@ def evaluate(
     strict: StrictOpt = False,
     accept_quarantine: AcceptQuarantineOpt = False,
     no_payments_ok: NoPaymentsOkOpt = False,
+    book: BookOpt = None,
+    allow_other_book: AllowOtherBookOpt = False,
     quiet: Quiet = False,
 ):
     """Estimate off-policy what the current policy would have earned on the logged decisions."""
@@ -54,7 +59,11 @@ def evaluate(
         input_guard(params, strict=strict, accept_quarantine=accept_quarantine,
                     no_payments_ok=no_payments_ok).check_tables(checked.counts)
         s = get_settings()
-        engine = Engine.load(pol, model_name=s.model_name, alias=s.model_alias)
+        choice, model_name = book_choice(data, book, allow_other_book)
+        engine = Engine.load(pol, model_name=model_name, alias=s.model_alias)
+        if engine.models is not None:
+            choice.check(engine.tags, checked.tables.debtors["debtor_id"].to_list(),
+                         what=engine.named(model_name))
         with console.status(f"asking {engine.version} about {decisions.height:,} logged "
                             "decisions") if not quiet else NoStatus():
             r = evaluate_policy(checked.tables, decisions, pol, engine.models)

@@ -11,6 +11,8 @@ import typer
 
 from paycadence.cli.common import (
     AcceptQuarantineOpt,
+    AllowOtherBookOpt,
+    BookOpt,
     MapOpt,
     NoPaymentsOkOpt,
     ParamsOpt,
@@ -20,6 +22,7 @@ from paycadence.cli.common import (
     StrictOpt,
     app,
     as_date,
+    book_choice,
     console,
     input_guard,
     make_table,
@@ -50,6 +53,8 @@ def train(
     strict: StrictOpt = False,
     accept_quarantine: AcceptQuarantineOpt = False,
     no_payments_ok: NoPaymentsOkOpt = False,
+    book: BookOpt = None,
+    allow_other_book: AllowOtherBookOpt = False,
     quiet: Quiet = False,
 ):
     """Ingest, build features, train and evaluate the forecasts; register them in MLflow.
@@ -95,8 +100,11 @@ def train(
                 tables = checked.tables
                 if feedback:
                     tables = _with_feedback(tables)
+            choice, model_name = book_choice(data, book, allow_other_book)
             result = run_train(tables, params=cfg, as_of=day, data_dir=str(data), policy=pol,
-                               snapshot_dir=snapshot_dir, progress=step)
+                               snapshot_dir=snapshot_dir, progress=step, model_name=model_name,
+                               book=choice.name, book_named=choice.named,
+                               allow_other_book=allow_other_book)
         m = result.metrics
         if plots_out is not None and result.reliability is not None:
             plots_out.parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +158,8 @@ def train(
         if not quiet:
             console.print(f"p_late calibration: {result.models.calibrator.method} (lowest "
                           "log-loss on the latest training days)", highlight=False)
-        console.print(f"registered paycadence-risk version {result.version} as "
+        console.print(f"registered {model_name} version {result.version} (book "
+                      f"'{choice.name}') as "
                       f"[bold]{result.alias}[/bold]: {result.reason}", highlight=False)
         if not quiet:
             console.print(f"MLflow run {result.run_id} in {redact(tracking_uri())}",
@@ -182,7 +191,11 @@ def _with_feedback(tables):
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         return tables
     merged, added = merge_feedback(tables, url)
+    left_out = added.pop("left_out", 0)
     if any(added.values()):
         console.print("learning also from /feedback rows: " + ", ".join(
-            f"{n} {name}" for name, n in added.items() if n), highlight=False)
+            f"{n:,} {name}" for name, n in added.items() if n), highlight=False)
+    if left_out:
+        console.print(f"left out {left_out:,} /feedback rows of debtors not in this book",
+                      highlight=False)
     return merged

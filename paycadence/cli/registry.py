@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 
 from paycadence.cli.common import (
+    BookOpt,
     app,
+    book_choice,
     console,
     make_table,
     run_command,
@@ -20,18 +22,18 @@ from paycadence.redact import redact
 
 
 @app.command()
-def models():
-    """List the registered model versions, their aliases, holdout metrics and policy values.
+def models(book: BookOpt = None):
+    """List the registered model versions, their aliases, holdout metrics and policy values,
+    and for each the book and the data it learnt from (fingerprint, days, rows).
 
     With a decision log at training, a version shows its policy's doubly robust value per
     decision on the holdout's logged decisions (95% interval) and the champion's on the same
     decisions: the value rule of the promotion gate (docs/models.md).
     """
-    from paycadence.config import get_settings
     from paycadence.training import tracking
 
     def go():
-        name = get_settings().model_name
+        _, name = book_choice(None, book)
         versions = tracking.list_versions(name)
         if not versions:
             console.print(f"no registered versions of {name} in "
@@ -59,7 +61,8 @@ def models():
              "unpaid AUC", "DR value (95%)", "decisions", "champion's DR, same decisions", "why"],
             rows, whole=("DR value (95%)", "champion's DR, same decisions")))
         for v in versions:  # the table cuts the reason to its verdict: here it is whole
-            console.print(f"v{v['version']}: {redact(v['promotion'])}", highlight=False,
+            console.print(f"v{v['version']}: {_lineage(v['data'])}; "
+                          f"{redact(v['promotion']) or 'no reason recorded'}", highlight=False,
                           soft_wrap=True)
         if any(v["value"] for v in versions):
             console.print("DR value: the policy's doubly robust value per decision on the "
@@ -68,6 +71,25 @@ def models():
                           "interval of the difference; champion's: the champion it was "
                           "compared with (vN), on the same decisions", highlight=False)
     run_command(go)
+
+
+def _lineage(data: dict[str, str]) -> str:
+    """A version's book and data in words: "book sim, data 2024-01-01 … 2025-12-30, 80
+    debtors, 1,842 invoices, …, fingerprint 3f2a…" (what older versions did not record is
+    said to be unknown)."""
+    if not data:
+        return "book and data not recorded (trained before 2026-12-07)"
+    parts = [f"book {data.get('book', 'not named')}"]
+    if data.get("data_first_day"):
+        parts.append(f"data {data['data_first_day']} … {data.get('data_last_day', '?')}")
+    try:
+        rows = json.loads(data.get("data_rows") or "{}")
+    except ValueError:
+        rows = {}
+    parts += [f"{n:,} {name}" for name, n in rows.items()]
+    if data.get("data_fingerprint"):
+        parts.append(f"fingerprint {data['data_fingerprint']}")
+    return ", ".join(parts)
 
 
 def _gist(why: str, width: int = 60) -> str:
@@ -148,6 +170,7 @@ def _await_service(url: str, version: str, seconds: float) -> str:
 def promote(
     version: Annotated[str, typer.Argument(help="Model version to promote.")],
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
+    book: BookOpt = None,
     service: Annotated[str | None, typer.Option(
         "--service", help="A running service's URL (http://127.0.0.1:8000): wait until its "
         "/health says it serves the new version, or fail saying what it serves.")] = None,
@@ -164,7 +187,7 @@ def promote(
 
     def go():
         settings = get_settings()
-        name = settings.model_name
+        _, name = book_choice(None, book)
         was = tracking.promote(name, version, alias)
         console.print(f"{name}@{alias} → version {version} (was {was or 'unset'})",
                       highlight=False)

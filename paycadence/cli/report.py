@@ -9,6 +9,8 @@ import typer
 
 from paycadence.cli.common import (
     AcceptQuarantineOpt,
+    AllowOtherBookOpt,
+    BookOpt,
     MapOpt,
     NoPaymentsOkOpt,
     NoStatus,
@@ -18,6 +20,7 @@ from paycadence.cli.common import (
     StrictOpt,
     app,
     as_date,
+    book_choice,
     console,
     input_guard,
     run_command,
@@ -37,6 +40,8 @@ def report(
     strict: StrictOpt = False,
     accept_quarantine: AcceptQuarantineOpt = False,
     no_payments_ok: NoPaymentsOkOpt = False,
+    book: BookOpt = None,
+    allow_other_book: AllowOtherBookOpt = False,
     quiet: Quiet = False,
 ):
     """Write the manager's receivables report: one self-contained HTML file (works offline).
@@ -56,16 +61,18 @@ def report(
         day = as_date(as_of, "--as-of")
         check_report_path(out)
         s = get_settings()
+        choice, model_name = book_choice(data, book, allow_other_book)
         with console.status("building the report", spinner="dots") if not quiet else \
                 NoStatus() as status:
             result = build_report(data, as_of=day, out=out, policy=pol,
-                                  params=load_params(params), model_name=s.model_name,
+                                  params=load_params(params), model_name=model_name,
                                   alias=s.model_alias,
                                   mapping=load_mapping(mapping) if mapping else None,
                                   progress=status.update if status else None,
                                   guard=input_guard(params, strict=strict,
                                                     accept_quarantine=accept_quarantine,
-                                                    no_payments_ok=no_payments_ok))
+                                                    no_payments_ok=no_payments_ok),
+                                  book=choice)
         if result.quarantined and not quiet:
             console.print(f"{result.quarantined:,} input rows quarantined (reasons in "
                           f"{result.data.quarantine_dir / 'quarantine.csv'})", highlight=False)

@@ -12,8 +12,11 @@ from typing import Annotated
 
 import typer
 
+from paycadence.books import valid_book
 from paycadence.cli.common import (
     AcceptQuarantineOpt,
+    AllowOtherBookOpt,
+    BookOpt,
     EngineName,
     MapOpt,
     MasterOpt,
@@ -26,6 +29,7 @@ from paycadence.cli.common import (
     StrictOpt,
     app,
     as_date,
+    book_choice,
     console,
     input_guard,
     make_table,
@@ -52,6 +56,8 @@ def recommend(
     strict: StrictOpt = False,
     accept_quarantine: AcceptQuarantineOpt = False,
     no_payments_ok: NoPaymentsOkOpt = False,
+    book: BookOpt = None,
+    allow_other_book: AllowOtherBookOpt = False,
     quiet: Quiet = False,
 ):
     """Write the next action for every debtor with an open invoice (no server needed).
@@ -77,19 +83,20 @@ def recommend(
         s = get_settings()
         guard = input_guard(params, strict=strict, accept_quarantine=accept_quarantine,
                             no_payments_ok=no_payments_ok)
+        choice, model_name = book_choice(data, book, allow_other_book)
         if engine is EngineName.spark:
             from paycadence.serving.spark_batch import recommend_spark
 
             result = recommend_spark(data, as_of=day, out=out, policy=pol,
-                                     model_name=s.model_name, alias=s.model_alias,
+                                     model_name=model_name, alias=s.model_alias,
                                      master=master, buckets=partitions, guard=guard)
             top, count = result.top, result.count
             where = f"{result.out} (Spark output: {result.parts}, {result.buckets} buckets)"
         else:
             result = recommend_batch(data, as_of=day, out=out, policy=pol,
-                                     model_name=s.model_name, alias=s.model_alias,
+                                     model_name=model_name, alias=s.model_alias,
                                      mapping=load_mapping(mapping) if mapping else None,
-                                     guard=guard)
+                                     guard=guard, book=choice)
             top, count, where = result.recommendations, len(result.recommendations), result.out
         if not quiet:
             _print_recommendations(top, f"recommendations as of {day}")
@@ -111,8 +118,13 @@ def serve(
                                               "(the output of ingest).")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes (each loads "
                                          "the models).")] = 1,
+    book: BookOpt = None,
+    allow_other_book: AllowOtherBookOpt = False,
 ):
     """Start the HTTP API on the registered champion models (JSON logs on stderr).
+
+    With --book it serves that book's own registered model; with --data it refuses to start on
+    a champion trained on another book (--allow-other-book to do it on purpose).
 
     SIGTERM (or Ctrl-C) stops accepting connections, lets the requests in flight finish, and
     exits 0 (docs/operations.md).
@@ -132,8 +144,12 @@ def serve(
             os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
         from paycadence.config import get_settings
 
+        if book:
+            os.environ["PAYCADENCE_BOOK"] = valid_book(book)
         get_settings.cache_clear()
         settings = get_settings()
+        if data is not None:
+            _check_served_book(data, settings, allow_other_book)
         if not _is_loopback(host) and not (settings.api_token or "").strip():
             raise PaycadenceError(f"--host {host} is not a loopback address: set "
                                   "PAYCADENCE_API_TOKEN to require a bearer token first")
@@ -159,6 +175,33 @@ def serve(
             if metrics_dir is not None:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
     run_command(go)
+
+
+def _check_served_book(data: Path, settings, allow: bool) -> None:
+    """Refuse to serve the stored debtors of ``data`` with a champion of another book (a
+    registry that cannot be reached is left to the service, which then degrades)."""
+    import polars as pl
+
+    from paycadence.books import BookChoice, registered_name
+    from paycadence.errors import RegistryUnavailableError
+    from paycadence.training import tracking
+
+    choice = BookChoice.of(data, settings.book, allow)
+    name = registered_name(settings.model_name, settings.book)
+    try:
+        held = tracking.alias_version(tracking.setup(), name, settings.model_alias)
+    except RegistryUnavailableError:
+        return
+    if held is None:
+        return
+    table = next((data / f"debtors{x}" for x in (".parquet", ".csv")
+                  if (data / f"debtors{x}").is_file()), None)
+    if table is None:
+        return
+    ids = (pl.read_parquet(table, columns=["debtor_id"]) if table.suffix == ".parquet"
+           else pl.read_csv(table, columns=["debtor_id"], infer_schema=False))["debtor_id"]
+    choice.check(dict(held.tags or {}), ids.to_list(),
+                 what=f"the champion {name} version {held.version}")
 
 
 def _exit_after_shutdown(signum, frame):

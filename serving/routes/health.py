@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from paycadence.books import BOOK_TAG
 from paycadence.redact import redact
 from paycadence.serving.answers import Health
 from paycadence.serving.deps import EngineDep, token_matches
@@ -46,4 +47,5 @@ def get_health(engine: EngineDep, request: Request) -> dict:
         detail = REASONS.get(code, code.replace("_", " "))
     return {"status": "degraded" if engine.degraded else "ok",
             "models_loaded": engine.models is not None, "model_version": engine.version,
-            "reason": code, "detail": detail, "stored_days_ready": engine.ready_days()}
+            "reason": code, "detail": detail, "stored_days_ready": engine.ready_days(),
+            "book": engine.tags.get(BOOK_TAG) if engine.models is not None else None}

@@ -12,10 +12,11 @@ import polars as pl
 import pytest
 
 
-def test_health_says_models_are_loaded(server, trained):
+def test_health_says_models_are_loaded(server, trained, sim_dir):
     body = httpx.get(f"{server.url}/health").json()
     assert body["status"] == "ok" and body["models_loaded"] is True
     assert body["model_version"] == f"risk:{trained.version}"
+    assert body["book"] == sim_dir.name  # trained on that folder: its derived book
 
 
 def test_health_lists_the_days_the_stored_book_is_ready_for(server, tables, until):
