@@ -233,9 +233,11 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
     An action's worth is the policy's own figure, the recommendation's ``value_vs_wait``
     (:mod:`paycadence.models.policy.decision`): the money the value model learnt from the
     book's log expects it to add against waiting, minus its cost (``basis``: ``learnt
-    value``). Where nothing learnt valued it (the rule-based fallback, a book without a log)
-    the gain is the whole amount it names at stake (``basis``: ``at stake``), and a
-    hand-over's cost adds the agency's fee on that amount.
+    value``) — the same number the API, the CSV and the reason text give. Where nothing learnt
+    valued it (the rule-based fallback, a book without a log) it has no worth (``value``
+    None, ``basis``: ``not valued``): the amount it names is shown as ``at_stake`` (and a
+    hand-over's agency fee on it as part of ``cost``), and such contacts come after the valued
+    ones, the largest amount at stake first.
     """
     acting = [r for r in recs if r["action"] != "wait"]
     if not acting:
@@ -253,14 +255,14 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
         action = rec["action"]
         named = [i for i in named if i in inv]
         cost = policy.costs.of(action)
+        at_stake = sum(inv[i]["open_amount"] for i in named)
         if rec.get("value_vs_wait") is not None:
             value, basis = float(rec["value_vs_wait"]), "learnt value"
             gain = value + cost
         else:
-            gain, basis = sum(inv[i]["open_amount"] for i in named), "at stake"
+            value, gain, basis = None, None, "not valued"
             if action == "collection":
-                cost += policy.collection_fee_rate * gain
-            value = gain - cost
+                cost += policy.collection_fee_rate * at_stake
         segment, country = meta.get(rec["debtor_id"], (None, None))
         open_total = sum(i["open_amount"] for i in rec["invoices"])
         overdue = [by_invoice[i]["days_past_due"] for i in inv if i in by_invoice]
@@ -271,12 +273,14 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
             "named_amount": sum(inv[i]["open_amount"] for i in named if i in inv),
             "max_days_past_due": max(overdue) if overdue else None,
             "p_late": rec["risk"]["p_late"], "p_unpaid_90d": rec["risk"]["p_unpaid_90d"],
-            "gain": gain, "cost": cost, "value": value, "basis": basis,
+            "gain": gain, "cost": cost, "value": value, "basis": basis, "at_stake": at_stake,
             "reasons": reasons(rec),
             "why": rec["reason"], "next_review_on": rec["next_review_on"],
             "explored": rec["explored"],
         })
-    out.sort(key=lambda w: (-w["value"], -w["open_amount"], w["debtor_id"]))
+    out.sort(key=lambda w: (w["value"] is None, -(w["value"] if w["value"] is not None
+                                                  else w["at_stake"]), -w["open_amount"],
+                            w["debtor_id"]))
     return out
 
 

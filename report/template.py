@@ -214,12 +214,12 @@ reference): run <code>paycadence train</code> to learn the models.</div>
 <section id="worklist">
   <h2>Today's worklist</h2>
   <p class="lead">Every debtor the policy contacts today, the most valuable contact first.
-  <b>Worth</b> = expected gain − cost: the learnt extra chance of being paid within the
-  response window times what the money arriving now is worth (the share that might never
-  come plus the cost of capital over the wait), minus the action's cost. <i>At stake</i> marks
-  a contact without a learnt response (hand-overs, or no model): its gain is the whole worth
-  at stake. Reasons are the model's top factors behind the risk of late payment; the points
-  are how much each one moves it.</p>
+  <b>Worth</b> = what the contact is expected to bring in against waiting, learnt from this
+  book's log, minus its cost: the same figure as the recommendation's <code>value_vs_wait</code>
+  in the API and the CSV, and as "is worth … against" in its reason. A contact nothing learnt
+  valued (no model, or a book without a log) is <i>not valued</i>: the amount it names is shown
+  as at stake, and such contacts come after the valued ones. Reasons are the model's top
+  factors behind the risk of late payment; the points are how much each one moves it.</p>
   {% if d.worklist %}<div class="scroll"><table><thead><tr><th>#</th><th>debtor</th>
   <th>action</th><th class="n">open</th><th class="n">days<br>past due</th>
   <th class="n">risk: late /<br>unpaid 90d</th><th class="n">worth</th>
@@ -237,9 +237,10 @@ reference): run <code>paycadence train</code> to learn the models.</div>
     <td class="n">{{ '%.0f'|format(w.max_days_past_due) if w.max_days_past_due is not none
       else 'n/a' }}</td>
     <td class="n">{{ w.p_late|pct }} / {{ w.p_unpaid_90d|pct }}</td>
-    <td class="n"><span class="worth">{{ w.value|money(2) }}</span><br><span class="tag">
-      {{ w.gain|money(2) }} − {{ w.cost|money(2) }}
-      {%- if w.basis == 'at stake' %} · at stake{% endif %}</span></td>
+    <td class="n">{% if w.value is not none %}<span class="worth">{{ w.value|money(2) }}</span>
+      <br><span class="tag">{{ w.gain|money(2) }} − {{ w.cost|money(2) }}</span>
+      {%- else %}<span class="tag">not valued<br>{{ w.at_stake|money(2) }} at stake</span>
+      {%- endif %}</td>
     <td><ul class="why">{% for r in w.reasons %}<li>{% if r.points is not none %}<span
       class="eff {{ r.effect or '' }}">{{ '▲' if r.points > 0 else '▼' }}
       {{ r.points|points }} pts</span>{% elif r.effect %}<span class="eff {{ r.effect }}">

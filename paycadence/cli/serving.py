@@ -244,15 +244,22 @@ def demo(
 
 
 def _print_recommendations(recs: list[dict], title: str, limit: int = 12) -> None:
-    acting = sorted((r for r in recs if r["action"] != "wait"),
-                    key=lambda r: -r["risk"]["p_late"] * sum(i["open_amount"]
-                                                             for i in r["invoices"]))
+    """The day's contacts, the most worth first (``value_vs_wait``, as the report ranks
+    them), then those nothing learnt valued, the most open at risk first."""
+    def rank(r: dict) -> tuple:
+        worth = r.get("value_vs_wait")
+        at_risk = r["risk"]["p_late"] * sum(i["open_amount"] for i in r["invoices"])
+        return (worth is None, -(worth if worth is not None else at_risk))
+
+    acting = sorted((r for r in recs if r["action"] != "wait"), key=rank)
     rows = [(r["debtor_id"], r["action"], len(r["invoice_ids"]),
              f"{sum(i['open_amount'] for i in r['invoices']):,.2f}",
-             f"{r['risk']['p_late']:.2f}", r["next_review_on"], r["reason"],
+             f"{r['risk']['p_late']:.2f}",
+             "-" if r.get("value_vs_wait") is None else f"{r['value_vs_wait']:,.2f}",
+             r["next_review_on"], r["reason"],
              "; ".join(e["text"] for e in r["explanation"][:2])) for r in acting[:limit]]
     console.print(make_table(title, ["debtor", "action", "invoices", "open", "p_late",
-                                 "next review", "why", "top factors"], rows))
+                                     "worth", "next review", "why", "top factors"], rows))
 
 
 def _is_loopback(host: str) -> bool:
