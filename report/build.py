@@ -23,6 +23,8 @@ import polars as pl
 
 from paycadence.books import BookChoice
 from paycadence.config import Params, Policy
+from paycadence.currencies import ISO_4217
+from paycadence.data import Tables
 from paycadence.data.checks import InputGuard
 from paycadence.data.ingest import IngestResult, ingest
 from paycadence.data.mapping import Mapping
@@ -92,6 +94,8 @@ class ReportData:
     backtest: BacktestRun | None
     #: the book reported on (paycadence.books), shown in the title
     book: str | None = None
+    #: how the amounts came to be in one currency (converted, or the others left out)
+    currency_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,8 @@ def build_report(
     progress: Callable[[str], None] | None = None,
     guard: InputGuard | None = None,
     book: BookChoice | None = None,
+    rates: dict[str, float] | None = None,
+    currency_code: str | None = None,
 ) -> ReportResult:
     """Build the report on ``as_of`` for the tables in ``data_dir`` and write it to ``out``.
 
@@ -147,6 +153,9 @@ def build_report(
     book
         The report's book: a champion trained on another is refused (paycadence.books); the
         report names the book.
+    rates, currency_code
+        One reporting currency (:func:`one_currency`): amounts converted with ``rates``, or,
+        without, only the invoices in ``currency_code`` (default: the most frequent).
 
     Raises
     ------
@@ -164,7 +173,9 @@ def build_report(
     if guard is not None:
         guard.check_tables(checked.counts)
         guard.check_day(as_of, checked.span)
-    tables = cut_tables(checked.tables, as_of)
+    whole, shown_in, currency_note = one_currency(checked.tables, rates=rates,
+                                                  currency=currency_code)
+    tables = cut_tables(whole, as_of)
     if tables.invoices.height == 0:
         first = checked.tables.invoices["issue_date"].min()
         raise InputError(f"{data_dir}: no invoice issued on or before {as_of} (the first is "
@@ -199,7 +210,7 @@ def build_report(
     ope = off_policy(data_dir, tables, as_of=as_of, policy=policy, models=engine.models)
     backtest = latest_backtest()
     data = ReportData(
-        as_of=as_of, data_dir=str(data_dir), currency=currency(tables),
+        as_of=as_of, data_dir=str(data_dir), currency=shown_in, currency_note=currency_note,
         model_version=engine.version, model_detail=redact(engine.detail), ingest=checked,
         book=book.name if book is not None else None,
         quarantine_dir=quarantine_dir, kpis=data_kpis, unpaid_90d=unpaid, trend=trend,
@@ -215,12 +226,94 @@ def build_report(
                         quarantined, data)
 
 
-def currency(tables) -> str:
-    """The tables' currency (the most frequent one; ``A/B`` when invoices mix several)."""
-    counts = tables.invoices.group_by("currency").len().sort(["len", "currency"],
-                                                             descending=[True, False])
-    codes = [c or "EUR" for c in counts["currency"].to_list()]
-    return "/".join(dict.fromkeys(codes)) if codes else "EUR"
+def read_rates(path: str | Path) -> dict[str, float]:
+    """A rates file: CSV ``currency,rate``, each rate the value of one unit of that currency in
+    the reporting currency (``GBP,1.17`` to report in EUR).
+
+    Raises
+    ------
+    InputError
+        An unreadable file, a missing column, a code that is not ISO 4217, a rate that is not
+        a positive number, a currency listed twice.
+    """
+    path = Path(path)
+    try:
+        frame = pl.read_csv(path, infer_schema=False)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"{path}: cannot be read as CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in ("currency", "rate") if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: column '{missing[0]}' is missing (write: currency,rate)")
+    rates: dict[str, float] = {}
+    for line, (code, rate) in enumerate(zip(frame["currency"], frame["rate"], strict=True), 2):
+        code = (code or "").strip().upper()
+        if code not in ISO_4217:
+            raise InputError(f"{path}: line {line}: '{code}' is not an ISO 4217 currency")
+        try:
+            value = float(rate)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            raise InputError(f"{path}: line {line}: rate '{rate}' is not a positive number")
+        if code in rates:
+            raise InputError(f"{path}: line {line}: {code} is listed twice")
+        rates[code] = value
+    return rates
+
+
+def one_currency(tables: Tables, *, rates: dict[str, float] | None = None,
+                 currency: str | None = None) -> tuple[Tables, str, str]:
+    """The tables in one currency, which the report is in; amounts are never summed across
+    currencies unconverted.
+
+    With ``rates`` every invoice and its payments are converted into ``currency`` (default:
+    the currency with the most invoices; its own rate is 1). Without, a book in several
+    currencies is reported in ``currency`` (default: the one with the most invoices) on the
+    invoices in it, and ``note`` says what the others hold.
+
+    Returns
+    -------
+    (tables, currency, note)
+
+    Raises
+    ------
+    InputError
+        A currency of the invoices that ``rates`` has no rate for.
+    """
+    codes = tables.invoices["currency"].fill_null("EUR")
+    counts = codes.value_counts().sort(["count", "currency"], descending=[True, False])
+    present = counts["currency"].to_list() or ["EUR"]
+    target = (currency or present[0]).upper()
+    if rates is not None:
+        rates = {**rates, target: 1.0}
+        lacking = [c for c in present if c not in rates]
+        if lacking:
+            raise InputError(f"the rates file has no rate for {', '.join(lacking)} (the "
+                             f"invoices' currencies: {', '.join(present)})")
+        rate = pl.col("currency").fill_null("EUR").replace_strict(rates, return_dtype=pl.Float64)
+        invoices = tables.invoices.with_columns((pl.col("amount") * rate).alias("amount"),
+                                                pl.lit(target).alias("currency"))
+        by_invoice = tables.invoices.select("invoice_id", rate.alias("_rate"))
+        payments = tables.payments.join(by_invoice, on="invoice_id", how="left").with_columns(
+            (pl.col("amount") * pl.col("_rate").fill_null(1.0)).alias("amount")).drop("_rate")
+        converted = ", ".join(f"{c} at {rates[c]:g}" for c in present if c != target)
+        note = f"converted into {target}: {converted}" if converted else ""
+        return Tables(debtors=tables.debtors, invoices=invoices, payments=payments,
+                      actions=tables.actions, disputes=tables.disputes), target, note
+    if len(present) == 1 and present[0] == target:
+        return tables, target, ""
+    keep = tables.invoices.filter(pl.col("currency").fill_null("EUR") == target)
+    others = tables.invoices.filter(pl.col("currency").fill_null("EUR") != target)
+    left = ", ".join(f"{c}: {n:,} invoices" for c, n in zip(
+        counts["currency"], counts["count"], strict=True) if c != target)
+    note = (f"only the {keep.height:,} invoices in {target} are reported ({left} left out: "
+            "give --rates FILE to convert them, or --currency to report another)")
+    ids = keep["invoice_id"].implode()
+    return Tables(debtors=tables.debtors, invoices=keep,
+                  payments=tables.payments.filter(pl.col("invoice_id").is_in(ids)),
+                  actions=tables.actions.filter(pl.col("invoice_id").is_in(ids)),
+                  disputes=tables.disputes.filter(pl.col("invoice_id").is_in(ids))), target, \
+        note if others.height else ""
 
 
 # --- the collector's worklist -----------------------------------------------------------------
@@ -318,6 +411,7 @@ def changed_debtors(features: pl.DataFrame, recs: list[dict]) -> list[dict]:
     if flagged.height == 0:
         return []
     action = {r["debtor_id"]: r["action"] for r in recs}
+    by_id = {r["debtor_id"]: r for r in recs}
     rows = flagged.group_by("debtor_id", maintain_order=True).first().sort(
         ["debtor_open_amount", "debtor_id"], descending=[True, False])
     out = []
@@ -338,6 +432,11 @@ def changed_debtors(features: pl.DataFrame, recs: list[dict]) -> list[dict]:
             "mean_days_late_last_5": r["mean_days_late_last_5"],
             "signals": signals or [describe("behaviour_change", r)],
             "action": action.get(r["debtor_id"], "wait"),
+            # a wait says why and until when (the recommendation's reason and next review)
+            "why": by_id[r["debtor_id"]]["reason"] if r["debtor_id"] in by_id else
+            "no open invoice to act on today",
+            "until": by_id[r["debtor_id"]]["next_review_on"] if r["debtor_id"] in by_id
+            else None,
         })
     return out
 

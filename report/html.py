@@ -192,5 +192,4 @@ def render(d: ReportData) -> str:
         last_closed=d.as_of - dt.timedelta(days=1),
         unpaid_window_end=d.as_of - dt.timedelta(days=91),
         fallback=d.model_version == "fallback", changed_shown=CHANGED_SHOWN,
-        currencies=d.currency.split("/"),
     )

@@ -87,9 +87,14 @@ code { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-si
   <h1>Receivables report{% if d.book %}: {{ d.book }}{% endif %}</h1>
   <p class="meta">As of <b>{{ d.as_of }}</b>: the book as known that morning (invoices issued
   up to that day, payments up to {{ last_closed }}) · data
-  <code class="path">{{ d.data_dir }}</code> · amounts in {{ currencies|join(' and ') }}
-  {%- if currencies|length > 1 %}, summed unconverted{% endif %}
+  <code class="path">{{ d.data_dir }}</code> · amounts in {{ d.currency }}
+  {%- if d.currency_note %} ({{ d.currency_note }}){% endif %}
   · decisions by {{ d.model_version }}</p>
+  <p class="meta verdict"><b>Can the policy be trusted?</b>
+  {% if ope_verdict %}On the book's logged decisions, today's policy {{ ope_verdict }}
+  ({{ d.currency }}, doubly robust; "Policy vs schedule" below).
+  {%- else %}Not told by this book: {{ d.ope.note }} (it needs logged decisions with
+  propensities, decisions.csv).{% endif %}</p>
 </div></header>
 <nav><div class="wrap">
   <a href="#overview">Overview</a><a href="#dso">DSO &amp; CEI</a>
@@ -204,7 +209,9 @@ reference): run <code>paycadence train</code> to learn the models.</div>
   <td class="n">{{ c.share_late|pct }}</td><td class="n">{{ c.late_last_5_due|pct }}</td>
   <td class="n">{{ c.mean_days_late|days }} → {{ c.mean_days_late_last_5|days }}</td>
   <td>{{ c.signals|join('; ') }}</td>
-  <td><span class="pill {{ c.action }}">{{ labels.get(c.action, c.action) }}</span></td>
+  <td><span class="pill {{ c.action }}">{{ labels.get(c.action, c.action) }}</span>
+  {%- if c.action == 'wait' %}<br><span class="tag">until {{ c.until or 'the next call' }}:
+  {{ c.why }}</span>{% endif %}</td>
   </tr>{% endfor %}</tbody></table></div>
   {% if d.changed|length > changed_shown %}<p class="tag">… and
   {{ d.changed|length - changed_shown }} more with less open.</p>{% endif %}

@@ -25,6 +25,7 @@ from paycadence.cli.common import (
     input_guard,
     run_command,
 )
+from paycadence.errors import PaycadenceError
 
 
 @app.command()
@@ -42,6 +43,12 @@ def report(
     no_payments_ok: NoPaymentsOkOpt = False,
     book: BookOpt = None,
     allow_other_book: AllowOtherBookOpt = False,
+    rates: Annotated[Path | None, typer.Option(
+        "--rates", help="CSV currency,rate: each currency's value in the reporting currency; "
+        "every amount is converted into it.")] = None,
+    currency: Annotated[str | None, typer.Option(
+        "--currency", help="The reporting currency (default: the invoices' most frequent); "
+        "without --rates only its invoices are reported.")] = None,
     quiet: Quiet = False,
 ):
     """Write the manager's receivables report: one self-contained HTML file (works offline).
@@ -55,6 +62,7 @@ def report(
     from paycadence.config import get_settings, load_params, load_policy
     from paycadence.data.mapping import load_mapping
     from paycadence.report import build_report, check_report_path
+    from paycadence.report.build import read_rates
 
     def go():
         pol = load_policy(policy)
@@ -72,7 +80,9 @@ def report(
                                   guard=input_guard(params, strict=strict,
                                                     accept_quarantine=accept_quarantine,
                                                     no_payments_ok=no_payments_ok),
-                                  book=choice)
+                                  book=choice,
+                                  rates=read_rates(rates) if rates else None,
+                                  currency_code=_currency(currency))
         if result.quarantined and not quiet:
             console.print(f"{result.quarantined:,} input rows quarantined (reasons in "
                           f"{result.data.quarantine_dir / 'quarantine.csv'})", highlight=False)
@@ -81,3 +91,14 @@ def report(
                       f"of {result.recommendations:,} with open invoices; decisions by "
                       f"{result.model_version}", highlight=False, soft_wrap=True)
     run_command(go)
+
+
+def _currency(code: str | None) -> str | None:
+    """``--currency``, checked against ISO 4217."""
+    from paycadence.currencies import ISO_4217
+
+    if code is None:
+        return None
+    if code.strip().upper() not in ISO_4217:
+        raise PaycadenceError(f"--currency: '{code}' is not an ISO 4217 currency")
+    return code.strip().upper()

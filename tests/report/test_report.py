@@ -4,6 +4,7 @@ Chromium (no console error, every chart drawn, a screenshot)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import http.server
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 
 from paycadence.cli import app
 from paycadence.config import load_params, load_policy
+from paycadence.errors import InputError
 from paycadence.models import recommend
 from paycadence.report import build_report
 from paycadence.serving.engine import Engine
@@ -79,8 +81,12 @@ def test_report_holds_every_section_offline(built):
 
 
 def test_worklist_is_every_contact_recommend_makes_ranked_by_worth(built, tables, as_of):
+    from paycadence.report.build import one_currency
+
     policy = load_policy()
     engine = Engine.load(policy, model_name=MODEL_NAME, alias="champion")
+    tables = one_currency(tables)[0]  # the report's currency: the simulator also bills in GBP
+    assert built.data.currency == "EUR" and "GBP" in built.data.currency_note
     recs = recommend(tables, as_of=as_of, policy=policy, models=engine.models,
                      model_version=engine.version)
     contacts = {r["debtor_id"]: r for r in recs if r["action"] != "wait"}
@@ -338,3 +344,58 @@ def test_report_renders_in_headless_chromium(served, built, tmp_path, chromium):
         assert shot.stat().st_size > 50_000
         print(f"screenshot of {name}: {shot}")  # noqa: T201 - where to look
         page.close()
+
+
+def test_a_changed_debtor_left_waiting_says_why_and_until_when(built):
+    """Before: 25 debtors flagged 'a sudden change deserves a call', all but 4 shown 'wait'
+    with no reason."""
+    waiting = [c for c in built.data.changed if c["action"] == "wait"]
+    assert waiting, "the simulated company has changed debtors left waiting"
+    for c in built.data.changed:
+        assert c["why"] and (c["until"] is not None or c["action"] != "wait"), c
+    html = built.out.read_text(encoding="utf-8")
+    for c in waiting[:3]:
+        assert f"until {c['until']}" in html
+
+
+def test_the_header_gives_a_verdict_on_the_policy(built):
+    html = built.out.read_text(encoding="utf-8")
+    head = html[html.index("<header>"):html.index("</header>")]
+    assert "Can the policy be trusted?" in head
+    r = built.data.ope.result
+    if r is not None:
+        assert "today's policy" in head and "95% interval" in head
+    else:
+        assert "Not told by this book" in head
+
+
+def test_amounts_are_never_summed_across_currencies(tables, tmp_path):
+    """Before: EUR and GBP summed unconverted."""
+    from paycadence.report.build import one_currency, read_rates
+
+    debtors = tables.debtors["debtor_id"].to_list()[:10]
+    mixed = tables.invoices.with_columns(
+        pl.when(pl.col("debtor_id").is_in(debtors)).then(pl.lit("GBP")).otherwise(
+            pl.col("currency")).alias("currency"))
+    book = dataclasses.replace(tables, invoices=mixed)
+    gbp = mixed.filter(pl.col("currency") == "GBP")
+    kept, code, note = one_currency(book)
+    assert code == "EUR" and kept.invoices["currency"].unique().to_list() == ["EUR"]
+    assert f"{gbp.height:,} invoices" in note and "--rates" in note
+    rates = tmp_path / "rates.csv"
+    rates.write_text("currency,rate\nGBP,1.2\n")
+    converted, code, note = one_currency(book, rates=read_rates(rates))
+    assert code == "EUR" and note == "converted into EUR: GBP at 1.2"
+    assert converted.invoices["amount"].sum() == pytest.approx(
+        mixed["amount"].sum() + 0.2 * gbp["amount"].sum())
+    paid = tables.payments.filter(pl.col("invoice_id").is_in(gbp["invoice_id"].implode()))
+    assert converted.payments["amount"].sum() == pytest.approx(
+        tables.payments["amount"].sum() + 0.2 * paid["amount"].sum())
+    with pytest.raises(InputError, match="no rate for GBP"):
+        one_currency(book, rates={"USD": 0.9})
+    rates.write_text("currency,rate\nEURO,1\n")
+    with pytest.raises(InputError, match="line 2: 'EURO' is not an ISO 4217 currency"):
+        read_rates(rates)
+    rates.write_text("currency,rate\nGBP,-1\n")
+    with pytest.raises(InputError, match="rate '-1' is not a positive number"):
+        read_rates(rates)
