@@ -338,6 +338,7 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
     ids = [r["debtor_id"] for r in acting]
     rows = features.filter(pl.col("debtor_id").is_in(pl.Series(ids, dtype=pl.String).implode()))
     by_invoice = {r["invoice_id"]: r for r in rows.to_dicts()}
+    history = _contacts(tables, ids, as_of)
     meta = dict(zip(tables.debtors["debtor_id"].to_list(),
                     zip(tables.debtors["segment"].to_list(), tables.debtors["country"].to_list(),
                         strict=True), strict=True))
@@ -370,10 +371,37 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
             "reasons": reasons(rec),
             "why": rec["reason"], "next_review_on": rec["next_review_on"],
             "explored": rec["explored"],
+            # what a collector opens the debtor to: its open invoices and its contacts
+            "open_invoices": [{"invoice_id": i["invoice_id"], "open_amount": i["open_amount"],
+                               "days_past_due": by_invoice.get(i["invoice_id"], {}).get(
+                                   "days_past_due"), "p_late": i["p_late"],
+                               "named": i["invoice_id"] in named}
+                              for i in rec["invoices"]],
+            "contacts": history.get(rec["debtor_id"], []),
         })
     out.sort(key=lambda w: (w["value"] is None, -(w["value"] if w["value"] is not None
                                                   else w["at_stake"]), -w["open_amount"],
                             w["debtor_id"]))
+    return out
+
+
+#: Contacts listed per debtor when the worklist opens it (the latest first).
+CONTACTS_SHOWN = 10
+
+
+def _contacts(tables, debtor_ids: list[str], as_of: dt.date) -> dict[str, list[dict]]:
+    """Each debtor's latest contacts known on ``as_of``: day, channel, step, invoice."""
+    inv = tables.invoices.filter(pl.col("debtor_id").is_in(
+        pl.Series(debtor_ids, dtype=pl.String).implode())).select("invoice_id", "debtor_id")
+    acts = tables.actions.filter(pl.col("sent_on") < as_of).join(inv, on="invoice_id")
+    acts = acts.sort(["debtor_id", "sent_on"], descending=[False, True])
+    out: dict[str, list[dict]] = {}
+    for row in acts.select("debtor_id", "sent_on", "channel", "step",
+                           "invoice_id").iter_rows(named=True):
+        listed = out.setdefault(row["debtor_id"], [])
+        if len(listed) < CONTACTS_SHOWN:
+            listed.append({"sent_on": row["sent_on"].isoformat(), "channel": row["channel"],
+                           "step": row["step"], "invoice_id": row["invoice_id"]})
     return out
 
 

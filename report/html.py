@@ -29,6 +29,17 @@ logger = logging.getLogger(__name__)
 
 #: Rows of the worklist shown in the page (the rest are counted).
 WORKLIST_SHOWN = 150
+def worklist_rows(worklist: list[dict]) -> list[dict]:
+    """The whole worklist as the page's CSV download writes it (and its search reads it),
+    in rank order: one flat row per contact."""
+    return [{"rank": k, "debtor": w["debtor_id"], "action": w["action"],
+             "segment": w.get("segment"), "country": w.get("country"),
+             "open": round(w["open_amount"], 2), "days_past_due": w.get("max_days_past_due"),
+             "p_late": w["p_late"], "worth": None if w["value"] is None else round(w["value"], 2),
+             "next_review": w["next_review_on"], "invoice_ids": ";".join(w["invoice_ids"]),
+             "why": w["why"]} for k, w in enumerate(worklist, start=1)]
+
+
 #: Rows of the behaviour-change table shown.
 CHANGED_SHOWN = 25
 CONFIG = {"displayModeBar": False, "responsive": True}
@@ -178,6 +189,9 @@ def render(d: ReportData) -> str:
     return template.render(
         d=d, k=d.kpis, charts=charts, plotlyjs=Markup(get_plotlyjs()),  # noqa: S704
         delta=_delta(d.trend), shown=d.worklist[:WORKLIST_SHOWN],
+        wl_rows=worklist_rows(d.worklist),
+        wl_options={k: sorted({str(w[k]) for w in d.worklist if w.get(k)})
+                    for k in ("action", "segment", "country")},
         hidden=max(len(d.worklist) - WORKLIST_SHOWN, 0),
         labels=ACTION_LABELS, metric_rows=_metric_rows(d), ope_rows=_ope_rows(d),
         ope_verdict=verdict(d.ope.result.gain) if d.ope.result else "",

@@ -55,6 +55,9 @@ td.group { background:#eef2f7 !important; font-weight:600; color:var(--navy);
            text-transform:uppercase; font-size:11.5px; letter-spacing:.05em; }
 td.n, th.n { text-align:right; font-variant-numeric:tabular-nums; white-space:nowrap; }
 .scroll { overflow-x:auto; }
+.wl-tools { display:flex; flex-wrap:wrap; gap:8px; align-items:center; margin:8px 0; }
+.wl-tools input, .wl-tools select, .wl-tools button { font:inherit; padding:4px 6px; }
+table.inner { margin:6px 0; font-size:12px; } details summary.debtor { font-weight:600; }
 .pill { display:inline-block; padding:1px 9px; border-radius:999px; font-size:12px;
         font-weight:600; white-space:nowrap; background:#e5e7eb; color:#374151; }
 .pill.email { background:#dbeafe; color:#1e40af; } .pill.sms { background:#ccfbf1; color:#115e59; }
@@ -227,15 +230,41 @@ reference): run <code>paycadence train</code> to learn the models.</div>
   valued (no model, or a book without a log) is <i>not valued</i>: the amount it names is shown
   as at stake, and such contacts come after the valued ones. Reasons are the model's top
   factors behind the risk of late payment; the points are how much each one moves it.</p>
-  {% if d.worklist %}<div class="scroll"><table><thead><tr><th>#</th><th>debtor</th>
-  <th>action</th><th class="n">open</th><th class="n">days<br>past due</th>
-  <th class="n">risk: late /<br>unpaid 90d</th><th class="n">worth</th>
+  {% if d.worklist %}<div class="wl-tools">
+  <input id="wl-search" type="search" placeholder="search a debtor" aria-label="search a debtor">
+  {% for key, label in (('action', 'action'), ('segment', 'segment'), ('country', 'country')) %}
+  <select id="wl-{{ key }}" aria-label="{{ label }}"><option value="">every {{ label }}</option>
+  {% for v in wl_options[key] %}<option>{{ v }}</option>{% endfor %}</select>{% endfor %}
+  <button type="button" id="wl-csv">Download the worklist (CSV, all {{ d.worklist|length }})
+  </button><span class="tag" id="wl-found"></span></div>
+  <div class="scroll"><table id="worklist-table"><thead><tr><th data-key="rank" data-num>#</th>
+  <th data-key="debtor">debtor</th>
+  <th data-key="action">action</th><th class="n" data-key="open" data-num>open</th>
+  <th class="n" data-key="dpd" data-num>days<br>past due</th>
+  <th class="n" data-key="plate" data-num>risk: late /<br>unpaid 90d</th>
+  <th class="n" data-key="worth" data-num>worth</th>
   <th style="min-width:300px">why</th>
-  <th>next<br>review</th></tr></thead><tbody>
-  {% for w in shown %}<tr>
+  <th data-key="review">next<br>review</th></tr></thead><tbody>
+  {% for w in shown %}<tr data-rank="{{ loop.index }}" data-debtor="{{ w.debtor_id }}"
+    data-action="{{ w.action }}" data-segment="{{ w.segment or '' }}"
+    data-country="{{ w.country or '' }}" data-open="{{ w.open_amount }}"
+    data-dpd="{{ w.max_days_past_due if w.max_days_past_due is not none else '' }}"
+    data-plate="{{ w.p_late }}" data-worth="{{ w.value if w.value is not none else '' }}"
+    data-review="{{ w.next_review_on }}">
     <td class="n">{{ loop.index }}</td>
-    <td><span class="debtor">{{ w.debtor_id }}</span><br><span class="tag">
-      {{- [w.segment, w.country]|select|join(' · ') }}</span></td>
+    <td><details><summary class="debtor">{{ w.debtor_id }}</summary>
+      <table class="inner"><thead><tr><th>open invoice</th><th class="n">open</th>
+      <th class="n">days past due</th><th class="n">p_late</th></tr></thead><tbody>
+      {% for i in w.open_invoices %}<tr><td>{{ i.invoice_id }}{% if i.named %} ●{% endif %}</td>
+      <td class="n">{{ i.open_amount|money(2) }}</td>
+      <td class="n">{{ '%.0f'|format(i.days_past_due) if i.days_past_due is not none
+        else '' }}</td>
+      <td class="n">{{ i.p_late|pct }}</td></tr>{% endfor %}</tbody></table>
+      <p class="tag">● named in today's action. Latest contacts:
+      {% for c in w.contacts %}{{ c.sent_on }} {{ c.channel }}{% if c.step %} (reminder
+      {{ c.step }}){% endif %} on {{ c.invoice_id }}{{ '; ' if not loop.last else '' }}
+      {%- else %}none on record{% endfor %}.</p></details>
+      <span class="tag">{{- [w.segment, w.country]|select|join(' · ') }}</span></td>
     <td><span class="pill {{ w.action }}">{{ labels.get(w.action, w.action) }}</span>
       {% if w.step %}<br><span class="tag">reminder {{ w.step }}</span>{% endif %}
       {% if w.explored %}<br><span class="tag">exploring</span>{% endif %}</td>
@@ -256,8 +285,9 @@ reference): run <code>paycadence train</code> to learn the models.</div>
       <div class="policy-why">{{ w.why }}</div></td>
     <td style="white-space:nowrap">{{ w.next_review_on }}</td></tr>{% endfor %}
   </tbody></table></div>
-  {% if hidden %}<p class="tag">… and {{ hidden }} more contacts of lower worth
-  (<code>paycadence recommend</code> writes them all).</p>{% endif %}
+  <script type="application/json" id="wl-data">{{ wl_rows|tojson }}</script>
+  {% if hidden %}<p class="tag">… and {{ hidden }} more contacts of lower worth: the search
+  finds them, and the CSV (and <code>paycadence recommend</code>) holds them all.</p>{% endif %}
   {% else %}<p>No contact today: every debtor with an open invoice is best left waiting.</p>
   {% endif %}
 </section>
@@ -389,6 +419,61 @@ reference): run <code>paycadence train</code> to learn the models.</div>
 </section>
 </main>
 <script>
+// the worklist: search, filters, sorting by a column, the whole list as CSV
+(function () {
+  var table = document.getElementById("worklist-table");
+  if (!table) { return; }
+  var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+  var all = JSON.parse(document.getElementById("wl-data").textContent);
+  var q = function (id) { return document.getElementById(id); };
+  function apply() {
+    var text = q("wl-search").value.trim().toLowerCase(), shown = 0;
+    var want = {action: q("wl-action").value, segment: q("wl-segment").value,
+                country: q("wl-country").value};
+    rows.forEach(function (r) {
+      var ok = (!text || r.dataset.debtor.toLowerCase().indexOf(text) >= 0) &&
+        Object.keys(want).every(function (k) { return !want[k] || r.dataset[k] === want[k]; });
+      r.style.display = ok ? "" : "none"; shown += ok ? 1 : 0;
+    });
+    var extra = "";
+    if (text) {
+      var hits = all.filter(function (w) {
+        return w.debtor.toLowerCase().indexOf(text) >= 0 && w.rank > rows.length; });
+      extra = hits.slice(0, 5).map(function (w) {
+        return w.debtor + ": #" + w.rank + ", " + w.action + (w.worth === null ? "" :
+          ", worth " + w.worth.toFixed(2)); }).join("; ");
+    }
+    q("wl-found").textContent = shown + " shown" +
+      (extra ? "; further down the list: " + extra : "");
+  }
+  ["wl-search", "wl-action", "wl-segment", "wl-country"].forEach(function (id) {
+    q(id).addEventListener("input", apply); });
+  Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
+    if (!th.dataset.key) { return; }
+    th.style.cursor = "pointer"; th.title = "sort";
+    th.addEventListener("click", function () {
+      var key = th.dataset.key, num = th.hasAttribute("data-num");
+      var up = th.dataset.dir !== "up"; th.dataset.dir = up ? "up" : "down";
+      rows.sort(function (a, b) {
+        var x = a.dataset[key], y = b.dataset[key];
+        if (num) { x = x === "" ? -Infinity : +x; y = y === "" ? -Infinity : +y; }
+        return (x > y ? 1 : x < y ? -1 : 0) * (up ? 1 : -1);
+      });
+      rows.forEach(function (r) { table.tBodies[0].appendChild(r); });
+    });
+  });
+  q("wl-csv").addEventListener("click", function () {
+    var cols = ["rank", "debtor", "action", "segment", "country", "open", "days_past_due",
+                "p_late", "worth", "next_review", "invoice_ids", "why"];
+    var cell = function (v) { v = v === null || v === undefined ? "" : String(v);
+      return /[",\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; };
+    var lines = [cols.join(",")].concat(all.map(function (w) {
+      return cols.map(function (c) { return cell(w[c]); }).join(","); }));
+    var link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], {type: "text/csv"}));
+    link.download = "worklist-{{ d.as_of }}.csv"; link.click();
+  });
+})();
 // charts are drawn while the page is read: fit each one to its final box once it is laid out
 window.addEventListener("load", function () {
   document.querySelectorAll(".js-plotly-plot").forEach(function (p) { Plotly.Plots.resize(p); });

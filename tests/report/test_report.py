@@ -399,3 +399,39 @@ def test_amounts_are_never_summed_across_currencies(tables, tmp_path):
     rates.write_text("currency,rate\nGBP,-1\n")
     with pytest.raises(InputError, match="rate '-1' is not a positive number"):
         read_rates(rates)
+
+
+def test_the_worklist_filters_sorts_opens_and_downloads_in_a_browser(served, built, chromium):
+    """A credit manager at 1024 px: search a debtor, filter an action, sort by worth, open a
+    debtor to its invoices and contacts, download the whole list as CSV."""
+    work = built.data.worklist
+    assert work
+    page = chromium.new_page()
+    page.set_viewport_size({"width": 1024, "height": 800})
+    page.goto(f"{served}/report.html", wait_until="load")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1024  # no sideways scroll
+    rows = "#worklist-table > tbody > tr"
+    visible = f"{rows}:visible"
+    target = work[-1]["debtor_id"] if len(work) <= 150 else work[0]["debtor_id"]
+    page.fill("#wl-search", target)
+    assert page.locator(visible).count() == 1
+    page.fill("#wl-search", "")
+    action = work[0]["action"]
+    page.select_option("#wl-action", action)
+    shown = page.locator(visible).count()
+    assert shown == sum(w["action"] == action for w in work[:150])
+    page.select_option("#wl-action", "")
+    page.click("#worklist-table th[data-key=worth]")
+    page.click("#worklist-table th[data-key=worth]")  # descending
+    first = page.locator(f"{rows} >> nth=0").get_attribute("data-debtor")
+    valued = [w for w in work[:150] if w["value"] is not None]
+    if valued:
+        assert first == max(valued, key=lambda w: w["value"])["debtor_id"]
+    page.locator(f"{rows} >> nth=0 >> summary").click()
+    opened = page.locator(f"{rows} >> nth=0 >> details").inner_text()
+    assert "open invoice" in opened.lower() and "Latest contacts" in opened
+    with page.expect_download() as download:
+        page.click("#wl-csv")
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("rank,debtor,action") and len(lines) == len(work) + 1
+    page.close()
