@@ -164,8 +164,18 @@ def collection_effectiveness(tables: Tables, *, as_of: dt.date, days: int = PERI
 def ageing(tables: Tables, *, as_of: dt.date) -> pl.DataFrame:
     """Open amounts on ``as_of`` by days past due: one row per bucket of :data:`AGE_BUCKETS`
     (all five, empty ones with zeros): ``bucket``, ``open_amount`` (currency), ``invoices``,
-    ``share`` (of the open total; 0 when nothing is open)."""
+    ``share`` (of the open total; 0 when nothing is open), and the open amount split by what a
+    collector can do about it: ``with_agency`` (handed over: a ``collection`` action before
+    ``as_of``), ``disputed`` (an open dispute on ``as_of``, not handed over) and
+    ``actionable`` (the rest); the three add up to ``open_amount``."""
     open_ = book(tables, as_of=as_of)
+    handed = known_as_of(tables.actions.lazy(), as_of, table="actions").filter(
+        pl.col("channel") == "collection").select("invoice_id").unique().collect()
+    disputes = known_as_of(tables.disputes.lazy(), as_of, table="disputes").filter(
+        pl.col("resolved_on").is_null()).select("invoice_id").unique().collect()
+    open_ = open_.with_columns(
+        agency=pl.col("invoice_id").is_in(handed["invoice_id"].implode()),
+        disputed=pl.col("invoice_id").is_in(disputes["invoice_id"].implode()))
     total = float(open_["open_amount"].sum())
     rows = []
     for name, low, high in AGE_BUCKETS:
@@ -176,10 +186,16 @@ def ageing(tables: Tables, *, as_of: dt.date) -> pl.DataFrame:
             keep &= pl.col("days_past_due") <= high
         part = open_.filter(keep)
         amount = float(part["open_amount"].sum())
+        agency = float(part.filter(pl.col("agency"))["open_amount"].sum())
+        disputed = float(part.filter(~pl.col("agency") & pl.col("disputed"))["open_amount"].sum())
         rows.append({"bucket": name, "open_amount": amount, "invoices": part.height,
-                     "share": amount / total if total > 0 else 0.0})
+                     "share": amount / total if total > 0 else 0.0,
+                     "actionable": amount - agency - disputed, "disputed": disputed,
+                     "with_agency": agency})
     return pl.DataFrame(rows, schema={"bucket": pl.String, "open_amount": pl.Float64,
-                                      "invoices": pl.Int64, "share": pl.Float64})
+                                      "invoices": pl.Int64, "share": pl.Float64,
+                                      "actionable": pl.Float64, "disputed": pl.Float64,
+                                      "with_agency": pl.Float64})
 
 
 def kpis(tables: Tables, *, as_of: dt.date, days: int = PERIOD_DAYS) -> dict[str, float | None]:

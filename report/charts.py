@@ -6,6 +6,8 @@ draw); :mod:`paycadence.report.html` embeds them with one inlined copy of plotly
 
 from __future__ import annotations
 
+import datetime as dt
+
 import plotly.graph_objects as go
 import polars as pl
 
@@ -19,7 +21,6 @@ AMBER = "#d97706"
 RED = "#dc2626"
 GREY = "#9ca3af"
 #: Ageing buckets from harmless to worrying.
-AGE_COLOURS = ("#16a34a", "#a3c94a", "#f2c14e", "#f08a4b", "#d64545")
 #: A date axis labelled by month.
 DATES = {"type": "date", "tickformat": "%b %Y", "hoverformat": "%d %b %Y"}
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
@@ -67,16 +68,21 @@ def cei(frame: pl.DataFrame) -> go.Figure | None:
 
 
 def ageing(frame: pl.DataFrame, currency: str) -> go.Figure:
-    """Open amount per ageing bucket."""
-    fig = go.Figure(go.Bar(
-        x=frame["bucket"].to_list(), y=frame["open_amount"].to_list(),
-        marker_color=list(AGE_COLOURS),
-        text=[f"{s:.0%}" for s in frame["share"].to_list()], textposition="outside",
-        customdata=frame["invoices"].to_list(),
-        hovertemplate="%{x}: %{y:,.2f} " + currency + " in %{customdata} invoices"
-                      "<extra></extra>"))
-    return _layout(fig, height=300, yaxis_title=f"open ({currency})",
-                   xaxis_title="days past due", showlegend=False, hovermode="closest")
+    """Open amount per ageing bucket, split into what a collector can act on, what is
+    disputed and what is with the agency (stacked; the share of the open total on top)."""
+    fig = go.Figure()
+    for column, label, colour in (("actionable", "actionable", BLUE),
+                                  ("disputed", "disputed", AMBER),
+                                  ("with_agency", "with the agency", GREY)):
+        fig.add_bar(x=frame["bucket"].to_list(), y=frame[column].to_list(), name=label,
+                    marker_color=colour, customdata=frame["invoices"].to_list(),
+                    hovertemplate="%{x}: %{y:,.2f} " + currency + " " + label
+                                  + "<extra></extra>")
+    fig.add_scatter(x=frame["bucket"].to_list(), y=frame["open_amount"].to_list(),
+                    mode="text", text=[f"{s:.0%}" for s in frame["share"].to_list()],
+                    textposition="top center", showlegend=False, hoverinfo="skip")
+    return _layout(fig, height=320, yaxis_title=f"open ({currency})", barmode="stack",
+                   xaxis_title="days past due", hovermode="closest")
 
 
 def cash(weeks: list[dict], currency: str) -> go.Figure | None:
@@ -84,11 +90,17 @@ def cash(weeks: list[dict], currency: str) -> go.Figure | None:
     if not weeks:
         return None
     fig = go.Figure(go.Bar(
-        x=[f"W{w['week']}" for w in weeks], y=[w["expected"] for w in weeks],
+        x=[_week(w) for w in weeks], y=[w["expected"] for w in weeks],
         marker_color=BLUE, customdata=[f"{w['start']} – {w['end']}" for w in weeks],
         hovertemplate="%{customdata}: %{y:,.2f} " + currency + "<extra></extra>"))
     return _layout(fig, height=300, yaxis_title=f"expected ({currency})", showlegend=False,
                    hovermode="closest")
+
+
+def _week(week: dict) -> str:
+    """A forecast week by its dates: "24 Nov – 30 Nov" (week 1 starts on the report's day)."""
+    start, end = (dt.date.fromisoformat(str(week[k])) for k in ("start", "end"))
+    return f"{start.day} {start:%b} – {end.day} {end:%b}"
 
 
 def discipline(frame: pl.DataFrame, by: str) -> go.Figure | None:

@@ -112,6 +112,29 @@ def test_ageing_buckets_by_value(book):
     assert frame["share"][0] == pytest.approx(1600 / 7000)
 
 
+def test_ageing_splits_what_a_collector_can_act_on(book):
+    """Issue 21: the ageing split into actionable / disputed / with the agency. F (800, 90+)
+    went to the agency; K (900, 61-90) is disputed, and a dispute resolved before D or opened
+    after it does not count; a hand-over after D does not either."""
+    actions = pl.DataFrame([
+        {"invoice_id": "F", "sent_on": D - dt.timedelta(days=20), "channel": "collection"},
+        {"invoice_id": "J", "sent_on": D + dt.timedelta(days=2), "channel": "collection"},
+        {"invoice_id": "J", "sent_on": D - dt.timedelta(days=5), "channel": "letter"}])
+    disputes = pl.DataFrame([
+        {"invoice_id": "K", "opened_on": D - dt.timedelta(days=3), "resolved_on": None},
+        {"invoice_id": "J", "opened_on": D - dt.timedelta(days=30),
+         "resolved_on": D - dt.timedelta(days=1)},
+        {"invoice_id": "L", "opened_on": D + dt.timedelta(days=1), "resolved_on": None}])
+    both = Tables.from_frames(debtors=book.debtors, invoices=book.invoices,
+                              payments=book.payments, actions=actions, disputes=disputes)
+    frame = K.ageing(both, as_of=D)
+    assert frame["with_agency"].to_list() == [0.0, 0.0, 0.0, 0.0, 800.0]
+    assert frame["disputed"].to_list() == [0.0, 0.0, 0.0, 900.0, 0.0]
+    for row in frame.iter_rows(named=True):
+        assert row["actionable"] + row["disputed"] + row["with_agency"] == pytest.approx(
+            row["open_amount"])
+
+
 def test_discipline_by_segment(book):
     frame = K.discipline(book, as_of=D, by="segment")
     rows = {r["segment"]: r for r in frame.iter_rows(named=True)}
