@@ -7,8 +7,10 @@ draw); :mod:`paycadence.report.html` embeds them with one inlined copy of plotly
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import plotly.graph_objects as go
+import plotly.io as pio
 import polars as pl
 
 INK = "#1f2937"
@@ -26,9 +28,17 @@ DATES = {"type": "date", "tickformat": "%b %Y", "hoverformat": "%d %b %Y"}
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 
 
+@functools.cache
+def _template() -> go.layout.Template:
+    """plotly_white's layout (fonts, grid, colours) without its defaults for every kind of
+    trace: those were written into each chart, some 9 kB each, for traces the report never
+    draws (the charts set their own colours)."""
+    return go.layout.Template(layout=pio.templates["plotly_white"].layout)
+
+
 def _layout(fig: go.Figure, *, height: int = 330, **kwargs) -> go.Figure:
     fig.update_layout(**({
-        "template": "plotly_white", "height": height,
+        "template": _template(), "height": height,
         "font": {"family": FONT, "size": 12, "color": INK},
         "margin": {"l": 56, "r": 24, "t": 36, "b": 48}, "hovermode": "x unified",
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left",

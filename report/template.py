@@ -83,7 +83,41 @@ code.path { background:none; color:inherit; }
 code { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:12px;
        background:#f3f4f6; padding:0 4px; border-radius:4px; }
 </style>
-<script>{{ plotlyjs }}</script>
+<script type="text/plain" id="plotly-packed">{{ plotlyjs }}</script>
+<script>
+// plotly.js comes gzipped in base85 (report/html.py, packed_plotly): unpack it, run it, then
+// draw every chart in page order; "plotly-ready" tells whoever waits for the charts
+window.paycadenceCharts = (async function () {
+  var A = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#$%&()*+-;<=>?@^_`{|}~";
+  var value = new Int16Array(128).fill(-1);
+  for (var i = 0; i < A.length; i++) { value[A.charCodeAt(i)] = i; }
+  var text = document.getElementById("plotly-packed").textContent.replace(/\s+/g, "");
+  var whole = Math.floor(text.length / 5), tail = text.length % 5;
+  var out = new Uint8Array(whole * 4 + (tail ? tail - 1 : 0)), at = 0;
+  for (var g = 0; g * 5 < text.length; g++) {
+    var n = 0, k;
+    for (k = 0; k < 5; k++) {
+      var c = g * 5 + k < text.length ? value[text.charCodeAt(g * 5 + k)] : 84;
+      n = n * 85 + c;
+    }
+    var bytes = [(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
+    var take = g * 5 + 5 <= text.length ? 4 : tail - 1;
+    for (k = 0; k < take; k++) { out[at++] = bytes[k]; }
+  }
+  var stream = new Blob([out]).stream().pipeThrough(new DecompressionStream("gzip"));
+  var js = await new Response(stream).text();
+  var lib = document.createElement("script"); lib.text = js; document.head.appendChild(lib);
+  await new Promise(function (done) {
+    if (document.readyState === "loading") {
+      document.addEventListener("DOMContentLoaded", done);
+    } else { done(); }
+  });
+  document.querySelectorAll('script[type="text/x-paycadence-chart"]').forEach(function (s) {
+    var run = document.createElement("script"); run.text = s.textContent; s.replaceWith(run);
+  });
+  window.dispatchEvent(new Event("plotly-ready"));
+})();
+</script>
 </head>
 <body>
 <header><div class="wrap">
@@ -474,8 +508,8 @@ reference): run <code>paycadence train</code> to learn the models.</div>
     link.download = "worklist-{{ d.as_of }}.csv"; link.click();
   });
 })();
-// charts are drawn while the page is read: fit each one to its final box once it is laid out
-window.addEventListener("load", function () {
+// charts are drawn once plotly.js is unpacked: fit each one to its final box once laid out
+window.addEventListener("plotly-ready", function () {
   document.querySelectorAll(".js-plotly-plot").forEach(function (p) { Plotly.Plots.resize(p); });
 });
 </script>
