@@ -409,7 +409,11 @@ reference): run <code>paycadence train</code> to learn the models.</div>
   <h3>Backtest</h3>
   {% if d.backtest %}<p class="lead">Latest backtest run logged in MLflow
   ({{ d.backtest.run_id }}, experiment {{ d.backtest.experiment }},
-  {{ d.backtest.started.strftime('%Y-%m-%d %H:%M') }} UTC).</p>
+  {{ d.backtest.started.strftime('%Y-%m-%d %H:%M') }} UTC). It ran on a simulated company
+  ({{ d.backtest.params.get('world', 'project') }} world, {{ d.backtest.params.get('debtors',
+  '?') }} debtors, seed {{ d.backtest.params.get('seed', '?') }}), not on this book: it shows how
+  the policy behaves against the schedule and the oracle, not what it earns here (that is the
+  off-policy estimate above).</p>
   {{ charts.backtest or '' }}
   {% for name, src in backtest_pngs.items() %}
   <img class="logged" alt="{{ name }}" src="{{ src }}">{% endfor %}

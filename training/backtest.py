@@ -558,6 +558,8 @@ def log_backtest(result: BacktestResult, *, debtors: int, days: int, seed: int,
         metrics |= {"forecast_invoices": float(f.invoices)}
     with mlflow.start_run(run_name=f"backtest seed {seed}") as run:
         mlflow.set_tag("kind", "backtest")
+        # a simulated company of its own, never a user's book (the report says so)
+        mlflow.set_tag("book", f"simulated-{world}-seed{seed}")
         mlflow.log_params({"debtors": debtors, "days": days, "seed": seed, "world": world,
                            "history_days": result.history_days,
                            "switch_on": str(result.switch_on),
