@@ -114,6 +114,12 @@ class InputGuard:
                               "--accept-quarantine to go on with the rows kept")
         self._settle(errors, warnings)
 
+    def check_ingested(self, result, as_of: dt.date | None) -> None:
+        """:meth:`check_tables` on an ``IngestResult``'s counts, then :meth:`check_day` on
+        its span: what a command checks right after ingest."""
+        self.check_tables(result.counts)
+        self.check_day(as_of, result.span)
+
     def check_day(self, as_of: dt.date | None, span: Span, *, option: str = "--as-of") -> None:
         """The decision day against the data's span.
 

@@ -271,11 +271,10 @@ def apply_table_map(name: str, source: Export | pl.DataFrame, table: TableMap,
         source = source.frame
     missing = [src for src in table.columns.values() if src not in source.columns]
     if missing:
-        header = [c for c in source.columns if c != SOURCE_ROW]
+        hint = delimiter_hint([c for c in source.columns if c != SOURCE_ROW], fmt.delimiter)
         raise InputError(f"{table.file}: column '{missing[0]}' named in the mapping for "
-                         f"{name} is missing" + delimiter_hint(header, fmt.delimiter)
-                         + ("; set format.delimiter in the mapping"
-                            if delimiter_hint(header, fmt.delimiter) else ""))
+                         f"{name} is missing" + hint
+                         + ("; set format.delimiter in the mapping" if hint else ""))
     kept_extra = [c for c in table.keep if c in source.columns]
     date_format = table.date_format or fmt.date_format
     stated = table.date_format is not None or "date_format" in fmt.model_fields_set

@@ -171,8 +171,7 @@ def build_report(
     quarantine_dir = out.parent / f"{out.stem}-ingest"
     checked = ingest(data_dir, quarantine_dir, mapping=mapping)
     if guard is not None:
-        guard.check_tables(checked.counts)
-        guard.check_day(as_of, checked.span)
+        guard.check_ingested(checked, as_of)
     whole, shown_in, currency_note = one_currency(checked.tables, rates=rates,
                                                   currency=currency_code)
     tables = cut_tables(whole, as_of)
@@ -183,9 +182,7 @@ def build_report(
                          f"{data_dir}: no invoices to report on")
     say("loading the champion models")
     engine = Engine.load(policy, model_name=model_name, alias=alias)
-    if book is not None and engine.models is not None:
-        book.check(engine.tags, checked.tables.debtors["debtor_id"].to_list(),
-                   what=engine.named(model_name))
+    engine.check_book(book, model_name, checked.tables)
     say(f"recommending the next action for every debtor as of {as_of} ({engine.version})")
     recs = recommend(tables, as_of=as_of, policy=policy, models=engine.models,
                      model_version=engine.version)

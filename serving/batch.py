@@ -71,12 +71,9 @@ def recommend_batch(
     out = check_output(out)
     checked = ingest(data_dir, out.parent / f"{out.stem}-ingest", mapping=mapping)
     if guard is not None:
-        guard.check_tables(checked.counts)
-        guard.check_day(as_of, checked.span)
+        guard.check_ingested(checked, as_of)
     engine = Engine.load(policy, model_name=model_name, alias=alias)
-    if book is not None and engine.models is not None:
-        book.check(engine.tags, checked.tables.debtors["debtor_id"].to_list(),
-                   what=engine.named(model_name))
+    engine.check_book(book, model_name, checked.tables)
     recs = recommend(checked.tables, as_of=as_of, policy=policy, models=engine.models,
                      model_version=engine.version)
     cash = book_cash_forecast(recs, as_of)

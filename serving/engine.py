@@ -16,6 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
+from paycadence.books import BookChoice
 from paycadence.config import Policy
 from paycadence.data import COLUMNS, Tables, ingest
 from paycadence.models import (
@@ -89,9 +90,13 @@ class Engine:
             return "no_model"
         return "registry_unreachable" if self.registry_down else "ok"
 
-    def named(self, model_name: str) -> str:
-        """The loaded champion in words: "the champion paycadence-risk version 3"."""
-        return f"the champion {model_name} version {self.version.removeprefix('risk:')}"
+    def check_book(self, book: BookChoice | None, model_name: str, tables: Tables) -> None:
+        """Refuse to decide for ``tables`` (their debtors) with a loaded champion of another
+        book (:class:`paycadence.books.BookChoice`); nothing to check on the fallback."""
+        if book is None or self.models is None:
+            return
+        book.check(self.tags, tables.debtors["debtor_id"].to_list(),
+                   what=f"the champion {model_name} version {self.version.removeprefix('risk:')}")
 
     @classmethod
     def load(cls, policy: Policy, *, model_name: str, alias: str,

@@ -294,8 +294,7 @@ def unknown_keys(body: RecommendRequest | FeedbackRequest) -> list[tuple[list, s
             found.append(([*loc, key], key))
 
     look(body, ["body"])
-    for i, debtor in enumerate(getattr(body, "debtors", []) if isinstance(
-            body, RecommendRequest) else []):
+    for i, debtor in enumerate(body.debtors if isinstance(body, RecommendRequest) else []):
         here = ["body", "debtors", i]
         look(debtor, here)
         look(debtor.history, [*here, "history"])

@@ -368,8 +368,7 @@ def _run(spark, data_dir, as_of, out, policy, model_name, alias, buckets,
 
     source, checked = clean_source(data_dir, out.parent / f"{out.stem}-ingest")
     if guard is not None and checked is not None:
-        guard.check_tables(checked.counts)
-        guard.check_day(as_of, checked.span)
+        guard.check_ingested(checked, as_of)
     bundle, version, detail = champion_bundle(model_name, alias)
     if buckets is None:
         n_invoices = spark.read.parquet(f"{source}/invoices.parquet").count()

@@ -160,8 +160,7 @@ def features(
                             no_payments_ok=no_payments_ok)
         with Progress(quiet, "ingesting") as step:
             checked = run_ingest(data, mapping=load_mapping(mapping) if mapping else None)
-            guard.check_tables(checked.counts)
-            guard.check_day(day, checked.span)
+            guard.check_ingested(checked, day)
             tables = checked.tables
             if step:
                 step("building point-in-time snapshots and their labels")

@@ -61,9 +61,7 @@ def evaluate(
         s = get_settings()
         choice, model_name = book_choice(data, book, allow_other_book)
         engine = Engine.load(pol, model_name=model_name, alias=s.model_alias)
-        if engine.models is not None:
-            choice.check(engine.tags, checked.tables.debtors["debtor_id"].to_list(),
-                         what=engine.named(model_name))
+        engine.check_book(choice, model_name, checked.tables)
         with console.status(f"asking {engine.version} about {decisions.height:,} logged "
                             "decisions") if not quiet else NoStatus():
             r = evaluate_policy(checked.tables, decisions, pol, engine.models)

@@ -95,8 +95,7 @@ def train(
                                   "to merge them (memory not bounded; --no-feedback skips "
                                   "them)", highlight=False)
                 checked = run_ingest(data, mapping=mapped)
-                guard.check_tables(checked.counts)
-                guard.check_day(day, checked.span)
+                guard.check_ingested(checked, day)
                 tables = checked.tables
                 if feedback:
                     tables = _with_feedback(tables)
