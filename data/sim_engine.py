@@ -11,6 +11,7 @@ randomness independent of the policy (common random numbers).
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 import math
@@ -107,6 +108,14 @@ class _Invoice:
         self.cum_hazard = 0.0
         self.events = 0
 
+    def copy(self) -> _Invoice:
+        """A ledger of its own (the draws ``u`` shared: the engine never changes them)."""
+        twin = _Invoice.__new__(_Invoice)
+        for name in _Invoice.__slots__:
+            setattr(twin, name, getattr(self, name))
+        twin.contacts, twin.plan = list(self.contacts), list(self.plan)
+        return twin
+
     def disputed(self, t: int) -> bool:
         return self.disputed_from is not None and self.disputed_from <= t and (
             self.resolve_on is None or t < self.resolve_on)
@@ -157,16 +166,52 @@ class DebtorRun:
         for k, (t, amount) in enumerate(issued):
             inv = _Invoice(f"{debtor.debtor_id}-{k + 1:04d}", t, t + debtor.term_days, amount,
                            draws[k])
-            kind = debtor.kind_on(self.dates[t])
-            inv.never_pay = debtor.insolvent and kind == "defaulting" or (
-                inv.u[U_NEVER] < debtor.world.kinds[kind].never_pay)
-            _plan_dispute(inv, debtor.world.kinds[kind])
+            self._plan(inv)
             self.invoices.append(inv)
         self.rows: dict[str, list[tuple]] = {name: [] for name in (*TABLES, "decisions")}
         self.contact_days: tuple[dt.date, ...] = ()
         self.history: tuple[tuple[dt.date, str, tuple[str, ...]], ...] = ()
         self.opted_out = frozenset(debtor.opted_out)
         self.paid_today = False
+
+    def _plan(self, inv: _Invoice) -> None:
+        """Whether the invoice is never paid voluntarily, and its dispute, from its own draws
+        and the debtor's kind on its issue day."""
+        debtor = self.debtor
+        kind = debtor.kind_on(self.dates[inv.issue])
+        inv.never_pay = debtor.insolvent and kind == "defaulting" or (
+            inv.u[U_NEVER] < debtor.world.kinds[kind].never_pay)
+        _plan_dispute(inv, debtor.world.kinds[kind])
+
+    # -- replays (the simulator itself never calls these) -----------------------------------
+    def fork(self, decider: DecisionPolicy | None = None,
+             decision_day: DecideDay | None = None) -> DebtorRun:
+        """A copy of the run between two days, to carry on apart (:meth:`steps` with
+        ``begin``): the invoices' ledgers and the rows are its own; the debtor, the rules, the
+        dates and the draws are shared. ``decider`` and ``decision_day`` replace the deciding
+        policy and its decision days (None: shared with this run, state and all)."""
+        twin = copy.copy(self)
+        twin.invoices = [inv.copy() for inv in self.invoices]
+        twin.rows = {name: list(rows) for name, rows in self.rows.items()}
+        twin.decider = self.decider if decider is None else decider
+        twin.decision_day = self.decision_day if decision_day is None else decision_day
+        return twin
+
+    def redraw(self, k: int, u: list[float]) -> None:
+        """From now on invoice ``k`` (0-based, in issue order) has the draws ``u`` (a row of
+        :data:`~paycadence.data.sim_world.U_WIDTH` uniforms, kept, not copied).
+
+        Its never-pay and its planned dispute follow from them as at issue, and the threshold
+        of its next voluntary payment counts from now (its cumulative hazard restarts at 0).
+        What already happened stays: payments, contacts, a plan, a hand-over, a dispute already
+        opened (whose resolution follows the new draws). Between days only; for replays of
+        one invoice's luck (training/ceiling.py).
+        """
+        if len(u) != U_WIDTH:
+            raise ValueError(f"a row of draws has {U_WIDTH} uniforms, got {len(u)}")
+        inv = self.invoices[k]
+        inv.u, inv.dispute_on, inv.resolve_on, inv.cum_hazard = u, None, None, 0.0
+        self._plan(inv)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> dict[str, list[tuple]]:
@@ -178,14 +223,22 @@ class DebtorRun:
             request = advance(steps, self.decider.decide(*request))
         return self.rows
 
-    def steps(self) -> Generator[Request, Decision, None]:
+    def steps(self, begin: int = 0, end: int | None = None
+              ) -> Generator[Request, Decision, None]:
         """Simulate every day, yielding each decision morning's request and carrying on with
         the :class:`Decision` sent back; the rows are in :attr:`rows` when it ends. Runs of
         several debtors can so be stepped side by side and decided together
-        (:func:`paycadence.data.simulate.simulate` does, for a decider with ``decide_many``)."""
-        debtor, waiting, open_ = self.debtor, self.invoices, []
-        nxt = 0
-        for t in range(self.stop):
+        (:func:`paycadence.data.simulate.simulate` does, for a decider with ``decide_many``).
+
+        ``begin`` and ``end`` (day indices) simulate only the days ``begin`` … ``end − 1`` (at
+        most to the run's stop) of a run whose days before ``begin`` are done: a run stepped
+        piece by piece gives the rows of one stepped whole, and can be copied between the
+        pieces (:meth:`fork`).
+        """
+        debtor, waiting = self.debtor, self.invoices
+        nxt = sum(1 for inv in waiting if inv.issue < begin)  # issued in day order
+        open_ = [inv for inv in waiting[:nxt] if inv.rest > 0.004]  # as a whole run's
+        for t in range(begin, self.stop if end is None else min(end, self.stop)):
             today = self.dates[t]
             while nxt < len(waiting) and waiting[nxt].issue <= t:
                 inv = waiting[nxt]
