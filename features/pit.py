@@ -77,6 +77,9 @@ CHANGE_DAYS = 10.0
 CHANGE_MIN_SETTLED = 6
 
 RECENT = 5
+#: The recency-weighted share late weighs each settled invoice by one half every
+#: ``LATE_HALF_LIFE`` invoices settled after it (:func:`_debtor_history`'s ``late_ewm``).
+LATE_HALF_LIFE = 5.0
 
 CENT_DIGITS = 6
 
@@ -152,7 +155,10 @@ def features_at(
         ``days_since_payment`` (days since the debtor's last payment on any invoice; null
         when none: not a model input), ``last_channel`` (the invoice's latest contact's
         channel as a code, :data:`paycadence.models.policy.value.CHANNEL_CODE`; null when
-        never contacted: an input of the value model only) and every column
+        never contacted: an input of the value model only), ``late_ewm`` (the debtor's share
+        of late invoices, each settled invoice weighted by ½ per :data:`LATE_HALF_LIFE`
+        invoices settled after it; null before the first: a simple reference's input,
+        :mod:`paycadence.training.references`) and every column
         of :data:`FEATURES` (days, currency, shares in [0, 1]; null where the history says
         nothing, e.g. no settled invoice yet), sorted by day, debtor, due date and invoice.
     """
@@ -298,6 +304,7 @@ def features_at(
             "invoice_id", "debtor_id", "as_of", "due_date", "open_amount",
             pl.col("days_since_payment").cast(pl.Float64),
             pl.col("last_channel").cast(pl.Float64),
+            pl.col("late_ewm").cast(pl.Float64),
             *[pl.col(f).cast(pl.Float64) for f in FEATURES],
         )
         .sort("as_of", "debtor_id", "due_date", "invoice_id")
@@ -323,6 +330,10 @@ def _debtor_history(inv: pl.LazyFrame, keys: tuple[str, ...]) -> pl.LazyFrame:
     def last(col: str) -> pl.Expr:
         return pl.col(col).sort_by("settled_on", "invoice_id").tail(RECENT)
 
+    # the newest settled invoice weighs 1, the one before it q, then q², … (q = ½^(1/half-life))
+    age = (pl.len() - 1 - pl.int_range(pl.len())).cast(pl.Float64)
+    weight = pl.lit(0.5 ** (1.0 / LATE_HALF_LIFE)).pow(age)
+
     return settled.group_by(keys).agg(
         n_settled=pl.len().cast(pl.Float64),
         share_late=pl.col("late").mean(),
@@ -331,6 +342,8 @@ def _debtor_history(inv: pl.LazyFrame, keys: tuple[str, ...]) -> pl.LazyFrame:
         n_late_last_5=last("late").sum(),
         share_late_last_5=last("late").mean(),
         mean_days_late_last_5=last("days_late").mean(),
+        late_ewm=(pl.col("late").sort_by("settled_on", "invoice_id") * weight).sum()
+        / weight.sum(),
     )
 
 

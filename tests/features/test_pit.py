@@ -194,7 +194,8 @@ def test_features_match_a_slow_oracle():
 def test_feature_frame_has_every_feature_in_order():
     assert BEFORE.columns[5] == "days_since_payment"  # not a model input
     assert BEFORE.columns[6] == "last_channel"  # read by the value model only
-    assert list(BEFORE.columns[7:]) == list(FEATURES)
+    assert BEFORE.columns[7] == "late_ewm"  # a simple reference's input only
+    assert list(BEFORE.columns[8:]) == list(FEATURES)
     assert BEFORE.height > 0
 
 
