@@ -143,13 +143,30 @@ class SimulateParams(_Frozen):
 
 class FeatureParams(_Frozen):
     snapshot_every_days: int = Field(7, ge=1)
+    #: Warm-up: days from the first invoice to the first snapshot day.
     min_history_days: int = Field(60, ge=0)
+    #: A history with fewer snapshot days than this at the settings above is short
+    #: (docs/models.md, "Short histories"): it is snapshot every ``short_every_days``, after
+    #: a warm-up cut when need be to leave ``short_snapshot_days`` days of snapshots.
+    min_snapshot_dates: int = Field(5, ge=4)
+    short_every_days: int = Field(1, ge=1)
+    short_snapshot_days: int = Field(20, ge=1)
     #: Above this many snapshot rows, a fixed random share of (debtor, day) pairs is kept.
     max_snapshot_rows: int = Field(2_000_000, ge=1000)
     snapshot_seed: int = 0
     #: When sampling, (debtor, day) pairs with an overdue invoice are kept this many times as
     #: often as the others (1: a uniform sample); training weights rows by 1 / share.
     overdue_oversampling: float = Field(2.0, ge=1, le=100)
+
+
+class ShortModel(_Frozen):
+    """The smaller model a short history is fit with (docs/models.md, "Short histories"):
+    of these and the usual ``train`` settings of the same names, the fewer leaves and trees
+    and the more rows per leaf are taken."""
+
+    num_leaves: int = Field(4, ge=2)
+    min_child_samples: int = Field(100, ge=1)
+    n_estimators: int = Field(150, ge=1)
 
 
 class TrainParams(_Frozen):
@@ -164,7 +181,15 @@ class TrainParams(_Frozen):
     late_max_depth: int = Field(4, ge=-1)
     min_child_samples: int = Field(40, ge=1)
     holdout_share: float = Field(0.25, gt=0, lt=1)
+    #: Days between the training days and the holdout; at most half the days from the first
+    #: snapshot day to the holdout (a short history keeps training days).
     embargo_days: int = Field(30, ge=0)
+    #: Days of history (first invoice to the last dated row) a book needs to be trained;
+    #: with fewer, ``train`` says how many more it needs.
+    required_history_days: int = Field(60, ge=1)
+    #: A history shorter than this (days) is fit with ``short_model`` (null: the usual one).
+    short_history_days: int = Field(365, ge=0)
+    short_model: ShortModel | None = ShortModel()
     horizon_days: int = Field(120, ge=91)
     #: The latest share of training days that calibrates p_late (the rest fits the booster).
     calibration_share: float = Field(0.2, gt=0, lt=1)

@@ -45,7 +45,7 @@ from paycadence.data.ingest import IngestResult
 from paycadence.errors import InputError, PaycadenceError
 from paycadence.features import build_snapshots, label
 from paycadence.features.pit import features_at
-from paycadence.features.snapshots import STRATA, dates_between, stratum_rows
+from paycadence.features.snapshots import STRATA, stratum_rows
 from paycadence.serving.spark_batch import (
     BUCKET_INVOICES,
     _quiet,
@@ -54,6 +54,7 @@ from paycadence.serving.spark_batch import (
     debtor_rows,
     spark_session,
 )
+from paycadence.training.history import plan_between
 from paycadence.training.train import (
     ROW_ORDER,
     SNAPSHOT_FILE,
@@ -222,9 +223,8 @@ def _build(spark, data_dir, params: Params, out: Path, as_of, buckets) -> SparkS
         if not firsts or not lasts:
             raise InputError("no invoices to train on")
         last = dt.date.fromisoformat(max(lasts))
-        dates = dates_between(dt.date.fromisoformat(min(firsts)), last,
-                              every_days=f.snapshot_every_days,
-                              min_history_days=f.min_history_days)
+        # the same days as the local engine, a short history's too (training/history.py)
+        dates = plan_between(dt.date.fromisoformat(min(firsts)), last, params).dates()
         digest = fingerprint_of(*({k: tuple(v) for k, v in s["parts"].items()}
                                   for s in found))
         pairs: dict[str, int] = {}

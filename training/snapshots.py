@@ -15,7 +15,7 @@ import polars as pl
 from paycadence.config import Params
 from paycadence.data import TABLE_NAMES, Tables, known_as_of
 from paycadence.errors import InputError
-from paycadence.features import FEATURES, build_snapshots, snapshot_dates
+from paycadence.features import FEATURES, build_snapshots
 from paycadence.features import label as label_snapshots
 from paycadence.features.pit import features_at
 from paycadence.features.snapshots import (
@@ -63,16 +63,27 @@ def split_day(dates: list[dt.date], *, holdout_share: float) -> dt.date:
     once): the last ``holdout_share`` of them are held out."""
     if len(dates) < 4:
         raise InputError(
-            f"too little history to train: {len(dates)} snapshot dates; simulate or export at "
-            "least six months of invoices"
+            f"too few snapshot days to train: {len(dates)}, at least 4 are needed (snapshots "
+            "built for other settings? rebuild them with paycadence features)"
         )
     return dates[min(int(len(dates) * (1 - holdout_share)), len(dates) - 1)]
 
 
+def embargo_of(dates: list[dt.date], split: dt.date, embargo_days: int) -> int:
+    """Days of embargo before the split day ``split`` of the snapshot days ``dates``
+    (ascending): ``embargo_days``, but at most half the days from the first snapshot day to
+    the split, so that a short history keeps training days (docs/models.md, "Short
+    histories")."""
+    return min(embargo_days, (split - dates[0]).days // 2)
+
+
 def time_split(snaps: pl.DataFrame, *, holdout_share: float, embargo_days: int):
-    """Split snapshots by date: the last ``holdout_share`` of dates held out, an embargo before."""
-    split = split_day(snaps["as_of"].unique().sort().to_list(), holdout_share=holdout_share)
-    train = snaps.filter(pl.col("as_of") < split - dt.timedelta(days=embargo_days))
+    """Split snapshots by date: the last ``holdout_share`` of dates held out, an embargo before
+    (:func:`embargo_of`)."""
+    dates = snaps["as_of"].unique().sort().to_list()
+    split = split_day(dates, holdout_share=holdout_share)
+    embargo = embargo_of(dates, split, embargo_days)
+    train = snaps.filter(pl.col("as_of") < split - dt.timedelta(days=embargo))
     holdout = snaps.filter(pl.col("as_of") >= split)
     if train.height == 0:
         train = snaps.filter(pl.col("as_of") < split)
@@ -83,14 +94,16 @@ def snapshots(tables: Tables, params: Params, strata: dict | None = None
               ) -> tuple[pl.DataFrame, dt.date]:
     """The labelled training snapshots of ``params`` and the data's last day.
 
-    Above ``features.max_snapshot_rows`` rows a stratified sample of (debtor, day) pairs is
-    kept (:func:`sampling_plan`); ``strata``, when given, receives the plan.
+    The snapshot days are those of the history's plan
+    (:func:`paycadence.training.history.history_plan`: a short history gets a shorter
+    warm-up; one below ``train.required_history_days`` is refused, saying how many more days
+    it needs). Above ``features.max_snapshot_rows`` rows a stratified sample of (debtor, day)
+    pairs is kept (:func:`sampling_plan`); ``strata``, when given, receives the plan.
     """
-    last = tables.last_date
-    if last is None:
-        raise InputError("no invoices to train on")
-    dates = snapshot_dates(tables, every_days=params.features.snapshot_every_days,
-                           min_history_days=params.features.min_history_days)
+    from paycadence.training.history import history_plan  # it reads this module's split
+
+    plan = history_plan(tables, params)
+    last, dates = plan.last, plan.dates()
     plan = sampling_plan(stratum_rows(tables, dates, horizon_days=params.train.horizon_days),
                          params)
     if strata is not None:
@@ -327,9 +340,9 @@ def treated_plan(pairs: dict[str, int], *, before: dt.date, data_end: dt.date,
 
 def treated_before(dates: list[dt.date], params: Params) -> dt.date | None:
     """The day ``train`` takes treated rows before: :func:`time_split`'s first held-out day
-    minus ``train.embargo_days``, from the snapshot days (ascending, each once); None when
-    they are too few to train on."""
+    minus its embargo (:func:`embargo_of`), from the snapshot days (ascending, each once);
+    None when they are too few to train on."""
     if len(dates) < 4:
         return None
     split = split_day(dates, holdout_share=params.train.holdout_share)
-    return split - dt.timedelta(days=params.train.embargo_days)
+    return split - dt.timedelta(days=embargo_of(dates, split, params.train.embargo_days))

@@ -1,7 +1,8 @@
 """The value model's training rows: one row per open invoice and day of the logged history.
 
-Each weekly snapshot row (:func:`paycadence.training.snapshots.snapshots`) stands for its
-invoice on the snapshot day and the six days after it. On each of those days ``d`` the row gets
+Each snapshot row (:func:`paycadence.training.snapshots.snapshots`) stands for its invoice on
+the snapshot day and the days after it up to the next snapshot day (:func:`span_days`: the six
+after it of weekly snapshots, none of daily ones). On each of those days ``d`` the row gets
 the invoice's contact history *up to and including* ``d`` (the action of the day is the
 treatment whose effect the row measures; see :mod:`paycadence.models.policy.value`), its days
 past due and weekday on ``d``, and the label: the share of what was still open on the morning
@@ -35,7 +36,7 @@ from paycadence.models.policy.value import (
     explored_slot,
 )
 
-#: Days a snapshot row stands for (the snapshots are weekly).
+#: Days a snapshot row stands for when there is a single snapshot day (else :func:`span_days`).
 SPAN_DAYS = 7
 #: Days after a contact (or around the due date) kept whole; further days are thinned.
 NEAR_DAYS = 21
@@ -55,6 +56,13 @@ def contact_log(tables: Tables) -> pl.DataFrame:
             .group_by("invoice_id", "sent_on", maintain_order=True).agg(pl.col("channel").last())
             .join(tables.invoices.select("invoice_id", "debtor_id"), on="invoice_id")
             .sort("invoice_id", "sent_on"))
+
+
+def span_days(days: pl.Series) -> int:
+    """Days each snapshot row stands for: the least gap between the snapshot days (7 of
+    weekly snapshots, 1 of daily ones; :data:`SPAN_DAYS` with a single day)."""
+    gaps = days.unique().sort().diff().drop_nulls().dt.total_days()
+    return int(gaps.min()) if gaps.len() else SPAN_DAYS
 
 
 def day_rows(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, seed: int = 0
@@ -84,7 +92,8 @@ def day_rows(tables: Tables, snaps: pl.DataFrame, *, before: dt.date, seed: int 
     base = snaps.filter(pl.col("as_of") < before).select(
         "invoice_id", "debtor_id", "due_date", pl.col("as_of").alias("snap"),
         (1.0 / share).alias("weight"), *FEATURES)
-    days = base.join(pl.DataFrame({"k": list(range(SPAN_DAYS))}), how="cross").with_columns(
+    span = span_days(snaps["as_of"])
+    days = base.join(pl.DataFrame({"k": list(range(span))}), how="cross").with_columns(
         day=pl.col("snap") + pl.duration(days=pl.col("k"))).filter(pl.col("day") < before)
     inv = tables.invoices.select("invoice_id", "issue_date", pl.col("amount").alias("billed"))
     pays = tables.payments.filter(pl.col("paid_on") < before)
