@@ -12,7 +12,10 @@ Labels (docs/models.md defines them):
   ``t_observed``).
 
 A snapshot whose label is not yet known at the end of the data is censored: it gets a null
-label and is left out of that target's training rows, never guessed.
+label and is left out of that target's training rows, never guessed. ``y_late`` and
+``y_unpaid_90d`` are known only once the data reaches their threshold, whether or not the
+invoice was paid before it: keeping the invoices already paid early while leaving out those
+still open would bias the latest rows (the calibration days, the holdout) toward "on time".
 """
 
 from __future__ import annotations
@@ -70,11 +73,11 @@ def label(frame: pl.DataFrame, tables: Tables, *, data_end: dt.date, horizon_day
     known = settled.is_not_null() & (settled <= end)
 
     def binary(cut: pl.Expr) -> pl.Expr:
-        return (
-            pl.when(known).then((settled > cut).cast(pl.Float64))
-            .when(end > cut).then(pl.lit(1.0))
-            .otherwise(None)
-        )
+        # known only once the data reaches the threshold: an invoice whose threshold lies
+        # beyond the data's end is censored even when it was already paid, or the invoices
+        # paid early would be kept and the late ones left out (a bias toward "on time")
+        paid_by_cut = known & (settled <= cut)
+        return pl.when(end >= cut).then((~paid_by_cut).cast(pl.Float64)).otherwise(None)
 
     days_late = (settled - pl.col("due_date")).dt.total_days().cast(pl.Float64)
     return frame.join(final, on="invoice_id", how="left").with_columns(

@@ -102,3 +102,21 @@ def choose(p: np.ndarray, y: np.ndarray, order: np.ndarray) -> Calibrator:
     chosen = fit(best, p, y)
     return Calibrator(chosen.method, chosen.params,
                       {f"log_loss_{m}": s for m, s in scores.items()} | {"rows": float(len(y))})
+
+
+def by_stage(p: np.ndarray, y: np.ndarray, order: np.ndarray, overdue: np.ndarray
+             ) -> tuple[Calibrator, Calibrator]:
+    """One :func:`choose` for the rows not yet due and one for those ``overdue``: the
+    booster's two meanings (settled after the due date; still unpaid seven days later) are
+    calibrated each on its own rows. A side with too few rows to choose (fewer than 50, or one
+    outcome only) takes the calibrator chosen on all rows."""
+    p, y, order, overdue = (np.asarray(a) for a in (p, y, order, overdue))
+    joint = None
+    out = []
+    for rows in (~overdue, overdue):
+        if rows.sum() >= 50 and len(np.unique(y[rows])) == 2:
+            out.append(choose(p[rows], y[rows], order[rows]))
+        else:
+            joint = joint or choose(p, y, order)
+            out.append(joint)
+    return out[0], out[1]

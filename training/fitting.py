@@ -17,6 +17,7 @@ from paycadence.models import LateRiskModel, RiskModels, calibration
 from paycadence.models.calibration import Calibrator
 from paycadence.models.hazard import BIN_FEATURES
 from paycadence.models.response import ACTION_FEATURES, design, response_rows
+from paycadence.training.history import fit_params, history_plan
 from paycadence.training.matrices import (
     feature_frame,
     frame_of,
@@ -33,8 +34,11 @@ from paycadence.training.valuerows import fit_value
 def fit_models(tables: Tables, params: Params, policy: Policy | None = None) -> RiskModels:
     """Fit the forecasts, the response model and the value model on a whole history, without
     a holdout or MLflow (the backtest's learnt policy; ``train`` is the tracked, gated way).
-    ``policy``: the fee and cost of capital the value model's continuation is counted with."""
+    ``policy``: the fee and cost of capital the value model's continuation is counted with.
+    A short history is fit with the smaller model (:func:`paycadence.training.history.fit_params`)
+    as ``train`` fits it."""
     snaps, last = snapshots(tables, params)
+    params = fit_params(params, history_plan(tables, params))
     treated = treated_rows(tables, before=last + dt.timedelta(days=1),
                            horizon_days=params.train.horizon_days, data_end=last)
     models = fit(snaps, params, treated)
@@ -109,11 +113,12 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
         sample_weight=sample_weights(fit_rows) if weighted(train) else None,
         eval_set=(calib_X, calib_rows["y_late"].to_numpy()) if calib_rows.height else None)
     del late_rows, fit_rows  # each fit's rows are freed once it is made
-    calibrator = Calibrator()
+    calibrator = overdue_calibrator = Calibrator()
     if calib_rows.height:
         raw = late.predict_proba(calib_X)[:, 1]
-        calibrator = calibration.choose(raw, calib_rows["y_late"].to_numpy(),
-                                        calib_rows["as_of"].to_physical().to_numpy())
+        calibrator, overdue_calibrator = calibration.by_stage(
+            raw, calib_rows["y_late"].to_numpy(), calib_rows["as_of"].to_physical().to_numpy(),
+            calib_rows["days_past_due"].to_numpy() > 0)
     del calib_X
     # the settlement model: rounds chosen on the same split of days, then refit on all days
     columns = [*FEATURES, *BIN_FEATURES]
@@ -139,6 +144,7 @@ def fit(train: pl.DataFrame, params: Params, treated: pl.DataFrame | None = None
         response, card = fit_response(train, treated, cut, kw, acted)
     return RiskModels.from_estimators(
         FEATURES, late, hazard, response=response, calibrator=calibrator,
+        overdue_calibrator=overdue_calibrator,
         card={"calibration_rows": calib_rows.height, "hazard_rows": int(y.size),
               "late_trees": int(late.best_iteration_), "hazard_trees": int(rounds), **card})
 
