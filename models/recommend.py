@@ -42,17 +42,19 @@ def present_value(amount: float, p_unpaid: float, settle_in_days: float, annual_
 def naive_forecast(features: pl.DataFrame) -> pl.DataFrame:
     """Rule-based forecasts from the debtor's own past, used when no model can be loaded.
 
-    ``p_late`` is the debtor's share of late invoices, smoothed towards one half
-    ((late + 1) / (paid + 2)); days late follow its past median; ``p_unpaid_90d`` is 1 once
-    an invoice is 90 days overdue, otherwise a tenth of ``p_late``; the open amount is
-    expected in full in the week of the expected settlement.
+    The debtor's share of late invoices, smoothed towards one half ((late + 1) / (paid + 2)),
+    is ``p_late`` of an invoice not yet due (1 once past due) and ``p_open_7d`` of every one;
+    days late follow its past median; ``p_unpaid_90d`` is 1 once an invoice is 90 days
+    overdue, otherwise a tenth of that share; the open amount is expected in full in the week
+    of the expected settlement.
     """
     n = pl.col("n_settled").fill_null(0.0)
     late = (pl.col("share_late").fill_null(0.0) * n + 1) / (n + 2)
     days = pl.max_horizontal(pl.col("median_days_late").fill_null(0.0), pl.col("days_past_due"))
     out = features.select(
         "invoice_id", "debtor_id",
-        p_late=late,
+        p_late=pl.when(pl.col("days_past_due") > 0).then(1.0).otherwise(late),
+        p_open_7d=late,
         expected_days_late=days.round(2),
         expected_settled_on=pl.col("due_date") + pl.duration(days=days.round(0).cast(pl.Int64)),
         p_unpaid_90d=pl.when(pl.col("days_past_due") > UNPAID_DAYS).then(1.0)
@@ -173,8 +175,8 @@ def _scored_rows(features: pl.DataFrame, models: RiskModels | None, ahead: int =
     X = models.matrix(features) if models is not None and features.height else None
     forecasts = naive_forecast(features) if models is None else models.predict(features, X)
     rows = features.with_columns(
-        forecasts.select("p_late", "expected_days_late", "expected_settled_on", "p_unpaid_90d",
-                         "cash_weeks")
+        forecasts.select("p_late", "p_open_7d", "expected_days_late", "expected_settled_on",
+                         "p_unpaid_90d", "cash_weeks")
     ).with_columns(_values(features, models, X, ahead, annual_rate, only))
     return rows, X
 
@@ -261,7 +263,8 @@ def _one(debtor_id, recs, state, as_of, policy, model_version, models_support=No
         return {
             "debtor_id": debtor_id, "action": "wait", "invoice_ids": [], "step": None,
             "next_review_on": (as_of + dt.timedelta(days=7)).isoformat(),
-            "risk": {"p_late": 0.0, "expected_days_late": 0.0, "p_unpaid_90d": 0.0},
+            "risk": {"p_late": 0.0, "expected_days_late": 0.0, "p_unpaid_90d": 0.0,
+                     "p_open_7d": 0.0},
             "invoices": [], "cash_forecast": cash_forecast([], as_of),
             "expected_value": 0.0, "propensity": 1.0,
             "alternatives": [{"action": "wait", "probability": 1.0, "invoice_ids": []}],
@@ -285,7 +288,7 @@ def _one(debtor_id, recs, state, as_of, policy, model_version, models_support=No
     weights = [max(r["open_amount"], 1e-9) for r in recs]
     total = sum(weights)
     risk = {k: sum(r[k] * w for r, w in zip(recs, weights, strict=True)) / total
-            for k in ("p_late", "expected_days_late", "p_unpaid_90d")}
+            for k in ("p_late", "expected_days_late", "p_unpaid_90d", "p_open_7d")}
     rate = policy.annual_cost_of_capital
     value = sum(present_value(r["open_amount"], r["p_unpaid_90d"],
                               (r["expected_settled_on"] - as_of).days, rate) for r in recs)
@@ -297,7 +300,9 @@ def _one(debtor_id, recs, state, as_of, policy, model_version, models_support=No
                           (r["expected_settled_on"] - as_of).days, rate)
             for r in recs if r["invoice_id"] in named)
     focus_pool = [r for r in recs if r["invoice_id"] in named] or recs
-    focus = max(focus_pool, key=lambda r: (r["open_amount"] * r["p_late"], r["invoice_id"]))
+    # the invoice most at stake: open amount × the figure its reasons explain (p_late before
+    # the due date, p_open_7d after it)
+    focus = max(focus_pool, key=lambda r: (r["open_amount"] * _at_risk(r), r["invoice_id"]))
     return {
         "debtor_id": debtor_id,
         "action": choice.action,
@@ -307,6 +312,7 @@ def _one(debtor_id, recs, state, as_of, policy, model_version, models_support=No
         "risk": {k: round(v, 4) for k, v in risk.items()},
         "invoices": [
             {"invoice_id": r["invoice_id"], "p_late": round(r["p_late"], 4),
+             "p_open_7d": round(r["p_open_7d"], 4),
              "expected_days_late": round(r["expected_days_late"], 2),
              "expected_settled_on": r["expected_settled_on"].isoformat(),
              "p_unpaid_90d": round(r["p_unpaid_90d"], 4),
@@ -419,6 +425,11 @@ def refuse_non_finite(recs: list[dict], cash: list[dict] | None = None, *,
     raise NonFiniteOutputError(message)
 
 
+def _at_risk(row: dict) -> float:
+    """The figure an invoice's reasons explain: ``p_open_7d`` once past due, else ``p_late``."""
+    return row["p_open_7d"] if (row.get("days_past_due") or 0) > 0 else row["p_late"]
+
+
 def _explain(recs: list[dict], rows: list[dict], models: RiskModels | None,
              X: np.ndarray | None) -> None:
     """Fill each recommendation's explanation with the top factors behind its focus invoice's
@@ -443,7 +454,9 @@ def _explain(recs: list[dict], rows: list[dict], models: RiskModels | None,
     order = np.argsort(-np.abs(values), axis=1, kind="stable")[:, :TOP_REASONS]
     raw = [float(base[k] + values[k].sum()) for k in range(len(at))]
     top = np.take_along_axis(values, order, axis=1)
-    sizes = _points(models, np.repeat(raw, order.shape[1]), top.ravel()).reshape(order.shape)
+    overdue = np.array([(rows[i].get("days_past_due") or 0) > 0 for i in at])
+    sizes = _points(models, np.repeat(raw, order.shape[1]), top.ravel(),
+                    np.repeat(overdue, order.shape[1])).reshape(order.shape)
     for rec in recs:
         if "_focus" not in rec:
             continue
@@ -454,19 +467,22 @@ def _explain(recs: list[dict], rows: list[dict], models: RiskModels | None,
                               for n, j in enumerate(order[k])]
 
 
-def points(models: RiskModels, raw: float, contribution: float) -> float:
-    """Size of one factor in percentage points of the calibrated ``p_late``: the forecast
-    (raw log-odds ``raw``) against the same forecast without the factor's SHAP contribution."""
-    with_it, without = models.calibrator.apply(
-        1.0 / (1.0 + np.exp(-np.array([raw, raw - contribution]))))
+def points(models: RiskModels, raw: float, contribution: float, overdue: bool = False
+           ) -> float:
+    """Size of one factor in percentage points of the calibrated ``late`` booster (``p_late``
+    before the due date, ``p_open_7d`` after it: ``overdue``): the forecast (raw log-odds
+    ``raw``) against the same forecast without the factor's SHAP contribution."""
+    with_it, without = models.calibrate(
+        1.0 / (1.0 + np.exp(-np.array([raw, raw - contribution]))), np.array([overdue] * 2))
     return 100.0 * (float(with_it) - float(without))
 
 
-def _points(models: RiskModels, raw: np.ndarray, contribution: np.ndarray) -> np.ndarray:
+def _points(models: RiskModels, raw: np.ndarray, contribution: np.ndarray,
+            overdue: np.ndarray) -> np.ndarray:
     """:func:`points` of many factors in one pass: the same operations, element by element."""
     both = np.empty(2 * raw.shape[0])
     both[0::2], both[1::2] = raw, raw - contribution
-    calibrated = models.calibrator.apply(1.0 / (1.0 + np.exp(-both)))
+    calibrated = models.calibrate(1.0 / (1.0 + np.exp(-both)), np.repeat(overdue, 2))
     return 100.0 * (calibrated[0::2] - calibrated[1::2])
 
 
@@ -481,8 +497,8 @@ def _reason(feature: str, contribution: float, row: dict, size: float) -> dict:
     """One explanation entry: the feature, its value, its SHAP contribution (log-odds), its
     size in points and its words, in the terms of the figure it moves: "paid 4 of the last 5
     invoices late: raises the risk of paying late by 21 points" for an invoice not yet due,
-    "… the chance it is still unpaid a week from now …" for one past due (``p_late``'s meaning
-    there, docs/models.md)."""
+    "… the chance it is still unpaid a week from now …" for one past due (its ``p_open_7d``,
+    which the same booster gives there, docs/models.md)."""
     effect = "raises" if contribution > 0 else "lowers"
     size = round(size, 2)
     amount = f"{abs(size):.1f}" if abs(size) < 1 else f"{abs(size):.0f}"

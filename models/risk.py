@@ -18,7 +18,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from paycadence.features import UNPAID_DAYS
+from paycadence.features import STILL_LATE_DAYS, UNPAID_DAYS
 from paycadence.models import files, forest
 from paycadence.models.calibration import Calibrator
 from paycadence.models.estimators import predict_threads
@@ -70,9 +70,13 @@ def _booster(model) -> lgb.Booster | None:
 class Forecast:
     """Forecasts for rows of a feature matrix (arrays of length n).
 
-    ``week_probs`` (n, 13): probability of settling in each of the next 13 weeks (week 1 is
-    the decision day and the six after it); ``survival`` (n, bins + 1): P(still open) at each
-    edge of :data:`paycadence.models.hazard.EDGES`.
+    ``p_late``: the invoice settles after its due date (1 for one past due, CONTRACT.md §4);
+    ``p_open_7d``: it is still unpaid seven days after the decision day; ``risk``: the
+    calibrated ``late`` booster itself — ``p_late`` before the due date, ``p_open_7d`` after
+    it — the figure the explanations decompose. ``week_probs`` (n, 13): probability of
+    settling in each of the next 13 weeks (week 1 is the decision day and the six after it);
+    ``survival`` (n, bins + 1): P(still open) at each edge of
+    :data:`paycadence.models.hazard.EDGES`.
     """
 
     p_late: np.ndarray
@@ -80,6 +84,8 @@ class Forecast:
     p_unpaid_90d: np.ndarray
     week_probs: np.ndarray
     survival: np.ndarray
+    p_open_7d: np.ndarray
+    risk: np.ndarray
 
 
 @dataclass
@@ -96,7 +102,12 @@ class RiskModels:
     constants : dict
         Constant predictions for a target whose training labels had one class only.
     calibrator : Calibrator
-        Maps the ``late`` booster's probability to the calibrated ``p_late``.
+        Maps the ``late`` booster's probability to the calibrated ``p_late`` of an invoice not
+        yet due.
+    overdue_calibrator : Calibrator or None
+        The same for an invoice past due, whose figure is ``p_open_7d``: each meaning is
+        calibrated on its own rows (None: ``calibrator`` for both, as bundles saved before
+        it did).
     card : dict
         Free metadata saved with the model (version, horizon, training data fingerprint...).
     threads : int
@@ -111,6 +122,7 @@ class RiskModels:
     card: dict = field(default_factory=dict)
     calibrator: Calibrator = field(default_factory=Calibrator)
     threads: int = 0
+    overdue_calibrator: Calibrator | None = None
     #: :func:`paycadence.models.treeshap.tables` per booster, built at the first explanation
     _shap: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     #: the value model built from the boosters at its first use (``"value"`` → it or None)
@@ -123,7 +135,8 @@ class RiskModels:
 
     @classmethod
     def from_estimators(cls, features, late, hazard, *, response=None, value=None,
-                        calibrator: Calibrator | None = None, card=None) -> RiskModels:
+                        calibrator: Calibrator | None = None, card=None,
+                        overdue_calibrator: Calibrator | None = None) -> RiskModels:
         """Bundle fitted :class:`paycadence.models.estimators.LateRiskModel` (or boosters)
         and the book's :class:`~paycadence.models.policy.value.ValueModel` (``value``)."""
         boosters, constants = {"response": _booster(response)}, {}
@@ -136,7 +149,8 @@ class RiskModels:
             boosters[key] = booster
             if booster is None:
                 constants[key] = float(est.constant_)
-        return cls(tuple(features), boosters, constants, card, calibrator or Calibrator())
+        return cls(tuple(features), boosters, constants, card, calibrator or Calibrator(),
+                   overdue_calibrator=overdue_calibrator)
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -149,6 +163,8 @@ class RiskModels:
                 booster.save_model(directory / f"{key}.txt")
         card = {**self.card, "features": list(self.features), "constants": self.constants,
                 "calibration": self.calibrator.to_dict(), "hazard_edges": EDGES.tolist()}
+        if self.overdue_calibrator is not None:
+            card["calibration_overdue"] = self.overdue_calibrator.to_dict()
         (directory / CARD).write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
         sums = files.checksums(directory, [CARD, *(f"{k}.txt" for k in self.boosters)])
         (directory / files.CHECKSUMS).write_text(json.dumps({"sha256": sums}, indent=2),
@@ -193,6 +209,8 @@ class RiskModels:
             features = tuple(card.pop("features"))
             constants = dict(card.pop("constants", {}))
             calibrator = Calibrator.from_dict(card.pop("calibration", None))
+            overdue = card.pop("calibration_overdue", None)
+            overdue_calibrator = None if overdue is None else Calibrator.from_dict(overdue)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise files.ModelFilesError(f"{CARD} is damaged") from None
         if card.pop("hazard_edges", None) != EDGES.tolist():
@@ -217,7 +235,8 @@ class RiskModels:
                 raise files.ModelFilesError(f"{key}.txt: trained on other features than the "
                                             "card lists")
             boosters[key] = booster
-        models = cls(features, boosters, constants, card, calibrator)
+        models = cls(features, boosters, constants, card, calibrator,
+                     overdue_calibrator=overdue_calibrator)
         models.check_outputs(probe)
         return models
 
@@ -274,7 +293,8 @@ class RiskModels:
         Returns
         -------
         polars.DataFrame
-            ``invoice_id``, ``debtor_id``, ``p_late`` (calibrated), ``expected_days_late``
+            ``invoice_id``, ``debtor_id``, ``p_late`` (calibrated; 1 once past due),
+            ``p_open_7d`` (still unpaid seven days after ``as_of``), ``expected_days_late``
             (days after the due date; never before ``as_of``), ``expected_settled_on`` (date,
             ≥ ``as_of``), ``p_unpaid_90d`` (1 once the invoice is already 90 days overdue and
             open) and ``cash_weeks``: the expected payment in each of the next 13 weeks
@@ -282,32 +302,39 @@ class RiskModels:
         """
         if frame.height == 0:
             return frame.select("invoice_id", "debtor_id").with_columns(
-                p_late=pl.lit(None, pl.Float64), expected_days_late=pl.lit(None, pl.Float64),
+                p_late=pl.lit(None, pl.Float64), p_open_7d=pl.lit(None, pl.Float64),
+                expected_days_late=pl.lit(None, pl.Float64),
                 expected_settled_on=pl.lit(None, pl.Date), p_unpaid_90d=pl.lit(None, pl.Float64),
                 cash_weeks=pl.lit(None, pl.List(pl.Float64)))
         f = self.predict_matrix(self.matrix(frame) if X is None else X)
         cash = f.week_probs * frame["open_amount"].to_numpy()[:, None]
         return frame.select("invoice_id", "debtor_id", "as_of").with_columns(
             p_late=pl.Series(f.p_late),
+            p_open_7d=pl.Series(f.p_open_7d),
             expected_days_late=pl.Series(np.round(f.expected_days_late, 2)),
             p_unpaid_90d=pl.Series(f.p_unpaid_90d),
             cash_weeks=pl.Series(np.round(cash, 2)).cast(pl.List(pl.Float64)),
             wait=pl.Series(np.round(f.expected_days_late - frame["days_past_due"].to_numpy())),
         ).with_columns(
             expected_settled_on=pl.col("as_of") + pl.duration(days=pl.col("wait").cast(pl.Int64))
-        ).select("invoice_id", "debtor_id", "p_late", "expected_days_late",
+        ).select("invoice_id", "debtor_id", "p_late", "p_open_7d", "expected_days_late",
                  "expected_settled_on", "p_unpaid_90d", "cash_weeks")
 
     def predict_matrix(self, X: np.ndarray) -> Forecast:
         """:class:`Forecast` for a matrix in :attr:`features` order.
 
-        ``p_late`` is the calibrated ``late`` booster; everything else follows from the
+        The calibrated ``late`` booster learnt both meanings of lateness from the snapshots
+        (:func:`paycadence.features.label`): settling after the due date for an invoice not yet
+        due — its ``p_late`` — and still unpaid seven days later for one past due — its
+        ``p_open_7d``; an invoice past due has ``p_late`` 1, and one not yet due its
+        ``p_open_7d`` from the settlement distribution. Everything else follows from the
         settlement hazards, so ``expected_days_late`` (days past due + the median wait: the
         invoice is as likely paid by then as not), ``p_unpaid_90d`` and the weekly
         probabilities are one distribution seen three ways.
         """
-        p_late = np.clip(self.calibrator.apply(self._raw("late", X)), 0.0, 1.0)
         past_due = X[:, self.features.index("days_past_due")]
+        overdue = past_due > 0
+        risk = np.clip(self.calibrate(self._raw("late", X), overdue), 0.0, 1.0)
         if self.boosters["hazard"] is None:
             hazards = np.full((X.shape[0], N_BINS), self.constants["hazard"])
         else:
@@ -321,11 +348,23 @@ class RiskModels:
         # settled on day D + t with t ≥ 91 − days past due ⇔ still open 90 days after due
         p_unpaid = survival_at(surv, UNPAID_DAYS + 1 - past_due)
         days = past_due + median_wait(surv)
-        finite("p_late", p_late)
+        finite("p_late", risk)
         finite("the settlement distribution", surv)
         finite("expected_days_late", days)
         finite("p_unpaid_90d", p_unpaid)
-        return Forecast(p_late, days, p_unpaid, bin_probabilities(surv)[:, :CASH_WEEKS], surv)
+        # still open on day 8 after the decision day ⇔ unpaid seven days after it
+        open_7d = np.where(overdue, risk, survival_at(surv, STILL_LATE_DAYS + 1))
+        return Forecast(np.where(overdue, 1.0, risk), days, p_unpaid,
+                        bin_probabilities(surv)[:, :CASH_WEEKS], surv, open_7d, risk)
+
+    def calibrate(self, p: np.ndarray, overdue: np.ndarray) -> np.ndarray:
+        """The ``late`` booster's probabilities ``p`` calibrated: by :attr:`calibrator` where
+        the invoice is not yet due, by :attr:`overdue_calibrator` (when there is one) where
+        ``overdue``."""
+        p = np.asarray(p, dtype=np.float64)
+        if self.overdue_calibrator is None:
+            return self.calibrator.apply(p)
+        return np.where(overdue, self.overdue_calibrator.apply(p), self.calibrator.apply(p))
 
     @property
     def value_model(self):

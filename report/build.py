@@ -363,7 +363,8 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
             "open_amount": open_total,
             "named_amount": sum(inv[i]["open_amount"] for i in named if i in inv),
             "max_days_past_due": max(overdue) if overdue else None,
-            "p_late": rec["risk"]["p_late"], "p_unpaid_90d": rec["risk"]["p_unpaid_90d"],
+            "p_late": rec["risk"]["p_late"], "p_open_7d": rec["risk"]["p_open_7d"],
+            "p_unpaid_90d": rec["risk"]["p_unpaid_90d"],
             "gain": gain, "cost": cost, "value": value, "basis": basis, "at_stake": at_stake,
             "reasons": reasons(rec),
             "why": rec["reason"], "next_review_on": rec["next_review_on"],
@@ -372,6 +373,7 @@ def worklist(recs: list[dict], features: pl.DataFrame, tables, *, as_of: dt.date
             "open_invoices": [{"invoice_id": i["invoice_id"], "open_amount": i["open_amount"],
                                "days_past_due": by_invoice.get(i["invoice_id"], {}).get(
                                    "days_past_due"), "p_late": i["p_late"],
+                               "p_open_7d": i["p_open_7d"],
                                "named": i["invoice_id"] in named}
                               for i in rec["invoices"]],
             "contacts": history.get(rec["debtor_id"], []),

@@ -155,7 +155,7 @@ def calibration(bins: pl.DataFrame) -> go.Figure | None:
     fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
                     line={"color": GREY, "dash": "dash", "width": 1}, hoverinfo="skip")
     for who, name, colour in (("model", "champion model", NAVY),
-                              ("naive", "naive reference", AMBER)):
+                              ("reference", "best simple reference", AMBER)):
         part = bins.filter(pl.col("who") == who)
         if part.height == 0:
             continue
@@ -174,14 +174,14 @@ def calibration(bins: pl.DataFrame) -> go.Figure | None:
 
 
 def auc(rows: list[tuple[str, float | None, float | None]]) -> go.Figure | None:
-    """AUC of the model beside the naive reference, one pair of bars per (label, model,
-    naive) row; rows with neither value are left out."""
+    """AUC of the model beside the best simple reference, one pair of bars per (label,
+    model, reference) row; rows with neither value are left out."""
     rows = [r for r in rows if r[1] is not None or r[2] is not None]
     if not rows:
         return None
     labels = [r[0] for r in rows]
     fig = go.Figure()
-    for j, name, colour in ((1, "model", NAVY), (2, "naive reference", AMBER)):
+    for j, name, colour in ((1, "model", NAVY), (2, "best simple reference", AMBER)):
         values = [r[j] for r in rows]
         if all(v is None for v in values):
             continue

@@ -275,7 +275,7 @@ reference): run <code>paycadence train</code> to learn the models.</div>
   <th data-key="debtor">debtor</th>
   <th data-key="action">action</th><th class="n" data-key="open" data-num>open</th>
   <th class="n" data-key="dpd" data-num>days<br>past due</th>
-  <th class="n" data-key="plate" data-num>risk: late /<br>unpaid 90d</th>
+  <th class="n" data-key="plate" data-num>risk: unpaid<br>in 7 days / 90d</th>
   <th class="n" data-key="worth" data-num>worth</th>
   <th style="min-width:300px">why</th>
   <th data-key="review">next<br>review</th></tr></thead><tbody>
@@ -283,17 +283,19 @@ reference): run <code>paycadence train</code> to learn the models.</div>
     data-action="{{ w.action }}" data-segment="{{ w.segment or '' }}"
     data-country="{{ w.country or '' }}" data-open="{{ w.open_amount }}"
     data-dpd="{{ w.max_days_past_due if w.max_days_past_due is not none else '' }}"
-    data-plate="{{ w.p_late }}" data-worth="{{ w.value if w.value is not none else '' }}"
+    data-plate="{{ w.p_open_7d }}" data-worth="{{ w.value if w.value is not none else '' }}"
     data-review="{{ w.next_review_on }}">
     <td class="n">{{ loop.index }}</td>
     <td><details><summary class="debtor">{{ w.debtor_id }}</summary>
       <table class="inner"><thead><tr><th>open invoice</th><th class="n">open</th>
-      <th class="n">days past due</th><th class="n">p_late</th></tr></thead><tbody>
+      <th class="n">days past due</th><th class="n">p_late</th>
+      <th class="n">unpaid in 7 days</th></tr></thead><tbody>
       {% for i in w.open_invoices %}<tr><td>{{ i.invoice_id }}{% if i.named %} ●{% endif %}</td>
       <td class="n">{{ i.open_amount|money(2) }}</td>
       <td class="n">{{ '%.0f'|format(i.days_past_due) if i.days_past_due is not none
         else '' }}</td>
-      <td class="n">{{ i.p_late|pct }}</td></tr>{% endfor %}</tbody></table>
+      <td class="n">{{ i.p_late|pct }}</td><td class="n">{{ i.p_open_7d|pct }}</td></tr>
+      {% endfor %}</tbody></table>
       <p class="tag">● named in today's action. Latest contacts:
       {% for c in w.contacts %}{{ c.sent_on }} {{ c.channel }}{% if c.step %} (reminder
       {{ c.step }}){% endif %} on {{ c.invoice_id }}{{ '; ' if not loop.last else '' }}
@@ -306,7 +308,7 @@ reference): run <code>paycadence train</code> to learn the models.</div>
       invoice{{ '' if w.invoice_ids|length == 1 else 's' }} named</span></td>
     <td class="n">{{ '%.0f'|format(w.max_days_past_due) if w.max_days_past_due is not none
       else 'n/a' }}</td>
-    <td class="n">{{ w.p_late|pct }} / {{ w.p_unpaid_90d|pct }}</td>
+    <td class="n">{{ w.p_open_7d|pct }} / {{ w.p_unpaid_90d|pct }}</td>
     <td class="n">{% if w.value is not none %}<span class="worth">{{ w.value|money(2) }}</span>
       <br><span class="tag">{{ w.gain|money(2) }} − {{ w.cost|money(2) }}</span>
       {%- else %}<span class="tag">not valued<br>{{ w.at_stake|money(2) }} at stake</span>
@@ -332,24 +334,29 @@ reference): run <code>paycadence train</code> to learn the models.</div>
   <p class="lead">{{ d.champion.detail }}{% if d.champion.tags.get('split_date') %}, scored at
   training on a holdout of {{ d.champion.tags.get('holdout_rows', '?') }} invoice-days from
   {{ d.champion.tags.split_date }} on (never learnt from){% endif %}. Each figure stands beside
-  the naive reference (a debtor's own past share of late invoices) it must beat.</p>
+  the strongest simple reference it must beat: for p_late the best of the debtor's share of late
+  invoices (smoothed, shrunk toward the book's rate, or recency-weighted), for days late its
+  median shrunk toward the book's (docs/models.md).</p>
   {% else %}
   <div class="note">No champion model: {{ d.champion.detail }}. Holdout metrics are not
-  available; the recent check below scores the naive reference used in its place.</div>
+  available; the recent check below scores the simple references only.</div>
   {% endif %}
   <div class="grid2">
-    <div><h3 style="margin-top:0">AUC against the naive reference</h3>
+    <div><h3 style="margin-top:0">AUC against the best simple reference</h3>
       {{ charts.auc or 'No AUC recorded.' }}
       {% if metric_rows %}<table><thead><tr><th>forecast</th><th>metric</th>
-      <th class="n">model</th><th class="n">naive</th></tr></thead><tbody>
+      <th class="n">model</th><th class="n">reference</th></tr></thead><tbody>
       {% for r in metric_rows %}<tr><td>{{ r[0] }}</td>
       <td>{{ r[1] }}</td><td class="n">{{ r[2] }}</td><td class="n">{{ r[3] }}</td></tr>
       {% endfor %}</tbody></table>{% endif %}</div>
     <div><h3 style="margin-top:0">Calibration: forecast against what happened</h3>
-      {% if d.check %}<p class="lead">Invoices open on {{ d.check.days|length }} days from
-      {{ d.check.days[0] }} to {{ d.check.days[-1] }} ({{ d.check.rows }} invoice-days whose
+      {% if d.check %}<p class="lead">Invoices not yet due on {{ d.check.days|length }} days
+      from {{ d.check.days[0] }} to {{ d.check.days[-1] }} ({{ d.check.rows }} invoice-days whose
       outcome is known today{% if d.champion.split_date and not fallback %}; none before the
-      model's holdout split{% endif %}). On the diagonal, a forecast of 30% means 30% of those
+      model's holdout split{% endif %}), beside the best simple reference on them (the debtor's
+      {{ {'laplace': 'share late, smoothed', 'shrunk': 'share late shrunk toward the book\'s',
+          'recent': 'recency-weighted share late'}.get(d.check.reference,
+          d.check.reference) }}). On the diagonal, a forecast of 30% means 30% of those
       invoices were paid late.</p>{{ charts.calibration }}
       {% else %}<div class="note info">No invoice-day of the last 6 months (after the model's
       holdout split) has a known outcome yet: no recent calibration check.</div>{% endif %}
@@ -502,7 +509,7 @@ reference): run <code>paycadence train</code> to learn the models.</div>
   });
   q("wl-csv").addEventListener("click", function () {
     var cols = ["rank", "debtor", "action", "segment", "country", "open", "days_past_due",
-                "p_late", "worth", "next_review", "invoice_ids", "why"];
+                "p_late", "p_open_7d", "worth", "next_review", "invoice_ids", "why"];
     var cell = function (v) { v = v === null || v === undefined ? "" : String(v);
       return /[",\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v; };
     var lines = [cols.join(",")].concat(all.map(function (w) {

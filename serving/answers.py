@@ -19,8 +19,11 @@ from paycadence.serving.schemas import Action
 
 class Risk(BaseModel):
     p_late: float = Field(description="probability that the invoice settles after its due "
-                          "date; for one already past due, that it is still unpaid 7 days "
-                          "from as_of (docs/models.md)")
+                          "date (1 once it is past due and open); for the debtor, weighted by "
+                          "open amount")
+    p_open_7d: float | None = Field(None, description="probability that the invoice is still "
+                                    "unpaid 7 days after as_of (docs/models.md); for the "
+                                    "debtor, weighted by open amount")
     expected_days_late: float = Field(description="expected days between the due date and "
                                       "settlement (0 for one settled on time)")
     p_unpaid_90d: float = Field(description="probability that the invoice is still open 90 "
@@ -45,12 +48,14 @@ class CashWeek(BaseModel):
 class Reason(BaseModel):
     feature: str = Field(description="the forecast's input this factor is about")
     value: float | None = Field(None, description="its value for this invoice")
-    contribution: float = Field(description="its exact SHAP value, in log-odds of paying late")
+    contribution: float = Field(description="its exact SHAP value, in log-odds of the figure "
+                                "it explains (p_late; p_open_7d once past due)")
     effect: Literal["raises", "lowers"] | None = Field(
         None, description="whether it raises or lowers the risk of paying late")
     points: float | None = Field(
-        default=None, description="the factor's size: change of the calibrated p_late, in "
-        "percentage points, against the same forecast without it")
+        default=None, description="the factor's size: change of the focus invoice's p_late "
+        "(its p_open_7d once past due), in percentage points, against the same forecast "
+        "without it")
     text: str = Field(description="the factor in words, with its effect and size")
 
 

@@ -53,8 +53,10 @@ RECOMMEND_RESPONSE = {
         "invoice_ids": ["INV-9"],
         "step": 2,
         "next_review_on": "2026-11-25",
-        "risk": {"p_late": 0.71, "expected_days_late": 19.5, "p_unpaid_90d": 0.08},
-        "invoices": [{"invoice_id": "INV-9", "p_late": 0.71, "expected_days_late": 19.5,
+        "risk": {"p_late": 1.0, "expected_days_late": 44.5, "p_unpaid_90d": 0.08,
+                 "p_open_7d": 0.71},
+        "invoices": [{"invoice_id": "INV-9", "p_late": 1.0, "p_open_7d": 0.71,
+                      "expected_days_late": 44.5,
                       "expected_settled_on": "2026-12-02", "p_unpaid_90d": 0.08,
                       "open_amount": 1250.0,
                       "expected_cash_by_week": [x["expected"] for x in _CASH]}],
@@ -67,8 +69,8 @@ RECOMMEND_RESPONSE = {
                          {"action": "wait", "probability": 0.035, "invoice_ids": []}],
         "explanation": [{"feature": "share_paid_late_last_5", "value": 0.8, "contribution": 0.21,
                          "effect": "raises", "points": 4.1,
-                         "text": "paid 4 of the last 5 invoices late: raises the risk of "
-                                 "paying late by 4 points"}],
+                         "text": "paid 4 of the last 5 invoices late: raises the chance it "
+                                 "is still unpaid a week from now by 4 points"}],
         "model_version": "risk:7",
         "reason": "learnt from this book's log: sms is worth +6.30 against waiting (lower "
                   "bound +1.10), over the schedule's email",

@@ -261,7 +261,7 @@ def score_bucket(table: pa.Table, *, as_of: dt.date, policy: Policy, bundle,
     rows = [{**flat(rec), "record": json.dumps(rec),
              "cash_cents": [round(w["expected"] * 100) for w in rec["cash_forecast"]],
              "priority": None if rec["action"] == "wait" else
-             rec["risk"]["p_late"] * sum(i["open_amount"] for i in rec["invoices"])}
+             rec["risk"]["p_open_7d"] * sum(i["open_amount"] for i in rec["invoices"])}
             for rec in recs]
     return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
 

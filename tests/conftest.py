@@ -37,7 +37,10 @@ def response_schema(shared_dir) -> dict:
     path = shared_dir / "schema" / "recommend-response.schema.json"
     if not path.exists():
         pytest.skip(f"{path} is absent")
-    return json.loads(path.read_text(encoding="utf-8"))
+    # the contract's schema and the project's optional extensions, both at once
+    own = ROOT / "docs" / "schema" / "recommend-response.extensions.schema.json"
+    return {"allOf": [json.loads(path.read_text(encoding="utf-8")),
+                      json.loads(own.read_text(encoding="utf-8"))]}
 
 
 @pytest.fixture(scope="session")

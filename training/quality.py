@@ -1,6 +1,7 @@
 """How good the deployed forecasts are, for the manager's report: what MLflow recorded about
-the champion (holdout metrics beside the naive reference, the calibration figure), the latest
-backtest run if one was logged, and a calibration check on the report's own recent history.
+the champion (holdout metrics beside the strongest simple reference, the calibration figure),
+the latest backtest run if one was logged, and a calibration check on the report's own recent
+history.
 
 Nothing here raises on a missing or unreachable store: the report says what is not available.
 """
@@ -23,6 +24,7 @@ from paycadence.redact import redact
 from paycadence.training import metrics as M
 from paycadence.training import tracking
 from paycadence.training.evaluation import predictions
+from paycadence.training.references import best, book_prior, late_references
 from paycadence.training.snapshots import cut_tables
 
 logger = logging.getLogger(__name__)
@@ -36,9 +38,9 @@ BINS = 10
 
 @dataclass(frozen=True)
 class ChampionInfo:
-    """What the registry says about ``name@alias``: its version, run, holdout metrics (model
-    and ``naive_*`` reference), run tags, the logged calibration figure (PNG bytes) and the
-    version's own tags (holdout metrics, off-policy values, why it got its alias)."""
+    """What the registry says about ``name@alias``: its version, run, holdout metrics (model,
+    ``naive_*`` and ``ref_*`` references), run tags, the logged calibration figure (PNG bytes)
+    and the version's own tags (holdout metrics, off-policy values, why it got its alias)."""
 
     found: bool
     detail: str
@@ -148,17 +150,21 @@ def latest_backtest() -> BacktestRun | None:
 
 @dataclass(frozen=True)
 class CalibrationCheck:
-    """``p_late`` against what happened, on invoices open on recent days of the report's data.
+    """``p_late`` against what happened, on invoices not yet due on recent days of the
+    report's data (``p_late``'s contract meaning: settled after the due date).
 
     ``bins`` has one row per forecast tenth with invoices in it: ``forecast`` (their mean
     ``p_late``), ``observed`` (the share paid late), ``n``, and ``who`` (``model`` or
-    ``naive``); ``scores`` maps ``model``/``naive`` to :func:`binary_metrics` of ``p_late``.
+    ``reference``); ``scores`` maps ``model``/``reference`` to :func:`binary_metrics` of
+    ``p_late``; ``reference`` names the simple reference with the best AUC on these rows
+    (:mod:`paycadence.training.references`, priors from the history before the first day).
     """
 
     days: tuple[dt.date, ...]
     rows: int
     bins: pl.DataFrame
     scores: dict[str, dict[str, float]]
+    reference: str = ""
 
 
 def check_days(as_of: dt.date, not_before: dt.date | None = None) -> list[dt.date]:
@@ -173,10 +179,10 @@ def check_days(as_of: dt.date, not_before: dt.date | None = None) -> list[dt.dat
 def calibration_check(tables: Tables, models: RiskModels | None, *, as_of: dt.date,
                       horizon_days: int, not_before: dt.date | None = None
                       ) -> CalibrationCheck | None:
-    """Score ``p_late`` of ``models`` (None: the naive reference only) and of the naive
-    reference on the invoices open on each of :func:`check_days`, with the history known on
-    ``as_of``; labels as in training (:func:`paycadence.features.label`), censored invoices
-    left out. None when no labelled invoice is left."""
+    """Score ``p_late`` of ``models`` (None: the references only) and of the best simple
+    reference on the invoices not yet due on each of :func:`check_days`, with the history
+    known on ``as_of``; labels as in training (:func:`paycadence.features.label`), censored
+    invoices left out. None when no labelled invoice is left."""
     days = check_days(as_of, not_before)
     if not days:
         return None
@@ -185,17 +191,21 @@ def calibration_check(tables: Tables, models: RiskModels | None, *, as_of: dt.da
                             data_end=as_of - dt.timedelta(days=1))
     if snaps.height == 0:
         return None
-    snaps = snaps.filter(pl.col("y_late").is_not_null())
+    snaps = snaps.filter(pl.col("y_late").is_not_null() & (pl.col("days_past_due") <= 0))
     if snaps.height == 0:
         return None
-    who = {"naive": None} if models is None else {"model": models, "naive": None}
+    y = snaps["y_late"].to_numpy()
+    refs = late_references(snaps, book_prior(known, days[0]))
+    name, _ = best({k: M.binary_metrics(y, p)["auc"] for k, p in refs.items()})
+    who = {"reference": refs[name or "laplace"]}
+    if models is not None:
+        who = {"model": predictions(models, snaps)["p_late"].to_numpy(), **who}
     parts, scores = [], {}
-    for name, m in who.items():
-        frame = predictions(m, snaps)
-        y, p = frame["y_late"].to_numpy(), frame["p_late"].to_numpy()
-        scores[name] = M.binary_metrics(y, p)
-        parts.append(reliability(y, p).with_columns(who=pl.lit(name)))
-    return CalibrationCheck(tuple(days), snaps.height, pl.concat(parts), scores)
+    for key, p in who.items():
+        scores[key] = M.binary_metrics(y, p)
+        parts.append(reliability(y, p).with_columns(who=pl.lit(key)))
+    return CalibrationCheck(tuple(days), snaps.height, pl.concat(parts), scores,
+                            name or "laplace")
 
 
 def reliability(y: np.ndarray, p: np.ndarray, bins: int = BINS) -> pl.DataFrame:

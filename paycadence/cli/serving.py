@@ -233,8 +233,9 @@ def demo(
         if not quiet:
             _print_recommendations(result.recommendations, f"top debtors as of {result.as_of}")
         console.print(
-            f"p_late on the holdout: AUC {m['late_auc']:.3f} (naive {m['naive_late_auc']:.3f}), "
-            f"Brier {m['late_brier']:.4f} (naive {m['naive_late_brier']:.4f}); "
+            f"p_late on the holdout: AUC {m['late_auc']:.3f} (best simple reference "
+            f"{m.get('ref_best_late_auc', float('nan')):.3f}), Brier {m['late_brier']:.4f} "
+            f"(reference {m.get('ref_best_late_brier', float('nan')):.4f}); "
             f"model version {result.train.version} is {result.train.alias}", highlight=False)
         console.print("where everything went:")
         for name, path in result.paths.items():
@@ -245,21 +246,23 @@ def demo(
 
 def _print_recommendations(recs: list[dict], title: str, limit: int = 12) -> None:
     """The day's contacts, the most worth first (``value_vs_wait``, as the report ranks
-    them), then those nothing learnt valued, the most open at risk first."""
+    them), then those nothing learnt valued, the most open at risk first (open amount × the
+    chance it is still unpaid in a week)."""
     def rank(r: dict) -> tuple:
         worth = r.get("value_vs_wait")
-        at_risk = r["risk"]["p_late"] * sum(i["open_amount"] for i in r["invoices"])
+        at_risk = r["risk"]["p_open_7d"] * sum(i["open_amount"] for i in r["invoices"])
         return (worth is None, -(worth if worth is not None else at_risk))
 
     acting = sorted((r for r in recs if r["action"] != "wait"), key=rank)
     rows = [(r["debtor_id"], r["action"], len(r["invoice_ids"]),
              f"{sum(i['open_amount'] for i in r['invoices']):,.2f}",
-             f"{r['risk']['p_late']:.2f}",
+             f"{r['risk']['p_late']:.2f}", f"{r['risk']['p_open_7d']:.2f}",
              "-" if r.get("value_vs_wait") is None else f"{r['value_vs_wait']:,.2f}",
              r["next_review_on"], r["reason"],
              "; ".join(e["text"] for e in r["explanation"][:2])) for r in acting[:limit]]
     console.print(make_table(title, ["debtor", "action", "invoices", "open", "p_late",
-                                     "worth", "next review", "why", "top factors"], rows))
+                                     "unpaid in 7 days", "worth", "next review", "why",
+                                     "top factors"], rows))
 
 
 def _is_loopback(host: str) -> bool:

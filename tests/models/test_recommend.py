@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from paycadence.config import Policy, Rules
+from paycadence.features import invoice_features
 from paycadence.guard import audit_actions
 from paycadence.models import recommend
 
@@ -166,3 +167,50 @@ def test_disputed_invoices_are_never_named(trained, tables):
         & (pl.col("resolved_on").is_null() | (pl.col("resolved_on") > as_of)))["invoice_id"])
     for r in recs:
         assert not open_disputes & set(r["invoice_ids"])
+
+
+def test_p_late_keeps_the_contracts_meaning_and_p_open_7d_says_the_rest(trained, tables):
+    """CONTRACT.md §5: p_late is the probability of settling after the due date for every open
+    invoice — 1.0 once one is past due — and "still unpaid 7 days from now" has its own field,
+    the same booster's calibrated figure for an invoice past due (what its reasons explain)."""
+    models = trained.models
+    frame = invoice_features(tables, as_of=tables.last_date)
+    f = models.predict_matrix(models.matrix(frame))
+    overdue = frame["days_past_due"].to_numpy() > 0
+    assert overdue.any() and (~overdue).any()
+    assert np.all(f.p_late[overdue] == 1.0)
+    assert np.array_equal(f.p_late[~overdue], f.risk[~overdue])
+    assert np.array_equal(f.p_open_7d[overdue], f.risk[overdue])
+    assert np.all((f.p_open_7d >= 0) & (f.p_open_7d <= 1))
+    recs = recommend(tables, as_of=tables.last_date, policy=Policy(), models=models,
+                     explain=False)
+    by_id = dict(zip(frame["invoice_id"], zip(f.p_late, f.p_open_7d, strict=True), strict=True))
+    seen = 0
+    for r in recs:
+        for i in r["invoices"]:
+            assert (i["p_late"], i["p_open_7d"]) == pytest.approx(by_id[i["invoice_id"]],
+                                                                  abs=1e-4)
+            seen += 1
+        assert 0 <= r["risk"]["p_open_7d"] <= 1
+    assert seen
+
+
+def test_each_meaning_of_the_booster_is_calibrated_on_its_own_rows():
+    """Not yet due and past due are two figures: one calibration each, chosen on its rows."""
+    from paycadence.models import calibration
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    overdue = rng.random(n) < 0.5
+    p = rng.uniform(0.05, 0.95, n)
+    # before due the raw score is right; past due the truth is its square (over-confident)
+    truth = np.where(overdue, p ** 2, p)
+    y = (rng.random(n) < truth).astype(float)
+    order = np.arange(n)
+    before, after = calibration.by_stage(p, y, order, overdue)
+    grid = np.array([0.2, 0.5, 0.8])
+    assert np.allclose(before.apply(grid), grid, atol=0.07)
+    assert np.allclose(after.apply(grid), grid ** 2, atol=0.07)
+    few, joint = calibration.by_stage(p, y, order, np.arange(n) < 20)  # 20 rows past due
+    assert joint == calibration.choose(p, y, order)  # too few: the one chosen on all rows
+    assert few != joint

@@ -129,11 +129,12 @@ def test_models_quality_comes_from_the_champions_record(built, trained):
     assert d.champion.found and d.champion.version == str(champion.version)
     assert d.champion.metrics == logged
     assert d.champion.calibration_png.startswith(b"\x89PNG")
-    assert d.check is not None and set(d.check.scores) == {"model", "naive"}
+    assert d.check is not None and set(d.check.scores) == {"model", "reference"}
     assert min(d.check.days) >= d.champion.split_date  # never days the model learnt from
     assert d.shap is not None and d.shap["mean_abs"].is_sorted(descending=True)
     html = built.out.read_text(encoding="utf-8")
-    assert f"{logged['late_auc']:.3f}" in html and f"{logged['naive_late_auc']:.3f}" in html
+    assert f"{logged['late_auc']:.3f}" in html and f"{logged['ref_best_late_auc']:.3f}" in html
+    assert d.check.reference in ("laplace", "shrunk", "recent")
     assert "data:image/png;base64," in html
 
 
