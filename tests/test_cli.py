@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -168,7 +169,7 @@ def test_backtest_prints_the_oracle_and_what_the_learnt_policy_captured(tmp_path
     params = tmp_path / "params.yaml"
     params.write_text("train:\n  n_estimators: 40\n")
     r = run("backtest", "--debtors", 20, "--history-days", 150, "--days", 120, "--seed", 3,
-            "--no-ope", "--params", params)
+            "--no-ope", "--params", params, "--truth-replays", 10)
     assert r.returncode == 0, r.stderr
     out = " ".join(r.stdout.split())
     assert "150 days logged, then 120 days from 2024-05-30" in out
@@ -176,6 +177,10 @@ def test_backtest_prints_the_oracle_and_what_the_learnt_policy_captured(tmp_path
     assert "captured by the learnt policy" in out
     assert "95% interval over debtors" in out or "undefined (the oracle gains nothing" in out
     assert "learnt policy vs fixed schedule" in out  # the earlier lines stay
+    # p_late at first sight beside the best simple reference and the ceiling
+    assert re.search(r"p_late of the future's [\d,]+ new invoices, each on the first morning "
+                     r"that sees it: AUC 0\.\d{3} against 0\.\d{3} for the best simple reference "
+                     r"\((laplace|shrunk|recent)\); the true probability 0\.\d{3}", out), out
     r = run("backtest", "--debtors", 6, "--history-days", 150, "--days", 120, "--seed", 3,
             "--no-ope", "--no-oracle", "--params", params)
     assert r.returncode == 0, r.stderr

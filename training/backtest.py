@@ -340,6 +340,10 @@ class BacktestResult:
     #: with ``regret``: (true kind, action) → :class:`paycadence.training.regret.Tally` of the
     #: learnt policy's decisions, valued by the simulator's true model
     regret: dict | None = None
+    #: with ``truth_replays``: the true chance that each invoice the forecast check scores is
+    #: late (and unpaid at due + 90), from the world's latent state — the ceiling
+    #: (:func:`paycadence.training.ceiling.true_outcomes`)
+    ceiling: pl.DataFrame | None = None
 
 
 def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 365,
@@ -347,7 +351,8 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
                  start: dt.date = dt.date(2024, 1, 1), ope: bool = False,
                  world: World | str = PROJECT_WORLD, oracle: bool = True,
                  exploration_share: float = 0.10, ope_debtors: int | None = None,
-                 progress: Progress | None = None, regret: bool = False) -> BacktestResult:
+                 progress: Progress | None = None, regret: bool = False,
+                 truth_replays: int = 0, truth_jobs: int = 1) -> BacktestResult:
     """Train on the company's own logged past, then run its future under the fixed schedule,
     no dunning and the learnt policy (and the oracle); see the module docstring.
 
@@ -387,6 +392,11 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
         Also value every decision of the learnt policy with the simulator's true model, by
         the debtor's true kind (:class:`paycadence.training.regret.ProbedPolicy`): where it
         leaves value to the oracle (:attr:`BacktestResult.regret`).
+    truth_replays, truth_jobs
+        With ``truth_replays`` > 0: the true chance that each invoice the forecast check scores
+        is late, by that many replays of its own luck in ``truth_jobs`` processes
+        (:func:`paycadence.training.ceiling.true_outcomes`), kept in
+        :attr:`BacktestResult.ceiling` and scored beside the model as ``truth``.
     """
     from paycadence.training.fitting import fit_models
     from paycadence.training.snapshots import cut_tables
@@ -424,8 +434,18 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
         step(f"company {seed} under the learnt policy: {n:,} decisions asked", 3, phases)
 
     out = [scored("fixed schedule", fixed.tables)]
+    ceiling = None
+    if truth_replays > 0:
+        from paycadence.training.ceiling import first_seen, true_outcomes
+
+        ceiling = true_outcomes(
+            n_debtors, days, seed, scored=first_seen(
+                fixed.tables, switch=switch, due_by=end - dt.timedelta(days=SCORED_BEFORE_END)),
+            start=start, history_days=history_days, policy=policy, world=world,
+            exploration_share=exploration_share, replays=truth_replays, jobs=truth_jobs)
     forecast = forecast_check(fixed.tables, models, switch=switch,
-                              due_by=end - dt.timedelta(days=SCORED_BEFORE_END))
+                              due_by=end - dt.timedelta(days=SCORED_BEFORE_END),
+                              horizon_days=params.train.horizon_days, truth=ceiling)
     logged = fixed.decisions.filter(pl.col("decided_on") < switch)  # by the logging schedule
     del fixed
     truth = None
@@ -461,7 +481,7 @@ def run_backtest(n_debtors: int, days: int, seed: int, *, history_days: int = 36
                           paired_margin(out[-1], out[0], seed=seed), best, share, switch,
                           exploration_share, dict(learnt.decided_by),
                           dict(learnt.departures), dict(learnt.acted), forecast,
-                          learnt.tallies if regret else None)
+                          learnt.tallies if regret else None, ceiling)
 
 
 def _ope_check(known, logged: pl.DataFrame, models: RiskModels | None, switch: dt.date,
@@ -555,6 +575,9 @@ def log_backtest(result: BacktestResult, *, debtors: int, days: int, seed: int,
     if result.forecast is not None:
         f = result.forecast
         metrics |= {f"forecast_auc_{name}": v for name, v in f.auc.items()}
+        metrics |= {f"forecast_brier_{name}": v for name, v in f.brier.items()}
+        metrics |= {f"forecast_days_mae_{name}": v for name, v in f.days_mae.items()}
+        metrics |= {"forecast_ece_model": f.ece["model"]}
         metrics |= {"forecast_invoices": float(f.invoices)}
     with mlflow.start_run(run_name=f"backtest seed {seed}") as run:
         mlflow.set_tag("kind", "backtest")

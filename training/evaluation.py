@@ -1,5 +1,7 @@
-"""Holdout metrics of the forecasts (or of the naive reference): p_late and p_unpaid_90d
-per stage, days late and the weekly cash forecast's error."""
+"""Holdout metrics of the forecasts (or of the naive reference) and of the strongest simple
+references: ``p_late`` on the invoices not yet due (the contract's meaning: settles after its
+due date; per stage), ``p_open_7d`` on those past due (still unpaid seven days later),
+``p_unpaid_90d``, days late and the weekly cash forecast's error."""
 
 from __future__ import annotations
 
@@ -10,30 +12,48 @@ from paycadence.models import RiskModels, naive_forecast
 from paycadence.models.hazard import CASH_WEEKS
 from paycadence.training import metrics as M
 from paycadence.training.matrices import sample_weights, weighted
+from paycadence.training.references import (
+    DAYS_REFERENCE,
+    LATE_REFERENCES,
+    BookPrior,
+    best,
+    days_reference,
+    late_references,
+)
 from paycadence.training.snapshots import LABELS
 
-#: Stages of an invoice's life on the snapshot day, for p_late metrics per stage.
+#: Stages of an invoice's life on the snapshot day, for p_late metrics per stage (both are
+#: invoices not yet due: one past due is scored as ``p_open_7d``).
 STAGES = {
     "new": pl.col("age_days") < 7,
     "before_due": pl.col("days_past_due") <= 0,
-    "after_due": pl.col("days_past_due") > 0,
 }
+PAST_DUE = pl.col("days_past_due") > 0
 
 
 def predictions(models: RiskModels | None, holdout: pl.DataFrame) -> pl.DataFrame:
-    """The holdout's labels beside the forecasts of ``models`` (None: the naive reference)."""
+    """The holdout's labels beside the forecasts of ``models`` (None: the naive reference).
+
+    A snapshot's ``y_late`` label reads "settled after the due date" for an invoice not yet
+    due and "still unpaid seven days later" for one past due
+    (:func:`paycadence.features.label`); here the first is ``y_late`` (null past due, where
+    ``p_late`` is 1 by definition) and the second ``y_open_7d`` (null before due)."""
     pred = naive_forecast(holdout) if models is None else models.predict(holdout)
-    return holdout.select(*LABELS.values(), "as_of", "open_amount", "t_settle", "t_observed",
-                          stage=pl.struct(**STAGES)).with_columns(
-        pred.select("p_late", "expected_days_late", "p_unpaid_90d", "cash_weeks"))
+    return holdout.select(
+        pl.when(PAST_DUE).then(None).otherwise(pl.col("y_late")).alias("y_late"),
+        *(c for c in LABELS.values() if c != "y_late"), "as_of", "open_amount", "t_settle",
+        "t_observed", y_open_7d=pl.when(PAST_DUE).then(pl.col("y_late")),
+        stage=pl.struct(**STAGES)).with_columns(
+        pred.select("p_late", "p_open_7d", "expected_days_late", "p_unpaid_90d", "cash_weeks"))
 
 
 def evaluate(models: RiskModels | None, holdout: pl.DataFrame, prefix: str = "",
              horizon_days: int = 120) -> dict:
     """Holdout metrics of ``models`` (None: the naive reference).
 
-    ``late_*`` and ``unpaid_*``: AUC, Brier, log-loss, ECE (and ``late_auc_<stage>``,
-    ``late_ece_<stage>`` for invoices new, before and after due); ``days_mae``: days late,
+    ``late_*`` (``p_late`` on the invoices not yet due), ``open7_*`` (``p_open_7d`` on those
+    past due) and ``unpaid_*``: AUC, Brier, log-loss, ECE (and ``late_auc_<stage>``,
+    ``late_ece_<stage>`` for invoices new and before due); ``days_mae``: days late,
     both sides capped at ``horizon_days`` as the labels are; ``cash_wape``: the weekly cash
     forecast of the held-out book against what came in (:func:`cash_error`).
     """
@@ -46,9 +66,11 @@ def evaluate(models: RiskModels | None, holdout: pl.DataFrame, prefix: str = "",
         return rows["weight"].to_numpy() if scale else None
 
     out = {}
-    for key, label, col in (("late", "y_late", "p_late"), ("unpaid", "y_unpaid_90d",
-                                                             "p_unpaid_90d")):
+    for key, label, col in (("late", "y_late", "p_late"), ("open7", "y_open_7d", "p_open_7d"),
+                            ("unpaid", "y_unpaid_90d", "p_unpaid_90d")):
         rows = frame.filter(pl.col(label).is_not_null())
+        if rows.height == 0:
+            continue
         for name, value in M.binary_metrics(rows[label].to_numpy(), rows[col].to_numpy(),
                                             w(rows)).items():
             out[f"{prefix}{key}_{name}"] = value
@@ -65,6 +87,40 @@ def evaluate(models: RiskModels | None, holdout: pl.DataFrame, prefix: str = "",
         out[f"{prefix}days_{name}"] = value
     out[f"{prefix}cash_wape"] = cash_error(frame)
     return out
+
+
+def reference_scores(holdout: pl.DataFrame, prior: BookPrior, horizon_days: int = 120
+                     ) -> dict[str, float]:
+    """Holdout metrics of the simple references (:mod:`paycadence.training.references`),
+    priors estimated before the holdout: ``ref_<name>_late_*`` (AUC, Brier, log-loss, ECE of
+    each ``p_late`` reference on the invoices not yet due), ``ref_median_days_mae``, and the
+    best of them, ``ref_best_late_auc`` / ``ref_best_late_brier`` (each the best on its own
+    metric; :func:`best_reference` names the one with the best AUC)."""
+    scale = weighted(holdout)
+    rows = holdout.filter(~PAST_DUE & pl.col("y_late").is_not_null())
+    out: dict[str, float] = {}
+    if rows.height:
+        y, w = rows["y_late"].to_numpy(), sample_weights(rows) if scale else None
+        for name, p in late_references(rows, prior).items():
+            for metric, value in M.binary_metrics(y, p, w).items():
+                out[f"ref_{name}_late_{metric}"] = value
+        out["ref_best_late_auc"] = best({k: out[f"ref_{k}_late_auc"]
+                                         for k in LATE_REFERENCES})[1]
+        out["ref_best_late_brier"] = best({k: out[f"ref_{k}_late_brier"]
+                                           for k in LATE_REFERENCES}, higher=False)[1]
+    rows = holdout.filter(pl.col("y_days_late").is_not_null())
+    if rows.height:
+        guess = np.minimum(days_reference(rows, prior), horizon_days)
+        out[f"ref_{DAYS_REFERENCE}_days_mae"] = M.regression_metrics(
+            rows["y_days_late"].to_numpy(), guess,
+            sample_weights(rows) if scale else None)["mae"]
+    return out
+
+
+def best_reference(scores: dict[str, float]) -> tuple[str, float]:
+    """The ``p_late`` reference with the highest holdout AUC in ``scores`` (the metrics of
+    :func:`reference_scores`), and that AUC; ``("", nan)`` without them."""
+    return best({k: scores.get(f"ref_{k}_late_auc", float("nan")) for k in LATE_REFERENCES})
 
 
 def cash_error(frame: pl.DataFrame) -> float:

@@ -7,17 +7,16 @@ first morning the future sees them — the switch day, or their issue day when l
 forecast on that morning with the history known then (a dunning engine's first
 ``/recommend`` call that sees the invoice, on or before its due date), and scored against what
 happened under the fixed schedule: **late** = not settled by the due date (the contract's
-meaning of ``p_late``, CONTRACT.md §4). Beside the model, three references a credit manager
-could compute in a spreadsheet from the same history:
+meaning of ``p_late``, CONTRACT.md §4), **days late** = settlement day − due day, capped at the
+training horizon (never settled: the cap). Beside the model, the simple references of
+:mod:`paycadence.training.references` (the debtor's share late smoothed, shrunk toward the
+book's rate by empirical Bayes, its recency-weighted share shrunk; its median days late shrunk
+toward the book's), their priors estimated on what was settled before the switch day.
 
-- ``laplace``: the debtor's share of late invoices so far, smoothed toward one half,
-  ``(late + 1) / (settled + 2)`` (the project's rule-based fallback, :func:`naive_forecast`);
-- ``shrunk``: the same share shrunk toward the book's rate ``r`` with a prior strength ``m``
-  estimated from the past by the method of moments (empirical Bayes, beta-binomial):
-  ``(late + m·r) / (settled + m)``;
-- ``recent``: the share among the debtor's last five settled invoices, shrunk the same way.
-
-The ceiling — the true probability from the world's latent state — is not computed here.
+With ``truth`` (the simulator's true probability of each scored invoice being late, from its
+latent state: :mod:`paycadence.training.ceiling`) the same scores are computed for it: the
+ceiling, so that a figure says how far the model is from the best possible forecast, not only
+how far above a reference (:attr:`ForecastCheck.gap_closed`).
 """
 
 from __future__ import annotations
@@ -29,89 +28,115 @@ import numpy as np
 import polars as pl
 
 from paycadence.data import Tables, settlements
-from paycadence.features.pit import RECENT, features_at
+from paycadence.features.pit import features_at
 from paycadence.models import RiskModels
-from paycadence.models.recommend import naive_forecast
-
-#: Debtors with fewer settled invoices than this say nothing on the spread between debtors.
-MIN_SETTLED = 2
+from paycadence.training.metrics import expected_calibration_error
+from paycadence.training.references import (
+    DAYS_REFERENCE,
+    LATE_REFERENCES,
+    BookPrior,
+    best,
+    book_prior,
+    days_reference,
+    late_references,
+)
 
 
 @dataclass(frozen=True)
 class ForecastCheck:
-    """AUC of ``p_late`` of the model and of each reference (``auc``: name → AUC) on
-    ``invoices`` invoices, ``late_share`` of them late; ``prior_strength``: the ``m`` of the
-    shrunk references, ``book_rate`` their ``r``."""
+    """Scores of the model, each reference (and the truth, when known) on ``invoices``
+    invoices, ``late_share`` of them late: ``auc``, ``brier``, ``ece``, ``mean`` (name →
+    score, for ``p_late``) and ``days_mae`` (``model`` and ``median``: mean absolute error of
+    ``expected_days_late``, days); ``prior``: the references' :class:`BookPrior`."""
 
     invoices: int
     late_share: float
     auc: dict[str, float] = field(default_factory=dict)
-    prior_strength: float = 0.0
-    book_rate: float = 0.0
+    brier: dict[str, float] = field(default_factory=dict)
+    ece: dict[str, float] = field(default_factory=dict)
+    days_mae: dict[str, float] = field(default_factory=dict)
+    prior: BookPrior = field(default_factory=BookPrior)
+    #: the mean ``p_late`` of each (against ``late_share``: a bias shows there)
+    mean: dict[str, float] = field(default_factory=dict)
 
     @property
     def best_reference(self) -> tuple[str, float]:
-        refs = {k: v for k, v in self.auc.items() if k != "model"}
-        name = max(refs, key=refs.get)
-        return name, refs[name]
+        """The reference with the highest AUC, and that AUC."""
+        return best({k: self.auc[k] for k in LATE_REFERENCES if k in self.auc})
+
+    @property
+    def gap_closed(self) -> float:
+        """The share of the way from the best reference's AUC to the truth's that the model
+        covers (NaN without the truth, or when the truth is no better than the reference)."""
+        ref = self.best_reference[1]
+        truth = self.auc.get("truth", float("nan"))
+        if not truth > ref:
+            return float("nan")
+        return (self.auc["model"] - ref) / (truth - ref)
 
 
 def prior(tables: Tables, before: dt.date) -> tuple[float, float]:
-    """``(r, m)``: the book's share of late invoices among those settled before ``before``,
-    and the beta prior's strength, by the method of moments over debtors with at least
-    :data:`MIN_SETTLED` settled invoices (``m`` in [1, 100]; 100 when debtors differ no more
-    than chance says)."""
-    inv = tables.invoices.lazy().filter(pl.col("issue_date") < before)
-    pay = tables.payments.lazy().filter(pl.col("paid_on") < before)
-    settled = inv.join(settlements(inv, pay), on="invoice_id").filter(
-        pl.col("settled_on").is_not_null()).with_columns(
-        late=(pl.col("settled_on") > pl.col("due_date")).cast(pl.Float64)).collect()
-    if settled.height == 0:
-        return 0.5, 2.0
-    r = float(settled["late"].mean())
-    per = settled.group_by("debtor_id").agg(n=pl.len(), share=pl.col("late").mean()).filter(
-        pl.col("n") >= MIN_SETTLED)
-    if per.height < 2 or r in (0.0, 1.0):
-        return r, 100.0
-    n, share = per["n"].to_numpy().astype(float), per["share"].to_numpy()
-    between = float(np.var(share) - np.mean(r * (1 - r) / n))
-    m = r * (1 - r) / between - 1 if between > 0 else 100.0
-    return r, float(np.clip(m, 1.0, 100.0))
+    """``(r, m)`` of :func:`~paycadence.training.references.book_prior`: the book's share
+    of late invoices settled before ``before`` and the beta prior's strength."""
+    got = book_prior(tables, before)
+    return got.rate, got.strength
 
 
-def forecast_check(tables: Tables, models: RiskModels | None, *, switch: dt.date,
-                   due_by: dt.date) -> ForecastCheck | None:
-    """Score the model and the references on the invoices due from ``switch`` to ``due_by``
-    and open on the first morning from ``switch`` on that knows them, each forecast on that
-    morning (see the module docstring); None without models or when the invoices scored are
-    all late or all on time."""
-    from sklearn.metrics import roc_auc_score
-
-    if models is None:
-        return None
+def first_sight(tables: Tables, *, switch: dt.date, due_by: dt.date) -> pl.DataFrame:
+    """The features of the invoices due from ``switch`` to ``due_by``, each on the first
+    morning from ``switch`` on that knows it (its ``first_seen``) and open then, with
+    ``late`` (1.0: not settled by its due date) and ``days_late`` (settlement − due, null when
+    never settled), sorted by invoice."""
     new = tables.invoices.filter((pl.col("due_date") >= switch)
                                  & (pl.col("due_date") <= due_by)).with_columns(
         first_seen=pl.max_horizontal("issue_date", pl.lit(switch, dtype=pl.Date)))
     if new.height == 0:
-        return None
+        return pl.DataFrame()
     feats = features_at(tables, new.select("debtor_id", as_of="first_seen")).collect().join(
         new.select("invoice_id", "first_seen"), on="invoice_id").filter(
         pl.col("as_of") == pl.col("first_seen")).sort("invoice_id")
     done = settlements(tables.invoices.lazy(), tables.payments.lazy()).collect()
-    y = feats.select("invoice_id", "due_date").join(
-        done, on="invoice_id", how="left", maintain_order="left").select(
+    return feats.join(done.select("invoice_id", "settled_on"), on="invoice_id", how="left",
+                      maintain_order="left").with_columns(
         late=(pl.col("settled_on").is_null() | (pl.col("settled_on") > pl.col("due_date")))
-        .cast(pl.Float64))["late"].to_numpy()
-    if feats.height == 0 or y.min() == y.max():
+        .cast(pl.Float64),
+        days_late=(pl.col("settled_on") - pl.col("due_date")).dt.total_days().cast(pl.Float64))
+
+
+def forecast_check(tables: Tables, models: RiskModels | None, *, switch: dt.date,
+                   due_by: dt.date, horizon_days: int = 120,
+                   truth: pl.DataFrame | None = None) -> ForecastCheck | None:
+    """Score the model and the references on the invoices of :func:`first_sight` (see the
+    module docstring); ``truth``: ``invoice_id`` and ``p_late_true`` of (some of) them, the
+    ceiling (invoices it lacks are left out of every score). None without models or when the
+    invoices scored are all late or all on time."""
+    from sklearn.metrics import roc_auc_score
+
+    if models is None:
         return None
-    r, m = prior(tables, switch)
-    n = feats["n_settled"].fill_null(0.0).to_numpy()
-    late = feats["share_late"].fill_null(0.0).to_numpy() * n
-    n_recent = np.minimum(n, RECENT)
-    late_recent = feats["n_late_last_5"].fill_null(0.0).to_numpy()
-    p = {"model": models.predict(feats)["p_late"].to_numpy(),
-         "laplace": naive_forecast(feats)["p_late"].to_numpy(),
-         "shrunk": (late + m * r) / (n + m),
-         "recent": (late_recent + m * r) / (n_recent + m)}
-    auc = {k: float(roc_auc_score(y, v)) for k, v in p.items()}
-    return ForecastCheck(int(feats.height), float(y.mean()), auc, m, r)
+    feats = first_sight(tables, switch=switch, due_by=due_by)
+    if truth is not None and feats.height:
+        feats = feats.join(truth.select("invoice_id", "p_late_true"), on="invoice_id",
+                           how="inner", maintain_order="left")
+    if feats.height == 0:
+        return None
+    y = feats["late"].to_numpy()
+    if y.min() == y.max():
+        return None
+    ref = book_prior(tables, switch)
+    forecast = models.predict(feats)
+    p = {"model": forecast["p_late"].to_numpy(), **late_references(feats, ref)}
+    if truth is not None:
+        p["truth"] = feats["p_late_true"].to_numpy()
+    days = feats["days_late"].fill_null(float(horizon_days)).clip(
+        upper_bound=horizon_days).to_numpy()
+    mae = {"model": float(np.mean(np.abs(np.minimum(
+               forecast["expected_days_late"].to_numpy(), horizon_days) - days))),
+           DAYS_REFERENCE: float(np.mean(np.abs(np.minimum(
+               days_reference(feats, ref), horizon_days) - days)))}
+    return ForecastCheck(
+        int(feats.height), float(y.mean()),
+        auc={k: float(roc_auc_score(y, v)) for k, v in p.items()},
+        brier={k: float(np.mean((v - y) ** 2)) for k, v in p.items()},
+        ece={k: expected_calibration_error(y, v) for k, v in p.items()},
+        days_mae=mae, prior=ref, mean={k: float(np.mean(v)) for k, v in p.items()})

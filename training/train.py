@@ -2,8 +2,9 @@
 
 :func:`train` builds labelled snapshots from the history, splits them by time (train on the
 past, hold out the most recent snapshots, with an embargo between), fits the calibrated
-late-payment model and the settlement-hazard model, compares them with the naive reference on
-the holdout, and registers the result. The new version becomes ``champion`` only when it is at
+late-payment model and the settlement-hazard model, compares them with the simple references on
+the holdout (the naive one and the strongest, :mod:`paycadence.training.references`), and
+registers the result. The new version becomes ``champion`` only when it is at
 least as good as the current champion on this same holdout (:func:`gate`): its forecasts, and,
 when the holdout period has logged decisions with propensities, the lower bound of its policy's
 doubly robust value per decision on them; otherwise it is ``challenger`` and the result says
@@ -48,9 +49,11 @@ from paycadence.training.bounded import (
 )
 from paycadence.training.evaluation import (  # noqa: F401  (re-exported)
     STAGES,
+    best_reference,
     cash_error,
     evaluate,
     predictions,
+    reference_scores,
 )
 from paycadence.training.fitting import (  # noqa: F401  (re-exported)
     EARLY_STOPPING_ROUNDS,
@@ -62,7 +65,15 @@ from paycadence.training.fitting import (  # noqa: F401  (re-exported)
     value_rounds,
     with_value,
 )
+from paycadence.training.history import (
+    check_holdout,
+    fit_params,
+    history_plan,
+    history_tags,
+    not_learnt,
+)
 from paycadence.training.lineage import book_tags, debtor_ids_of
+from paycadence.training.references import book_prior
 from paycadence.training.snapshots import (  # noqa: F401  (re-exported)
     LABELS,
     ROW_ORDER,
@@ -73,6 +84,7 @@ from paycadence.training.snapshots import (  # noqa: F401  (re-exported)
     action_pairs,
     clear_output,
     cut_tables,
+    embargo_of,
     fingerprint,
     fingerprint_parts,
     kept_share,
@@ -258,7 +270,12 @@ def train(
     book_named: bool = False,
     allow_other_book: bool = False,
 ) -> TrainResult:
-    """Build snapshots, fit, evaluate against the naive reference, log and register in MLflow.
+    """Build snapshots, fit, evaluate against the simple references (the naive one and the
+    strongest: :mod:`paycadence.training.references`), log and register in MLflow.
+
+    A history shorter than ``train.required_history_days`` is refused, saying how many more
+    days it needs; a short one is snapshot and fit as :mod:`paycadence.training.history`
+    plans, and its card's ``not_learnt`` (tag ``not_learnt``) says what it could not learn yet.
 
     The version records its book (``book``, else derived from ``data_dir``: paycadence.books),
     a sample of the book's debtors, the data's fingerprint, first and last day and rows. A
@@ -316,17 +333,21 @@ def train(
          0, phases)
     if as_of is not None:
         tables = cut_tables(tables, as_of)
+    plan = history_plan(tables, params)  # refuses a history too short, saying how much more
+    params = fit_params(params, plan)  # a short history's smaller model
     if snapshot_dir is None:
         snaps, last = snapshots(tables, params)
     else:
         snaps, last = load_snapshots(snapshot_dir, tables, params, as_of), tables.last_date
+    days = snaps["as_of"].unique().sort().to_list()
     train_rows, holdout, split = time_split(
         snaps, holdout_share=params.train.holdout_share, embargo_days=params.train.embargo_days)
     share = float(snaps.height / (1.0 / snaps["sampled_share"]).sum())
     del snaps  # its training and held-out rows are copies
     logger.info("snapshots: %d train, %d holdout, split at %s (%.1f%% of debtor-days kept)",
                 train_rows.height, holdout.height, split, 100 * share)
-    before = split - dt.timedelta(days=params.train.embargo_days)
+    check_holdout(holdout, split, plan)
+    before = split - dt.timedelta(days=embargo_of(days, split, params.train.embargo_days))
     treated = None if snapshot_dir is None else load_treated(snapshot_dir, before=before,
                                                              data_end=last)
     if treated is None:
@@ -338,12 +359,18 @@ def train(
     models = with_value(models, _in_memory(tables), train_rows, before=split,
                         policy=policy or Policy(), seed=params.train.seed,
                         n_estimators=value_rounds(params.train))
+    models.card.update(history=plan.card(),
+                       not_learnt=not_learnt(models, plan, params, policy or Policy()))
     n_train = train_rows.height
     del train_rows, treated, acted  # the holdout is all that is scored from here on
     h = params.train.horizon_days
-    step(f"scoring {holdout.height:,} holdout snapshots against the naive reference", 2, phases)
+    step(f"scoring {holdout.height:,} holdout snapshots against the simple references", 2,
+         phases)
     scores = {**evaluate(models, holdout, horizon_days=h),
-              **evaluate(None, holdout, prefix="naive_", horizon_days=h)}
+              **evaluate(None, holdout, prefix="naive_", horizon_days=h),
+              **reference_scores(holdout, book_prior(tables, split), horizon_days=h)}
+    if "ref_best_late_auc" in scores:
+        scores["late_auc_gain"] = scores["late_auc"] - scores["ref_best_late_auc"]
 
     pol = policy or Policy()
     step("off-policy evaluation on the holdout's logged decisions", 3, phases)
@@ -387,6 +414,7 @@ def train(
         mlflow.set_tags({"data_fingerprint": fingerprint(tables), "code_version": code_version(),
                          "data_dir": str(Path(data_dir).resolve()) if data_dir else "",
                          "split_date": split.isoformat(),
+                         "best_reference": best_reference(scores)[0],
                          "train_rows": str(n_train),
                          "holdout_rows": str(holdout.height),
                          "snapshot_share": f"{share:.6f}"})
@@ -410,16 +438,18 @@ def train(
         risk_dir = models.save(Path(tmp) / "risk")
         example = holdout.select(FEATURES).head(5).to_pandas()
         out = models.predict(holdout.head(5)).select(
-            "p_late", "expected_days_late", "p_unpaid_90d").to_pandas()
+            "p_late", "p_open_7d", "expected_days_late", "p_unpaid_90d").to_pandas()
         version = tracking.log_model(risk_dir, model_name=model_name, example=example,
                                      signature=infer_signature(example, out))
         alias = "champion" if promote else "challenger"
         client.set_registered_model_alias(model_name, alias, version)
-        for key, value in book_tags(tables, book, debtor_ids).items():
+        for key, value in (book_tags(tables, book, debtor_ids) | history_tags(models.card)
+                           ).items():
             client.set_model_version_tag(model_name, version, key, value)
             mlflow.set_tag(key, value)
-        for key in tracking.METRIC_TAGS:
-            client.set_model_version_tag(model_name, version, key, f"{scores[key]:.6f}")
+        for key in tracking.METRIC_TAGS:  # a short history's holdout may lack some
+            if key in scores:
+                client.set_model_version_tag(model_name, version, key, f"{scores[key]:.6f}")
         for key in tracking.VALUE_TAGS:  # both policies' value on the holdout's decisions
             if key in scores and np.isfinite(scores[key]):
                 client.set_model_version_tag(model_name, version, key, f"{scores[key]:.6f}")

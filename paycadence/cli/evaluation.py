@@ -93,7 +93,35 @@ def evaluate(
                       + ", ".join(f"{a} {n}" for a, n in sorted(r.by_action.items())),
                       highlight=False)
         console.print(f"the candidate {verdict(r.gain)}", highlight=False)
+        check = forecast_quality(checked.tables, engine)
+        if check is not None:
+            console.print(check, highlight=False)
     run_command(go)
+
+
+def forecast_quality(tables, engine) -> str | None:
+    """One line on the champion's ``p_late`` over the data's last six months (after its
+    holdout split), against the best simple reference on the same invoices
+    (:func:`paycadence.training.quality.calibration_check`); None without a model or a
+    labelled invoice."""
+    import datetime as dt
+
+    from paycadence.training.quality import calibration_check
+
+    if engine.models is None or tables.last_date is None:
+        return None
+    split = engine.models.card.get("split_date")
+    check = calibration_check(
+        tables, engine.models, as_of=tables.last_date + dt.timedelta(days=1),
+        horizon_days=int(engine.models.card.get("horizon_days", 120)),
+        not_before=dt.date.fromisoformat(split) if split else None)
+    if check is None or "model" not in check.scores:
+        return None
+    model, ref = check.scores["model"], check.scores["reference"]
+    return (f"forecasts on the last {len(check.days)} check days ({check.rows:,} invoice-days "
+            f"not yet due, outcome known): p_late AUC {model['auc']:.3f} vs {ref['auc']:.3f} "
+            f"for the best simple reference ({check.reference}), Brier {model['brier']:.4f} vs "
+            f"{ref['brier']:.4f}, ECE {model['ece']:.3f}")
 
 
 @app.command()
@@ -116,6 +144,10 @@ def backtest(
                                          "of its gain the learnt policy captured.")] = True,
     world: WorldOpt = None,
     world_seed: WorldSeedOpt = None,
+    truth_replays: Annotated[int, typer.Option(
+        min=0, help="Also compute the true probability that each scored invoice is paid "
+        "late, from the world's latent state, by this many replays of its own luck (the "
+        "ceiling p_late is scored against; 0: not computed).")] = 0,
     quiet: Quiet = False,
 ):
     """Train on one simulated company's logged past, then run its future under the fixed
@@ -130,7 +162,7 @@ def backtest(
         with Progress(quiet, "backtest") as step:
             result = run_backtest(debtors, days, seed, history_days=history_days, policy=pol,
                                   params=cfg, ope=ope, world=company, oracle=oracle,
-                                  progress=step)
+                                  progress=step, truth_replays=truth_replays)
         fixed = result.outcomes[0]
         rows = [(o.policy, f"{o.net_value:,.0f}",
                  f"{relative(o.net_value, fixed.net_value):+.2%}", f"{o.mean_days_late:.1f}",
@@ -167,6 +199,17 @@ def backtest(
                           f"{result.oracle.net_value:,.0f}, {k.oracle_gain:+,.0f} over the "
                           f"fixed schedule; captured by the learnt policy "
                           f"({k.learnt_gain:+,.0f}): {share}", highlight=False)
+        f = result.forecast
+        if f is not None:
+            ref, auc = f.best_reference
+            truth = (f"; the true probability {f.auc['truth']:.3f} ({f.gap_closed:.0%} of the "
+                     "way from the reference to it)" if "truth" in f.auc else "")
+            console.print(
+                f"p_late of the future's {f.invoices:,} new invoices, each on the first morning "
+                f"that sees it: AUC {f.auc['model']:.3f} against {auc:.3f} for the best simple "
+                f"reference ({ref}){truth}; Brier {f.brier['model']:.4f} vs "
+                f"{f.brier[ref]:.4f}; days late MAE {f.days_mae['model']:.1f} vs "
+                f"{f.days_mae['median']:.1f} for the shrunk median", highlight=False)
         c = result.ope
         if c is not None:
             console.print(

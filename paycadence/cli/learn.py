@@ -72,6 +72,8 @@ def train(
     from paycadence.data.mapping import load_mapping
     from paycadence.training import train as run_train
     from paycadence.training.bounded import ScannedTables, clean_tables
+    from paycadence.training.evaluation import best_reference
+    from paycadence.training.history import summary as history_summary
     from paycadence.training.ope import Estimate, verdict
     from paycadence.training.tracking import tracking_uri
 
@@ -117,25 +119,32 @@ def train(
             value = m.get(key, float("nan"))
             return f"{value:.{digits}f}" if value == value else "n/a"
 
-        rows = [(name, metric, f(key, d), f(f"naive_{key}", d)) for name, metric, key, d in (
-            ("p_late", "AUC", "late_auc", 3), ("p_late", "Brier", "late_brier", 4),
-            ("p_late", "log-loss", "late_log_loss", 4), ("p_late", "ECE", "late_ece", 4),
+        best, _ = best_reference(m)
+        strongest = {"late_auc": "ref_best_late_auc", "late_brier": "ref_best_late_brier",
+                     "late_log_loss": f"ref_{best}_late_log_loss",
+                     "late_ece": f"ref_{best}_late_ece", "days_mae": "ref_median_days_mae"}
+        rows = [(name, metric, f(key, d), f(strongest[key], d) if key in strongest else "",
+                 f(f"naive_{key}", d)) for name, metric, key, d in (
+            ("p_late (before due)", "AUC", "late_auc", 3),
+            ("p_late (before due)", "Brier", "late_brier", 4),
+            ("p_late (before due)", "log-loss", "late_log_loss", 4),
+            ("p_late (before due)", "ECE", "late_ece", 4),
+            ("unpaid in 7 days (past due)", "AUC", "open7_auc", 3),
+            ("unpaid in 7 days (past due)", "ECE", "open7_ece", 4),
             ("days late", "MAE (days)", "days_mae", 2),
             ("p_unpaid_90d", "AUC", "unpaid_auc", 3), ("p_unpaid_90d", "Brier", "unpaid_brier", 4),
             ("p_unpaid_90d", "ECE", "unpaid_ece", 4),
-            ("cash, 13 weeks", "WAPE", "cash_wape", 3))]
-        for stage, label in (("new", "new (< 7 days old)"), ("before_due", "before due"),
-                             ("after_due", "after due")):
-            if f"late_auc_{stage}" in m:
-                rows.append((f"p_late, {label}", "AUC / ECE",
-                             f"{f(f'late_auc_{stage}', 3)} / {f(f'late_ece_{stage}', 3)}",
-                             f"{f(f'naive_late_auc_{stage}', 3)} / "
-                             f"{f(f'naive_late_ece_{stage}', 3)}"))
+            ("cash, 13 weeks", "WAPE", "cash_wape", 3)) if key in m]
+        if "late_auc_new" in m:
+            rows.append(("p_late, new (< 7 days old)", "AUC / ECE",
+                         f"{f('late_auc_new', 3)} / {f('late_ece_new', 3)}", "",
+                         f"{f('naive_late_auc_new', 3)} / {f('naive_late_ece_new', 3)}"))
         if not quiet:
             console.print(make_table(
                 f"holdout from {result.split_date} ({result.holdout_rows:,} snapshots; "
                 f"trained on {result.train_rows:,})",
-                ["forecast", "metric", "model", "naive reference"], rows))
+                ["forecast", "metric", "model", f"best simple reference ({best or 'n/a'})",
+                 "naive reference"], rows))
         if "ope_dr" in m and not quiet:
             of = (f" of {m['ope_debtors']:.0f} of its {m['ope_debtors_decided']:.0f} decided "
                   "debtors (train.ope_max_debtors)"
@@ -157,6 +166,8 @@ def train(
         if not quiet:
             console.print(f"p_late calibration: {result.models.calibrator.method} (lowest "
                           "log-loss on the latest training days)", highlight=False)
+        for line in history_summary(result.models.card):  # a short history's limits
+            console.print(line, highlight=False, soft_wrap=True)
         console.print(f"registered {model_name} version {result.version} (book "
                       f"'{choice.name}') as "
                       f"[bold]{result.alias}[/bold]: {result.reason}", highlight=False)

@@ -423,4 +423,8 @@ def test_p_late_is_scored_beside_the_simple_references(result):
     assert set(check.auc) == {"model", "laplace", "shrunk", "recent"}
     assert all(0.0 <= v <= 1.0 for v in check.auc.values())
     assert check.best_reference[0] in {"laplace", "shrunk", "recent"}
-    assert 1.0 <= check.prior_strength <= 100.0 and 0 < check.book_rate < 1
+    assert 1.0 <= check.prior.strength <= 100.0 and 0 < check.prior.rate < 1
+    assert set(check.brier) == set(check.ece) == set(check.auc)
+    assert set(check.days_mae) == {"model", "median"}
+    assert all(v >= 0 for v in check.days_mae.values())
+    assert check.gap_closed != check.gap_closed  # NaN: no truth without truth_replays
