@@ -34,8 +34,8 @@ from datasets import DATASETS, DEFAULT_CACHE, fetch, located
 
 from paycadence.config import Params, load_params
 from paycadence.data import Tables, settlements
-from paycadence.features.pit import features_at
 from paycadence.training.fitting import fit
+from paycadence.training.forecastcheck import forecast_rows
 from paycadence.training.metrics import expected_calibration_error
 from paycadence.training.references import (
     DAYS_REFERENCE,
@@ -94,17 +94,7 @@ def at_issue(tables: Tables, start: dt.date, until: dt.date) -> pl.DataFrame:
     its issue day, with ``settled_on``, ``late`` (not settled by the due date) and
     ``days_late`` (settlement − due; null when never settled), sorted by invoice."""
     new = tables.invoices.filter(pl.col("issue_date").is_between(start, until, closed="left"))
-    if new.height == 0:
-        return pl.DataFrame()
-    feats = features_at(tables, new.select("debtor_id", as_of="issue_date").unique()).collect()
-    feats = feats.join(new.select("invoice_id", "issue_date"), on="invoice_id").filter(
-        pl.col("as_of") == pl.col("issue_date")).sort("invoice_id")
-    done = settlements(tables.invoices.lazy(), tables.payments.lazy()).collect()
-    return feats.join(done.select("invoice_id", "settled_on"), on="invoice_id", how="left",
-                      maintain_order="left").with_columns(
-        late=(pl.col("settled_on").is_null() | (pl.col("settled_on") > pl.col("due_date")))
-        .cast(pl.Float64),
-        days_late=(pl.col("settled_on") - pl.col("due_date")).dt.total_days().cast(pl.Float64))
+    return forecast_rows(tables, new, "issue_date")
 
 
 def score_cut(tables: Tables, cut: dt.date, until: dt.date, params: Params) -> CutScores:

@@ -364,7 +364,11 @@ class RiskModels:
         p = np.asarray(p, dtype=np.float64)
         if self.overdue_calibrator is None:
             return self.calibrator.apply(p)
-        return np.where(overdue, self.overdue_calibrator.apply(p), self.calibrator.apply(p))
+        overdue = np.asarray(overdue, dtype=bool)
+        out = np.empty_like(p)
+        out[~overdue] = self.calibrator.apply(p[~overdue])  # each row through one map only
+        out[overdue] = self.overdue_calibrator.apply(p[overdue])
+        return out
 
     @property
     def value_model(self):

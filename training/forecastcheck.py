@@ -75,13 +75,6 @@ class ForecastCheck:
         return (self.auc["model"] - ref) / (truth - ref)
 
 
-def prior(tables: Tables, before: dt.date) -> tuple[float, float]:
-    """``(r, m)`` of :func:`~paycadence.training.references.book_prior`: the book's share
-    of late invoices settled before ``before`` and the beta prior's strength."""
-    got = book_prior(tables, before)
-    return got.rate, got.strength
-
-
 def first_sight(tables: Tables, *, switch: dt.date, due_by: dt.date) -> pl.DataFrame:
     """The features of the invoices due from ``switch`` to ``due_by``, each on the first
     morning from ``switch`` on that knows it (its ``first_seen``) and open then, with
@@ -90,11 +83,19 @@ def first_sight(tables: Tables, *, switch: dt.date, due_by: dt.date) -> pl.DataF
     new = tables.invoices.filter((pl.col("due_date") >= switch)
                                  & (pl.col("due_date") <= due_by)).with_columns(
         first_seen=pl.max_horizontal("issue_date", pl.lit(switch, dtype=pl.Date)))
-    if new.height == 0:
+    return forecast_rows(tables, new, "first_seen")
+
+
+def forecast_rows(tables: Tables, invoices: pl.DataFrame, day: str) -> pl.DataFrame:
+    """The features of ``invoices`` (rows with ``invoice_id``, ``debtor_id`` and a date column
+    ``day``), each on its own ``day`` with the history known that morning and open then, with
+    ``settled_on``, ``late`` (1.0: not settled by its due date) and ``days_late`` (settlement
+    − due, null when never settled), sorted by invoice; empty without invoices."""
+    if invoices.height == 0:
         return pl.DataFrame()
-    feats = features_at(tables, new.select("debtor_id", as_of="first_seen")).collect().join(
-        new.select("invoice_id", "first_seen"), on="invoice_id").filter(
-        pl.col("as_of") == pl.col("first_seen")).sort("invoice_id")
+    feats = features_at(tables, invoices.select("debtor_id", as_of=day).unique()).collect()
+    feats = feats.join(invoices.select("invoice_id", day), on="invoice_id").filter(
+        pl.col("as_of") == pl.col(day)).sort("invoice_id")
     done = settlements(tables.invoices.lazy(), tables.payments.lazy()).collect()
     return feats.join(done.select("invoice_id", "settled_on"), on="invoice_id", how="left",
                       maintain_order="left").with_columns(
